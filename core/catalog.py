@@ -1,0 +1,168 @@
+"""The model catalog and client model-name resolution (aliases, ``-high``/``-fast`` suffixes)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from core.config import CONFIG_DIR, Config, read_yaml
+
+EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh", "max", "ultra")
+TIERS = ("fast", "flex")
+# Names that look like OpenAI/Codex models are served by the default model when unknown (seed rule).
+_CODEX_LIKE = re.compile(r"^(gpt|o\d|codex)", re.IGNORECASE)
+_ALIAS_HOPS = 20
+
+
+@dataclass(frozen=True, slots=True)
+class ModelInfo:
+    id: str
+    display_name: str
+    description: str = ""
+    efforts: tuple[str, ...] = ()
+    default_effort: str | None = None
+    input_modalities: tuple[str, ...] = ("text",)
+    output_modalities: tuple[str, ...] = ("text",)
+    context_window: int | None = None
+    max_context_window: int | None = None
+    max_output_tokens: int | None = None
+    service_tiers: tuple[str, ...] = ()
+    source: str = "static"
+
+    @classmethod
+    def from_config(cls, raw: str | dict[str, Any], source: str) -> ModelInfo:
+        if isinstance(raw, str):
+            return cls(id=raw, display_name=raw, efforts=("medium",), default_effort="medium", source=source)
+        efforts = raw.get("efforts") or raw.get("supported_reasoning_efforts") or ()
+        return cls(
+            id=str(raw["id"]),
+            display_name=str(raw.get("display_name") or raw["id"]),
+            description=str(raw.get("description") or ""),
+            efforts=tuple(efforts),
+            default_effort=raw.get("default_effort") or raw.get("default_reasoning_effort"),
+            input_modalities=tuple(raw.get("input_modalities") or ("text",)),
+            output_modalities=tuple(raw.get("output_modalities") or ("text",)),
+            context_window=raw.get("context_window"),
+            max_context_window=raw.get("max_context_window"),
+            max_output_tokens=raw.get("max_output_tokens"),
+            service_tiers=tuple(raw.get("service_tiers") or ()),
+            source=source,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ResolvedModel:
+    """What a client model name means upstream."""
+
+    id: str  # the Codex model id sent upstream
+    requested: str
+    effort: str | None = None  # from a name suffix
+    tier: str | None = None  # from a name suffix ("fast" is sent as "priority")
+    known: bool = True  # False when an unknown name fell back to the default model
+
+    @property
+    def display(self) -> str:
+        """The model name echoed back to clients, e.g. ``gpt-5.4-high-fast``."""
+        return self.id + (f"-{self.effort}" if self.effort else "") + (f"-{self.tier}" if self.tier else "")
+
+    @property
+    def admissible(self) -> bool:
+        """Chat Completions serves unknown names only if they look like OpenAI/Codex models."""
+        return self.known or bool(_CODEX_LIKE.match(self.requested))
+
+
+@dataclass(slots=True)
+class ModelCatalog:
+    models: dict[str, ModelInfo] = field(default_factory=dict)
+    aliases: dict[str, str] = field(default_factory=dict)
+    alias_prefixes: list[tuple[str, str]] = field(default_factory=list)
+    default: str = "gpt-5.4"
+
+    @classmethod
+    def from_config(cls, cfg: Config) -> ModelCatalog:
+        static = read_yaml(CONFIG_DIR / "models.yaml")
+        models = {m.id: m for m in (ModelInfo.from_config(raw, "static") for raw in static.get("models") or [])}
+        for raw in cfg.get("model.custom_models") or []:
+            info = ModelInfo.from_config(raw, "custom")
+            models[info.id] = info
+        aliases = {str(k): str(v) for k, v in (static.get("aliases") or {}).items()}
+        aliases.update({str(k): str(v) for k, v in (cfg.get("model.aliases") or {}).items()})
+        prefixes = [(str(k), str(v)) for k, v in (static.get("alias_prefixes") or {}).items()]
+        return cls(models=models, aliases=aliases, alias_prefixes=prefixes, default=cfg.get("model.default") or "gpt-5.4")
+
+    def get(self, model_id: str) -> ModelInfo | None:
+        return self.models.get(model_id)
+
+    def list(self) -> list[ModelInfo]:
+        return list(self.models.values())
+
+    def resolve(self, name: str | None) -> ResolvedModel:
+        requested = (name or "").strip()
+        if not requested:
+            return ResolvedModel(id=self._follow_aliases(self.default) or self.default, requested=self.default)
+        direct = self._lookup(requested)
+        if direct:
+            return ResolvedModel(id=direct, requested=requested)
+        base, tier = _strip_suffix(requested, TIERS)
+        base, effort = _strip_suffix(base, EFFORTS)
+        resolved = self._lookup(base)
+        if resolved:
+            return ResolvedModel(id=resolved, requested=requested, effort=effort, tier=tier)
+        fallback = self._follow_aliases(self.default) or self.default
+        return ResolvedModel(id=fallback, requested=requested, effort=effort, tier=tier, known=False)
+
+    def _lookup(self, name: str) -> str | None:
+        """Catalog id or alias target for ``name``; None when it means nothing to us."""
+        if name in self.aliases:
+            return self._follow_aliases(name)
+        if name in self.models:
+            return name
+        lowered = name.lower()
+        for prefix, target in self.alias_prefixes:
+            if lowered.startswith(prefix):
+                return self._follow_aliases(target) or target
+        return None
+
+    def _follow_aliases(self, name: str) -> str | None:
+        seen: set[str] = set()
+        current = name
+        for _ in range(_ALIAS_HOPS):
+            target = self.aliases.get(current)
+            if target is None or target in seen:
+                break
+            seen.add(current)
+            current = target
+        return current
+
+    def openai_entry(self, info: ModelInfo) -> dict[str, Any]:
+        entry: dict[str, Any] = {"id": info.id, "object": "model", "created": 1700000000, "owned_by": "openai"}
+        for key in ("context_window", "max_context_window", "max_output_tokens"):
+            value = getattr(info, key)
+            if value is not None:
+                entry[key] = value
+        return entry
+
+    def catalog_entry(self, info: ModelInfo) -> dict[str, Any]:
+        return {
+            "id": info.id,
+            "displayName": info.display_name,
+            "description": info.description,
+            "isDefault": info.id == (self._follow_aliases(self.default) or self.default),
+            "supportedReasoningEfforts": [{"reasoningEffort": e, "description": e} for e in info.efforts],
+            "defaultReasoningEffort": info.default_effort,
+            "inputModalities": list(info.input_modalities),
+            "outputModalities": list(info.output_modalities),
+            "contextWindow": info.context_window,
+            "maxContextWindow": info.max_context_window,
+            "maxOutputTokens": info.max_output_tokens,
+            "serviceTiers": list(info.service_tiers),
+            "source": info.source,
+        }
+
+
+def _strip_suffix(name: str, suffixes: tuple[str, ...]) -> tuple[str, str | None]:
+    for suffix in suffixes:
+        if name.endswith("-" + suffix) and len(name) > len(suffix) + 1:
+            return name[: -len(suffix) - 1], suffix
+    return name, None

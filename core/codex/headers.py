@@ -1,0 +1,72 @@
+"""The header set the official Codex client sends (codex-protocol.md §2.1)."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+
+from core.config import Config
+
+# Client headers that carry per-turn routing hints; forwarded upstream as they came.
+FORWARDED_CLIENT_HEADERS = (
+    "x-codex-turn-state",
+    "x-codex-turn-metadata",
+    "x-codex-beta-features",
+    "x-responsesapi-include-timing-metrics",
+    "x-codex-parent-thread-id",
+    "x-openai-subagent",
+    "version",
+)
+
+
+def user_agent(cfg: Config) -> str:
+    originator = cfg.get("client.originator") or "codex_cli_rs"
+    version = cfg.get("client.app_version") or "0.146.0"
+    return f"{originator}/{version} ({cfg.get('client.platform') or 'darwin'} {cfg.get('client.arch') or 'arm64'})"
+
+
+def account_installation_id(base: str, scope: str) -> str:
+    """A stable UUIDv4-shaped id per (installation, account), so accounts do not share one id."""
+    digest = bytearray(hashlib.sha256(f"{base}\0{scope}".encode()).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x40
+    digest[8] = (digest[8] & 0x3F) | 0x80
+    return str(uuid.UUID(bytes=bytes(digest)))
+
+
+def base_headers(cfg: Config, access_token: str, chatgpt_account_id: str | None) -> dict[str, str]:
+    headers = {
+        "Authorization": f"Bearer {access_token}",
+        "originator": cfg.get("client.originator") or "codex_cli_rs",
+        "User-Agent": user_agent(cfg),
+        "Accept-Language": "en-US,en;q=0.9",
+    }
+    if chatgpt_account_id:
+        headers["ChatGPT-Account-Id"] = chatgpt_account_id
+    return headers
+
+
+def responses_headers(
+    cfg: Config,
+    access_token: str,
+    chatgpt_account_id: str | None,
+    *,
+    conversation_id: str,
+    installation_id: str,
+    forwarded: dict[str, str],
+) -> dict[str, str]:
+    headers = base_headers(cfg, access_token, chatgpt_account_id)
+    headers.update(
+        {
+            "Content-Type": "application/json",
+            "Accept": "text/event-stream",
+            "OpenAI-Beta": "responses_websockets=2026-02-06",
+            "x-client-request-id": conversation_id,
+            "session_id": conversation_id,
+            "x-codex-window-id": conversation_id + ":0",
+            "x-codex-installation-id": installation_id,
+        }
+    )
+    if cfg.get("client.residency"):
+        headers["x-openai-internal-codex-residency"] = str(cfg.get("client.residency"))
+    headers.update(forwarded)
+    return headers

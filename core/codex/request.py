@@ -1,0 +1,126 @@
+"""Codex request bodies: the backend's allow-list, conversation identity and schema preparation."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import uuid
+from typing import Any
+
+import orjson
+
+# Top-level fields the HTTP endpoint accepts (codex-protocol.md §3.1); anything else is a 400.
+ALLOWED_FIELDS = frozenset(
+    {
+        "model",
+        "instructions",
+        "input",
+        "stream",
+        "store",
+        "tools",
+        "tool_choice",
+        "parallel_tool_calls",
+        "reasoning",
+        "include",
+        "prompt_cache_key",
+        "text",
+        "service_tier",
+        "client_metadata",
+    }
+)
+COMPACT_FIELDS = frozenset({"model", "input", "instructions", "tools", "parallel_tool_calls", "reasoning", "text"})
+DEFAULT_INSTRUCTIONS = "You are a helpful assistant."
+
+_SYSTEM_REMINDER = re.compile(r"^(\s*<system-reminder>.*?</system-reminder>)+\s*", re.DOTALL)
+
+
+def wire_service_tier(tier: str | None) -> str | None:
+    """Clients say "fast"; the backend calls it "priority"."""
+    if not tier:
+        return None
+    return "priority" if tier == "fast" else tier
+
+
+def reasoning_fields(effort: str | None, summary: str | None = "auto") -> dict[str, Any]:
+    """``reasoning`` plus the ``include`` that lets reasoning items be replayed next turn."""
+    if not effort:
+        return {}
+    reasoning: dict[str, Any] = {"effort": effort}
+    if summary:
+        reasoning["summary"] = summary
+    return {"reasoning": reasoning, "include": ["reasoning.encrypted_content"]}
+
+
+def scoped_conversation_id(scope: str, key: str) -> str:
+    """The upstream prompt-cache id: the client's key, scoped to one account (never sent verbatim)."""
+    return "cp_" + hashlib.sha256(f"conversation\0{scope}\0{key}".encode()).hexdigest()[:32]
+
+
+def _message_text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") in ("input_text", "text"))
+    return ""
+
+
+def stable_conversation_key(model: str, instructions: str, items: list[Any]) -> str | None:
+    """A key derived from what stays fixed across a conversation's turns: model, system text and
+    the first user message. Same conversation → same key → same account and prompt cache."""
+    first_user = next(
+        (i for i in items if isinstance(i, dict) and i.get("role") == "user" and i.get("type", "message") == "message"),
+        None,
+    )
+    user_text = _message_text(first_user.get("content")) if first_user else ""
+    stripped = _SYSTEM_REMINDER.sub("", user_text) or user_text
+    system = instructions.strip()[:2000]
+    if not system and not stripped:
+        return None
+    digest = hashlib.sha256(f"{model}\0{system}\0{stripped}".encode()).hexdigest()[:32]
+    return str(uuid.UUID(digest))
+
+
+def prepare_schema(schema: Any) -> Any:
+    """Structured-output schemas: every object node gets ``additionalProperties: false`` (strict mode
+    requires it) and object nodes without ``properties`` get an empty one. Returns a copy."""
+    if isinstance(schema, list):
+        return [prepare_schema(s) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {k: prepare_schema(v) for k, v in schema.items()}
+    if out.get("type") == "object" or "properties" in out:
+        out.setdefault("properties", {})
+        out.setdefault("additionalProperties", False)
+    return out
+
+
+def normalize_tool_parameters(schema: Any) -> dict[str, Any]:
+    """Function-tool parameter schemas: an object without ``properties`` gains ``properties: {}``."""
+    if not isinstance(schema, dict) or not schema:
+        return {"type": "object", "properties": {}}
+    if schema.get("type") == "object" and "properties" not in schema:
+        return {**schema, "properties": {}}
+    return schema
+
+
+def finalize_body(body: dict[str, Any], *, conversation_id: str, installation_id: str) -> bytes:
+    """Serialize a translated request for the backend: fixed stream/store, identity, allow-list."""
+    out = {k: v for k, v in body.items() if k in ALLOWED_FIELDS and v is not None}
+    out["stream"] = True
+    out["store"] = False
+    if not isinstance(out.get("instructions"), str):
+        out["instructions"] = ""
+    out["prompt_cache_key"] = conversation_id
+    metadata = {k: v for k, v in (out.get("client_metadata") or {}).items() if isinstance(v, str)}
+    metadata.setdefault("x-codex-installation-id", installation_id)
+    metadata.setdefault("session_id", conversation_id)
+    metadata.setdefault("x-codex-window-id", conversation_id + ":0")
+    out["client_metadata"] = metadata
+    return orjson.dumps(out)
+
+
+def finalize_compact_body(body: dict[str, Any]) -> bytes:
+    out = {k: v for k, v in body.items() if k in COMPACT_FIELDS and v is not None}
+    if not isinstance(out.get("instructions"), str):
+        out["instructions"] = ""
+    return orjson.dumps(out)

@@ -1,0 +1,206 @@
+"""Running one translated request: pipeline → stream translator → the client, byte by byte.
+
+Independent of the host: the bridge hands in a ``Sink`` (an HTTP response being written).
+Response headers go out when the turn commits (first output), so failures before that still
+get a proper HTTP status; a long silent start is covered by sending headers plus keep-alives
+after ``stream.commit_after_seconds``. If the client goes away, the host cancels this task and
+the upstream transfer is aborted in ``finally``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any, Protocol
+
+from core.codex.errors import UpstreamError
+from core.endpoints import Job
+from core.pipeline import TurnStream
+from core.protocols.base import SSE_HEADERS, CollectedTurn, Reply
+from core.services import Services
+
+logger = logging.getLogger(__name__)
+
+CLIENT_CLOSED = 499
+_QUOTA_HEADER_PREFIX = "x-codex-"
+
+
+class Sink(Protocol):
+    async def reply(self, reply: Reply) -> None: ...  # a complete, non-streamed answer
+
+    async def start(self, status: int, headers: dict[str, str]) -> None: ...  # begin a stream
+
+    async def write(self, data: bytes) -> None: ...
+
+    async def end(self) -> None: ...
+
+
+def _relayed_headers(turn: TurnStream, protocol_name: str) -> dict[str, str]:
+    """Quota headers are useful to any client; the sticky-routing turn state only to Responses ones."""
+    return {
+        name: value
+        for name, value in turn.headers.items()
+        if name.startswith(_QUOTA_HEADER_PREFIX) and (name != "x-codex-turn-state" or protocol_name == "responses")
+    }
+
+
+class Exchange:
+    def __init__(self, services: Services, job: Job, sink: Sink) -> None:
+        self.services = services
+        self.job = job
+        self.sink = sink
+        self.turn: TurnStream | None = None
+        self.status = 0
+        self.error: str | None = None
+        self.started = time.monotonic()
+        self.first_byte: float | None = None
+        self.collected_usage: Any = None
+        self.account_id: str | None = None
+        self._last_write = self.started
+
+    async def run(self) -> None:
+        try:
+            if self.job.compact:
+                await self._run_compact()
+            elif self.job.prepared.turn.stream:
+                await self._run_stream()
+            else:
+                await self._run_collect()
+        except asyncio.CancelledError:
+            self.status, self.error = CLIENT_CLOSED, "client closed the connection"
+            raise
+        finally:
+            if self.turn is not None:
+                with contextlib.suppress(Exception):
+                    await self.turn.aclose()
+            self._record()
+
+    # --- the three shapes of answer -----------------------------------------------------------
+
+    async def _run_compact(self) -> None:
+        try:
+            account, body = await self.services.pipeline.compact(self.job.prepared.turn)
+        except UpstreamError as err:
+            await self._reply_error(err)
+            return
+        self.account_id = account.id
+        self.status = 200
+        await self._reply(Reply(200, body))
+
+    async def _run_collect(self) -> None:
+        try:
+            self.turn = turn = await self.services.pipeline.start(self.job.prepared.turn)
+        except UpstreamError as err:
+            await self._reply_error(err)
+            return
+        collected = CollectedTurn()
+        async for event in turn.events():
+            collected.add(event.deltas)
+        collected.finalize(turn.parser)
+        self.collected_usage = collected.usage
+        if collected.error is not None:
+            await self._reply_error(collected.error)
+            return
+        self.status = 200
+        await self._reply(self.job.protocol.render_response(collected, self.job.prepared.context))
+
+    async def _run_stream(self) -> None:
+        cfg = self.services.cfg
+        protocol = self.job.protocol
+        translator = protocol.StreamTranslator(self.job.prepared.context)
+        starting = asyncio.ensure_future(self.services.pipeline.start(self.job.prepared.turn))
+        committed = False
+        try:
+            done, _ = await asyncio.wait({starting}, timeout=float(cfg.get("stream.commit_after_seconds") or 8))
+            if not done:
+                # The model is slow to say anything: start the response so the client does not time out.
+                committed = True
+                await self.sink.start(200, dict(SSE_HEADERS))
+                keepalive = float(cfg.get("stream.keepalive_seconds") or 15)
+                while not done:
+                    await self.sink.write(translator.keepalive())
+                    done, _ = await asyncio.wait({starting}, timeout=keepalive)
+            self.turn = turn = starting.result()
+        except UpstreamError as err:
+            if committed:
+                self.status, self.error = err.status, str(err)
+                await self.sink.write(translator.fail(err))
+                await self.sink.end()
+            else:
+                await self._reply_error(err)
+            return
+        finally:
+            if not starting.done():
+                starting.cancel()
+
+        if not committed:
+            await self.sink.start(200, {**SSE_HEADERS, **_relayed_headers(turn, self.job.prepared.turn.protocol)})
+        self.status = 200
+        watchdog = asyncio.ensure_future(self._keepalive(translator))
+        try:
+            async for event in turn.events():
+                data = translator.feed(event)
+                if data:
+                    if self.first_byte is None:
+                        self.first_byte = time.monotonic()
+                    self._last_write = time.monotonic()
+                    await self.sink.write(data)
+        finally:
+            watchdog.cancel()
+        if (error := getattr(turn.parser.terminal, "error", None)) is not None:
+            self.error = str(error)
+        await self.sink.end()
+
+    async def _keepalive(self, translator: Any) -> None:
+        """A comment frame whenever the upstream has been silent for a while (long reasoning)."""
+        interval = float(self.services.cfg.get("stream.keepalive_seconds") or 15)
+        while True:
+            await asyncio.sleep(interval)
+            if time.monotonic() - self._last_write >= interval:
+                self._last_write = time.monotonic()
+                await self.sink.write(translator.keepalive())
+
+    async def _reply_error(self, err: UpstreamError) -> None:
+        reply = self.job.protocol.render_error(err)
+        self.status, self.error = reply.status, str(err)
+        await self._reply(reply)
+
+    async def _reply(self, reply: Reply) -> None:
+        self.first_byte = time.monotonic()
+        await self.sink.reply(reply)
+
+    # --- bookkeeping -----------------------------------------------------------------------------
+
+    def _record(self) -> None:
+        now = time.monotonic()
+        turn = self.turn
+        usage = turn.parser.usage if turn is not None else self.collected_usage
+        prepared = self.job.prepared
+        row = {
+            "ts": self.job.received_at,
+            "request_id": self.job.request_id,
+            "account_id": turn.account.id if turn is not None else self.account_id,
+            "protocol": prepared.turn.protocol,
+            "path": self.job.path,
+            "model": prepared.turn.model.id,
+            "requested_model": prepared.turn.model.requested,
+            "stream": int(prepared.turn.stream),
+            "status": self.status,
+            "error": self.error,
+            "input_tokens": usage.input_tokens if usage else None,
+            "output_tokens": usage.output_tokens if usage else None,
+            "cached_tokens": usage.cached_tokens if usage else None,
+            "reasoning_tokens": usage.reasoning_tokens if usage else None,
+            "ttfb_ms": round((self.first_byte - self.started) * 1000, 2) if self.first_byte else None,
+            "duration_ms": round((now - self.started) * 1000, 2),
+            "attempts": turn.attempts if turn is not None else None,
+        }
+        if self.services.cfg.get("logs.enabled", True):
+            self.services.request_log.record(row)
+        if self.job.annotate is not None:
+            try:
+                self.job.annotate(row)
+            except Exception:
+                logger.debug("flow annotation failed", exc_info=True)

@@ -1,0 +1,80 @@
+"""The process-wide services both planes share: config, SQLite store, account pool, catalog,
+upstream transport and pipeline. Built once at start-up; the data plane (addon, on mitmproxy's
+event loop) and the control plane (Flask, on worker threads) hold the same instance."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import uuid
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any, TypeVar
+
+from core.accounts.pool import AccountPool
+from core.catalog import ModelCatalog
+from core.config import Config, ConfigStore
+from core.pipeline import Pipeline
+from core.store.accounts import AccountStore
+from core.store.db import Database
+from core.store.request_log import RequestLog
+from core.upstream.transport import UpstreamTransport
+
+T = TypeVar("T")
+
+
+def _installation_id(data_dir: Path) -> str:
+    path = data_dir / "installation_id"
+    if path.exists() and (value := path.read_text().strip()):
+        return value
+    value = str(uuid.uuid4())
+    path.write_text(value + "\n")
+    return value
+
+
+class Services:
+    def __init__(self, data_dir: Path | None = None) -> None:
+        """Blocking (files, SQLite migrations): construct off the event loop."""
+        self.config = ConfigStore(data_dir)
+        cfg = self.config.current
+        self.db = Database(cfg.db_path)
+        self.accounts = AccountStore(self.db)
+        self.pool = AccountPool(self.accounts)
+        self.pool.load()
+        self.request_log = RequestLog(self.db)
+        self.catalog = ModelCatalog.from_config(cfg)
+        self.installation_id = _installation_id(cfg.data_dir)
+        self.config.on_change(self._config_changed)
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.transport: UpstreamTransport | None = None
+        self.pipeline: Pipeline | None = None
+
+    @property
+    def cfg(self) -> Config:
+        return self.config.current
+
+    def _config_changed(self, cfg: Config) -> None:
+        self.catalog = ModelCatalog.from_config(cfg)
+
+    async def start(self) -> None:
+        """Create what must live on the event loop (the curl_cffi session)."""
+        self.loop = asyncio.get_running_loop()
+        self.transport = UpstreamTransport(self.cfg)
+        self.pipeline = Pipeline(self.config, self.pool, self.transport, self.installation_id)
+
+    async def stop(self) -> None:
+        if self.transport is not None:
+            await self.transport.close()
+        await asyncio.to_thread(self.close_sync)
+
+    def close_sync(self) -> None:
+        self.request_log.close()
+        self.pool.close()
+
+    def run_on_loop(self, coro: Coroutine[Any, Any, T], timeout: float = 60.0) -> T:
+        """From a control-plane thread: run ``coro`` on the data plane's loop and wait for it."""
+        if self.loop is None:
+            coro.close()
+            raise RuntimeError("the proxy is not running yet")
+        future: concurrent.futures.Future[T] = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        return future.result(timeout)

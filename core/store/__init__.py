@@ -1,0 +1,1 @@
+"""SQLite persistence (sqlite-utils): accounts and the request/usage log."""

@@ -1,0 +1,64 @@
+"""Versioned schema migrations (sqlite-utils ``Migrations``); append new steps, never edit old ones."""
+
+from __future__ import annotations
+
+import sqlite_utils
+from sqlite_utils.migrations import Migrations
+
+migrations = Migrations("codex-proxy")
+
+
+@migrations()
+def m001_accounts(db: sqlite_utils.Database) -> None:
+    db["accounts"].create(
+        {
+            "id": str,
+            "label": str,
+            "email": str,
+            "chatgpt_account_id": str,
+            "chatgpt_user_id": str,
+            "plan": str,
+            "status": str,
+            "access_token": str,
+            "refresh_token": str,
+            "id_token": str,
+            "expires_at": float,
+            "added_at": float,
+            "updated_at": float,
+            "last_used_at": float,
+            "cooldown_until": float,
+            "last_error": str,
+        },
+        pk="id",
+        not_null={"id", "status"},
+        defaults={"status": "active"},
+    )
+
+
+@migrations()
+def m002_request_log(db: sqlite_utils.Database) -> None:
+    db["request_log"].create(
+        {
+            "id": int,
+            "ts": float,
+            "request_id": str,
+            "account_id": str,
+            "protocol": str,
+            "path": str,
+            "model": str,
+            "requested_model": str,
+            "stream": int,
+            "status": int,
+            "error": str,
+            "input_tokens": int,
+            "output_tokens": int,
+            "cached_tokens": int,
+            "reasoning_tokens": int,
+            "ttfb_ms": float,
+            "duration_ms": float,
+            "attempts": int,
+        },
+        pk="id",
+    )
+    db["request_log"].create_index(["ts"])
+    db["request_log"].create_index(["account_id", "ts"])

@@ -1,0 +1,1 @@
+"""HTTP transport to the Codex backend and OAuth server (curl_cffi, TLS impersonation)."""
