@@ -101,13 +101,23 @@ class Config:
 class ConfigStore:
     """Owns the data folder's local.yaml and hands out Config snapshots."""
 
-    def __init__(self, data_dir: Path | None = None, environ: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        data_dir: Path | None = None,
+        environ: Mapping[str, str] | None = None,
+        runtime: Mapping[str, Any] | None = None,
+        *,
+        create: bool = True,
+    ) -> None:
         self.data_dir = (data_dir or default_data_dir()).resolve()
         self.local_path = self.data_dir / "local.yaml"
         self._environ = os.environ if environ is None else environ
+        # Process-only overrides (demo mode aims the proxy at the in-process fake); never written.
+        self._runtime = copy.deepcopy(dict(runtime or {}))
         self._lock = threading.Lock()
         self._listeners: list[Callable[[Config], None]] = []
-        self._ensure_local()
+        if create:
+            self._ensure_local()
         self._current = self._load()
 
     @property
@@ -154,4 +164,6 @@ class ConfigStore:
             raw = self._environ.get(env_name)
             if raw:
                 set_path(merged, dotted, convert(raw))
+        if self._runtime:
+            merged = _merger.merge(merged, copy.deepcopy(self._runtime))
         return Config(merged, self.data_dir)

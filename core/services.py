@@ -11,7 +11,10 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
+from core.accounts import oauth
+from core.accounts.oauth import TokenSet
 from core.accounts.pool import AccountPool
+from core.accounts.service import AccountService
 from core.catalog import ModelCatalog
 from core.config import Config, ConfigStore
 from core.pipeline import Pipeline
@@ -33,14 +36,15 @@ def _installation_id(data_dir: Path) -> str:
 
 
 class Services:
-    def __init__(self, data_dir: Path | None = None) -> None:
+    def __init__(self, data_dir: Path | None = None, runtime_config: dict[str, Any] | None = None) -> None:
         """Blocking (files, SQLite migrations): construct off the event loop."""
-        self.config = ConfigStore(data_dir)
+        self.config = ConfigStore(data_dir, runtime=runtime_config)
         cfg = self.config.current
         self.db = Database(cfg.db_path)
-        self.accounts = AccountStore(self.db)
-        self.pool = AccountPool(self.accounts)
+        self.account_store = AccountStore(self.db)
+        self.pool = AccountPool(self.account_store)
         self.pool.load()
+        self.accounts = AccountService(self.account_store, self.pool, self._refresh_blocking)
         self.request_log = RequestLog(self.db)
         self.catalog = ModelCatalog.from_config(cfg)
         self.installation_id = _installation_id(cfg.data_dir)
@@ -70,6 +74,10 @@ class Services:
     def close_sync(self) -> None:
         self.request_log.close()
         self.pool.close()
+
+    def _refresh_blocking(self, refresh_token: str) -> TokenSet:
+        assert self.transport is not None
+        return self.run_on_loop(oauth.refresh(self.transport, self.cfg, refresh_token))
 
     def run_on_loop(self, coro: Coroutine[Any, Any, T], timeout: float = 60.0) -> T:
         """From a control-plane thread: run ``coro`` on the data plane's loop and wait for it."""

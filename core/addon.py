@@ -1,0 +1,277 @@
+"""The mitmproxy addons: codex-proxy's gateway living inside ``mitmdump``/``mitmweb``.
+
+``CodexGateway`` answers requests addressed to the proxy's own port (base-URL clients): plain
+JSON answers are made in the ``request`` hook, streams go through the loopback bridge (addon-made
+bodies cannot stream, mitmproxy-facts.md §2) and the dashboard/management API is forwarded to the
+Flask control plane. Everything else passes through mitmproxy untouched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import orjson
+from mitmproxy import ctx, http
+from mitmproxy.addonmanager import Loader
+from mitmproxy.connection import Client
+
+from core.bridge import Bridge
+from core.config import ConfigStore, default_data_dir
+from core.control_plane import ControlPlaneServer
+from core.endpoints import DataPlane, Job, ToControlPlane
+from core.exchange import Exchange
+from core.flows import (
+    CLIENT_ADDR_HEADER,
+    client_address,
+    client_request,
+    is_addressed_to_us,
+    redirect_to_loopback,
+    respond,
+    restore_original,
+    was_redirected,
+)
+from core.protocols.base import Reply, json_reply
+from core.services import Services
+
+logger = logging.getLogger(__name__)
+
+_STREAMED = "codex.streamed"  # flow metadata: the bridge answers this flow with a stream
+_STARTUP_TIMEOUT = 30.0
+
+
+class ListenDefaults:
+    """Listen where config says (default 127.0.0.1:8080, env PORT) unless mitmproxy's own
+    ``--listen-host``/``-p``/``--mode ...@`` were given. mitmproxy binds before scripts load, so a
+    bare ``mitmdump -s`` first listens on its own default and is moved here once running."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host = host
+        self.port = port
+
+    def running(self) -> None:
+        options = ctx.options
+        if options.has_changed("listen_host") or options.has_changed("listen_port") or options.mode != ["regular"]:
+            return
+        options.update(mode=[f"regular@{self.host}:{self.port}"])
+
+
+class FlowSink:
+    """An Exchange sink that answers in the ``request`` hook itself (non-streamed answers)."""
+
+    def __init__(self, flow: http.HTTPFlow) -> None:
+        self._flow = flow
+
+    async def reply(self, reply: Reply) -> None:
+        respond(self._flow, reply)
+
+    async def start(self, status: int, headers: dict[str, str]) -> None:
+        raise RuntimeError("a hook answer cannot stream; streamed jobs go through the bridge")
+
+    async def write(self, data: bytes) -> None:
+        raise RuntimeError("a hook answer cannot stream")
+
+    async def end(self) -> None:
+        raise RuntimeError("a hook answer cannot stream")
+
+
+def _annotator(flow: http.HTTPFlow) -> Any:
+    """Show the turn's outcome on the flow (mitmweb's comment column; never secrets)."""
+
+    def annotate(row: dict[str, Any]) -> None:
+        tokens = f" tokens {row['input_tokens']}/{row['output_tokens']}" if row.get("input_tokens") is not None else ""
+        flow.comment = (
+            f"{row['protocol']} {row['model']} account={row['account_id'] or '-'} status={row['status']}"
+            f" ttfb={row['ttfb_ms']}ms total={row['duration_ms']}ms{tokens}"
+        )
+        flow.metadata["codex.turn"] = row
+
+    return annotate
+
+
+class CodexGateway:
+    """Answers the gateway's own API on the proxy port."""
+
+    def __init__(self) -> None:
+        self.services: Services | None = None
+        self.data_plane: DataPlane | None = None
+        self.bridge: Bridge | None = None
+        self.control: ControlPlaneServer | None = None
+        self.ready = asyncio.Event()
+        self.failed: str | None = None
+        self._demo: Any = None  # the in-process fake backend in demo mode
+        self._start_task: asyncio.Task[None] | None = None
+        self._inflight: dict[str, set[asyncio.Task[Any]]] = {}
+        self.addons: list[Any] = []
+
+    # --- lifecycle -------------------------------------------------------------------------------
+
+    def load(self, loader: Loader) -> None:
+        loader.add_option("codex_data_dir", str, "", "Data folder (accounts, logs, local.yaml). Default: env CODEX_PROXY_DATA_DIR or <repo>/data.")
+        loader.add_option("codex_demo", bool, False, "Serve from the bundled fake Codex backend with a demo account (no ChatGPT account needed).")
+        cfg = ConfigStore(self._data_dir(), create=False).current  # the listen address, before anything binds
+        self.addons = [ListenDefaults(str(cfg.get("server.host") or "127.0.0.1"), int(cfg.get("server.port") or 8080))]
+
+    def configure(self, updated: set[str]) -> None:
+        # Lazy: a CONNECT must not make mitmproxy dial (and fingerprint itself to) the real host.
+        if "connection_strategy" in updated and not ctx.options.has_changed("connection_strategy"):
+            ctx.options.update(connection_strategy="lazy")
+
+    def running(self) -> None:
+        # Sync on purpose: an async running() breaks mitmproxy's script reload (facts §5).
+        if self._start_task is None:
+            self._start_task = asyncio.get_running_loop().create_task(self._start())
+
+    def done(self) -> None:
+        if self._start_task is not None and not self._start_task.done():
+            self._start_task.cancel()
+        for tasks in self._inflight.values():
+            for task in tasks:
+                task.cancel()
+        if self.control is not None:
+            self.control.stop()
+        loop = asyncio.get_event_loop()
+        if self.bridge is not None:
+            loop.create_task(self.bridge.stop())
+        if self.services is not None:
+            services = self.services
+            if services.transport is not None:
+                loop.create_task(services.transport.close())
+            services.close_sync()  # flushes the request log; shutdown only
+        if self._demo is not None:
+            loop.create_task(self._demo.stop())
+
+    def _data_dir(self) -> Path:
+        option = ctx.options.codex_data_dir if hasattr(ctx.options, "codex_data_dir") else ""
+        return Path(option).expanduser().resolve() if option else default_data_dir()
+
+    async def _start(self) -> None:
+        try:
+            runtime: dict[str, Any] = {}
+            data_dir = self._data_dir()
+            if ctx.options.codex_demo:
+                runtime, data_dir = await self._start_demo(data_dir)
+            self.services = services = await asyncio.to_thread(Services, data_dir, runtime)
+            await services.start()
+            if self._demo is not None:
+                await asyncio.to_thread(self._add_demo_account, services)
+            self.bridge = Bridge(services)
+            await self.bridge.start()
+            from dashboard import create_app  # Flask import is slow: keep it off module import
+
+            self.control = ControlPlaneServer(await asyncio.to_thread(create_app, services))
+            self.control.start()
+            self.data_plane = DataPlane(services)
+            await asyncio.to_thread(self._write_runtime_file, services)
+            self.ready.set()
+            self._announce(services)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self.failed = f"{type(exc).__name__}: {exc}"
+            logger.exception("codex-proxy failed to start")
+            self.ready.set()
+
+    async def _start_demo(self, data_dir: Path) -> tuple[dict[str, Any], Path]:
+        from core.fake import FakeCodex
+
+        self._demo = FakeCodex()
+        base = await self._demo.start(host="127.0.0.1", port=0)
+        # Demo data stays apart from real accounts unless a data folder was named explicitly.
+        if not ctx.options.codex_data_dir and not os.environ.get("CODEX_PROXY_DATA_DIR"):
+            data_dir = data_dir / "demo"
+        return {"api": {"base_url": base + "/backend-api"}, "auth": {"oauth_issuer": base}}, data_dir
+
+    @staticmethod
+    def _add_demo_account(services: Services) -> None:
+        from core.fake import mint_access_token, mint_refresh_token
+
+        token = mint_access_token(account_id="demo-account", plan="plus", email="demo@example.com", expires_in=30 * 24 * 3600)
+        refresh = mint_refresh_token("demo-account", plan="plus", email="demo@example.com")
+        services.accounts.add({"token": token, "refreshToken": refresh, "label": "demo (fake backend)"})
+
+    def _listen_addrs(self) -> list[tuple[str, int]]:
+        proxyserver = ctx.master.addons.get("proxyserver")
+        return [(str(a[0]), int(a[1])) for a in proxyserver.listen_addrs()] if proxyserver else []
+
+    def _write_runtime_file(self, services: Services) -> None:
+        """Where this process listens, for scripts and tests that start it with ``-p 0``."""
+        assert self.bridge is not None and self.control is not None
+        info = {"pid": os.getpid(), "listen": self._listen_addrs(), "bridge_port": self.bridge.port, "control_port": self.control.port}
+        path = services.cfg.data_dir / "runtime.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_bytes(orjson.dumps(info))
+        os.replace(tmp, path)
+
+    def _announce(self, services: Services) -> None:
+        addrs = self._listen_addrs()
+        host, port = addrs[0] if addrs else ("127.0.0.1", 8080)
+        shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+        key = services.cfg.proxy_api_key
+        masked = f"{key[:6]}…{key[-2:]}" if key and len(key) > 10 else ("(none: open to anyone who can connect)" if not key else "***")
+        logger.warning(
+            "codex-proxy ready: base URL http://%s:%s/v1 · dashboard http://%s:%s/ · key %s (full key in %s) · %d account(s)%s",
+            shown, port, shown, port, masked, services.config.local_path, len(services.pool.all()),
+            " · DEMO MODE (fake backend)" if self._demo is not None else "",
+        )
+
+    # --- hooks -----------------------------------------------------------------------------------
+
+    async def request(self, flow: http.HTTPFlow) -> None:
+        if flow.response is not None or flow.error is not None or not is_addressed_to_us(flow):
+            return
+        if not self.ready.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.ready.wait(), _STARTUP_TIMEOUT)
+        if self.data_plane is None or self.bridge is None or self.control is None:
+            message = f"codex-proxy is not ready: {self.failed or 'still starting'}"
+            respond(flow, json_reply(503, {"error": {"message": message, "type": "server_error", "param": None, "code": "not_ready"}}))
+            return
+        outcome = self.data_plane.dispatch(client_request(flow))
+        if isinstance(outcome, Reply):
+            respond(flow, outcome)
+        elif isinstance(outcome, ToControlPlane):
+            flow.request.headers[CLIENT_ADDR_HEADER] = client_address(flow)
+            redirect_to_loopback(flow, self.control.port, keep_body=True)
+        elif isinstance(outcome, Job):
+            outcome.annotate = _annotator(flow)
+            if outcome.prepared.turn.stream and not outcome.compact:
+                flow.metadata[_STREAMED] = True
+                redirect_to_loopback(flow, self.bridge.port, self.bridge.submit(outcome), keep_body=False)
+            else:
+                await self._answer_in_hook(flow, outcome)
+
+    async def _answer_in_hook(self, flow: http.HTTPFlow, job: Job) -> None:
+        assert self.services is not None
+        task = asyncio.current_task()
+        assert task is not None
+        tasks = self._inflight.setdefault(flow.client_conn.id, set())
+        tasks.add(task)
+        try:
+            await Exchange(self.services, job, FlowSink(flow)).run()
+        except asyncio.CancelledError:
+            flow.kill()  # the client left; the upstream call was aborted with this task
+        finally:
+            tasks.discard(task)
+            if not tasks:
+                self._inflight.pop(flow.client_conn.id, None)
+
+    def responseheaders(self, flow: http.HTTPFlow) -> None:
+        if not was_redirected(flow) or flow.response is None:
+            return
+        if flow.metadata.pop(_STREAMED, False) or "text/event-stream" in flow.response.headers.get("content-type", ""):
+            flow.response.stream = True
+        restore_original(flow)
+
+    def error(self, flow: http.HTTPFlow) -> None:
+        if self.bridge is not None and was_redirected(flow):
+            self.bridge.discard(flow.request.path)
+            restore_original(flow)
+
+    def client_disconnected(self, client: Client) -> None:
+        for task in self._inflight.pop(client.id, ()):
+            task.cancel()

@@ -1,0 +1,118 @@
+"""Running the real proxy for tests: ``mitmdump -s addons/codex.py`` as a subprocess with its own
+data folder (a real SQLite file) and config, exactly as a user starts it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import yaml
+from deepmerge import always_merger
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+
+
+class ProxyProcess:
+    """One proxy process. ``config`` is written to ``<data>/local.yaml`` before it starts."""
+
+    def __init__(self, data_dir: Path, config: dict[str, Any], tool: str = "mitmdump", args: tuple[str, ...] = ()) -> None:
+        self.data_dir = data_dir
+        self.config = config
+        self.tool = tool
+        self.args = args
+        self.process: subprocess.Popen[bytes] | None = None
+        self.runtime: dict[str, Any] = {}
+        self.log_path = data_dir / f"{tool}.log"
+
+    @property
+    def key(self) -> str:
+        return str(self.config["server"]["proxy_api_key"])
+
+    @property
+    def port(self) -> int:
+        return int(self.runtime["listen"][0][1])
+
+    @property
+    def origin(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def base_url(self) -> str:
+        return self.origin + "/v1"
+
+    def start(self, timeout: float = 30.0) -> ProxyProcess:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        local = self.data_dir / "local.yaml"
+        existing = yaml.safe_load(local.read_text()) if local.exists() else {}
+        local.write_text(yaml.safe_dump(always_merger.merge(existing or {}, self.config)))
+        runtime_file = self.data_dir / "runtime.json"
+        runtime_file.unlink(missing_ok=True)
+        env = {**os.environ, "CODEX_PROXY_DATA_DIR": str(self.data_dir), "PYTHONUNBUFFERED": "1"}
+        env.pop("PORT", None)
+        command = [str(BIN / self.tool), "-s", str(ROOT / "addons" / "codex.py"), "--listen-host", "127.0.0.1", "-p", "0",
+                   "--set", "termlog_verbosity=warn", *self.args]
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.tool} exited with {self.process.returncode}:\n{self.log()}")
+            if runtime_file.exists():
+                info = orjson.loads(runtime_file.read_bytes())
+                if info.get("pid") == self.process.pid:
+                    self.runtime = info
+                    return self
+            time.sleep(0.05)
+        self.stop()
+        raise TimeoutError(f"{self.tool} did not become ready:\n{self.log()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(5)
+
+    def kill9(self) -> None:
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait(5)
+
+    # --- management API ---------------------------------------------------------------------------
+
+    def api(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {self.key}", **kwargs.pop("headers", {})}
+        return httpx.request(method, self.origin + path, headers=headers, timeout=30, **kwargs)
+
+    def add_account(self, token: str, refresh_token: str | None = None, label: str | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {"token": token}
+        if refresh_token:
+            body["refreshToken"] = refresh_token
+        if label:
+            body["label"] = label
+        response = self.api("POST", "/auth/accounts", json=body)
+        assert response.status_code in (200, 201), response.text
+        return response.json()["account"]
+
+    def accounts(self) -> list[dict[str, Any]]:
+        response = self.api("GET", "/auth/accounts")
+        assert response.status_code == 200, response.text
+        return response.json()["accounts"]
+
+    def remove_all_accounts(self) -> None:
+        for account in self.accounts():
+            assert self.api("DELETE", f"/auth/accounts/{account['id']}").status_code == 200
