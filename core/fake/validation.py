@@ -1,0 +1,202 @@
+"""Request checks of codex-protocol.md §3 and §8, with the backend's exact error bodies.
+
+Each rule raises :class:`ApiError`; the HTTP layer turns it into a response and the WebSocket
+layer into an ``{"type":"error","status":...}`` frame.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from core.fake.catalog import ModelInfo, catalog
+from core.fake.tokens import blob_account
+
+# §3.1 allow-list for POST /codex/responses; WS frames may also carry these two.
+RESPONSES_FIELDS = frozenset(
+    {
+        "model", "instructions", "input", "stream", "store", "tools", "tool_choice",
+        "parallel_tool_calls", "reasoning", "include", "prompt_cache_key", "text", "service_tier",
+        "client_metadata",
+    }
+)  # fmt: skip
+WS_EXTRA_FIELDS = frozenset({"type", "previous_response_id"})
+COMPACT_FIELDS = frozenset({"model", "input", "instructions", "tools", "parallel_tool_calls", "reasoning", "text"})
+SERVICE_TIERS = frozenset({"priority", "flex"})
+CALL_TYPES = {"function_call": "function_call_output", "custom_tool_call": "custom_tool_call_output"}
+
+
+class ApiError(Exception):
+    """A non-2xx answer: status, JSON (or text) body and extra headers."""
+
+    def __init__(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
+        super().__init__(status)
+        self.status = status
+        self.body = body
+        self.headers = headers or {}
+
+    def error_object(self) -> dict[str, Any]:
+        """The OpenAI-style ``error`` object a WS error frame carries."""
+        body = self.body
+        if isinstance(body, dict):
+            if isinstance(body.get("error"), dict):
+                return body["error"]
+            if "detail" in body:
+                return {"type": "invalid_request_error", "code": None, "message": str(body["detail"]), "param": None}
+            return body
+        return {"type": "error", "code": None, "message": str(body), "param": None}
+
+
+def detail(status: int, message: str) -> ApiError:
+    return ApiError(status, {"detail": message})
+
+
+def invalid_request(message: str, code: str | None = None, param: str | None = None) -> ApiError:
+    return ApiError(400, {"error": {"message": message, "type": "invalid_request_error", "param": param, "code": code}})
+
+
+def model_not_supported(model: Any) -> ApiError:
+    return detail(400, f"The '{model}' model is not supported when using Codex with a ChatGPT account.")
+
+
+@dataclass(slots=True)
+class CheckedRequest:
+    """What validation learned about a good request."""
+
+    model: ModelInfo
+    input: list[Any]
+    user_text: str | None
+    input_tokens: int
+    notes: list[str] = field(default_factory=list)
+
+
+def message_text(content: Any) -> str | None:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        texts = [
+            part.get("text")
+            for part in content
+            if isinstance(part, dict) and part.get("type") in ("input_text", "text", "output_text")
+        ]
+        joined = "\n".join(t for t in texts if isinstance(t, str))
+        return joined or None
+    return None
+
+
+def last_user_text(items: list[Any]) -> str | None:
+    for item in reversed(items):
+        if isinstance(item, dict) and item.get("role") == "user" and item.get("type", "message") == "message":
+            text = message_text(item.get("content"))
+            if text:
+                return text
+    return None
+
+
+def check_model(model: Any, plan: str) -> ModelInfo:
+    if not isinstance(model, str) or not model:
+        raise detail(400, "Missing required parameter: 'model'.")
+    info = catalog().get(model)
+    if info is None or plan not in info.plans:
+        raise model_not_supported(model)
+    return info
+
+
+def check_items(items: list[Any], account: str, system_role: str, notes: list[str]) -> None:
+    """Item-level rules: system role, foreign encrypted content, every tool call answered."""
+    pending: dict[str, str] = {}
+    for item in items:
+        if not isinstance(item, dict):
+            raise invalid_request("Invalid input item: expected an object.", param="input")
+        kind = item.get("type", "message")
+        if kind == "message" and item.get("role") == "system":
+            if system_role == "reject":
+                raise invalid_request("System messages are not allowed in input.", param="input")
+            if "system_role_in_input" not in notes:
+                notes.append("system_role_in_input")
+        elif kind in ("reasoning", "compaction"):
+            owner = blob_account(item.get("encrypted_content"))
+            if owner is not None and owner != account:
+                raise invalid_request(
+                    f"The encrypted content for item {item.get('id') or kind} could not be verified.",
+                    code="invalid_encrypted_content",
+                )
+        elif kind in CALL_TYPES:
+            call_id = item.get("call_id")
+            if isinstance(call_id, str):
+                pending[call_id] = kind
+        elif kind in ("function_call_output", "custom_tool_call_output"):
+            pending.pop(item.get("call_id"), None)
+    for call_id, kind in pending.items():
+        noun = "function call" if kind == "function_call" else "custom tool call"
+        raise invalid_request(f"No tool output found for {noun} {call_id}.", param="input")
+
+
+def check_responses_body(
+    body: Any,
+    *,
+    account: str,
+    plan: str,
+    websocket: bool = False,
+    history: list[Any] | None = None,
+    require_instructions: bool = False,
+    system_role: str = "accept",
+) -> CheckedRequest:
+    """All §8 rules for a responses turn (HTTP body or WS ``response.create`` frame)."""
+    if not isinstance(body, dict):
+        raise detail(400, "Request body must be a JSON object")
+    stream = body.get("stream")
+    if (stream is not True) if not websocket else ("stream" in body and stream is not True):
+        raise detail(400, "Stream must be set to true")
+    if body.get("store") is not False:
+        raise detail(400, "Store must be set to false")
+    allowed = RESPONSES_FIELDS | WS_EXTRA_FIELDS if websocket else RESPONSES_FIELDS
+    for key in body:
+        if key not in allowed:
+            raise detail(400, f"Unsupported parameter: {key}")
+    instructions = body.get("instructions")
+    if require_instructions and not instructions:
+        raise detail(400, "Instructions are required")
+    info = check_model(body.get("model"), plan)
+    items = body.get("input")
+    if not isinstance(items, list):
+        raise detail(400, "Input must be a list")
+    tier = body.get("service_tier")
+    if tier is not None and tier not in SERVICE_TIERS:
+        raise detail(400, f"Unsupported service_tier: {tier}")
+    reasoning = body.get("reasoning")
+    if reasoning is not None and not isinstance(reasoning, dict):
+        raise invalid_request("Invalid type for 'reasoning': expected an object.", param="reasoning")
+    effort = (reasoning or {}).get("effort")
+    if effort is not None and effort not in info.efforts:
+        supported = ", ".join(f"'{e}'" for e in sorted(info.efforts))
+        raise invalid_request(
+            f"Unsupported value: 'reasoning.effort' does not support '{effort}' with the '{info.slug}' model. "
+            f"Supported values are: {supported}.",
+            code="unsupported_value",
+            param="reasoning.effort",
+        )
+    notes: list[str] = []
+    full = (history or []) + items
+    check_items(full, account, system_role, notes)
+    size = len(orjson.dumps(full)) + (len(instructions) if isinstance(instructions, str) else 0)
+    return CheckedRequest(info, items, last_user_text(full), max(1, size // 4), notes)
+
+
+def check_compact_body(body: Any, *, account: str, plan: str) -> CheckedRequest:
+    """``/codex/responses/compact``: no stream/store, a smaller allow-list, same model rules."""
+    if not isinstance(body, dict):
+        raise detail(400, "Request body must be a JSON object")
+    for key in body:
+        if key not in COMPACT_FIELDS:
+            raise detail(400, f"Unsupported parameter: {key}")
+    info = check_model(body.get("model"), plan)
+    items = body.get("input")
+    if not isinstance(items, list):
+        raise detail(400, "Input must be a list")
+    notes: list[str] = []
+    check_items(items, account, "accept", notes)
+    size = len(orjson.dumps(items))
+    return CheckedRequest(info, items, last_user_text(items), max(1, size // 4), notes)

@@ -1,0 +1,166 @@
+"""``WS /backend-api/codex/responses``: the WebSocket transport of codex-protocol.md §1.3.
+
+One ``response.create`` frame per turn, one JSON text frame per event, ``codex.rate_limits``
+before ``response.created``, one turn in flight per socket, and ``previous_response_id``
+resolving only against responses this very socket produced.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from aiohttp import WSMsgType, web
+
+from core.fake.catalog import catalog
+from core.fake.validation import ApiError, check_responses_body, detail
+from core.fake.wire import error_response, pump, request_id
+
+if TYPE_CHECKING:
+    from core.fake.backend import Caller, FakeCodex
+
+BETA = "responses_websockets=2026-02-06"
+
+
+def error_frame(err: ApiError) -> dict[str, Any]:
+    frame: dict[str, Any] = {"type": "error", "status": err.status, "error": err.error_object()}
+    if err.headers:
+        frame["headers"] = err.headers
+    return frame
+
+
+class Socket:
+    """One upgraded connection: its own response history and at most one running turn."""
+
+    def __init__(self, fake: FakeCodex, request: web.Request, ws: web.WebSocketResponse, caller: Caller) -> None:
+        self.fake = fake
+        self.request = request
+        self.ws = ws
+        self.caller = caller
+        self.history: dict[str, tuple[list[Any], int]] = {}  # response id -> (conversation items, tokens)
+        self.active: asyncio.Task[None] | None = None
+
+    async def send(self, frame: dict[str, Any]) -> None:
+        await self.ws.send_frame(orjson.dumps(frame), WSMsgType.TEXT)
+
+    async def on_text(self, data: str) -> None:
+        try:
+            frame = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            await self.send(error_frame(detail(400, "Invalid JSON frame")))
+            return
+        if not isinstance(frame, dict) or frame.get("type") != "response.create":
+            kind = frame.get("type") if isinstance(frame, dict) else None
+            err = ApiError(400, {"error": {"type": "invalid_request_error", "code": "unknown_event_type",
+                                           "message": f"Unsupported event type: {kind!r}", "param": "type"}})  # fmt: skip
+            await self.send(error_frame(err))
+            return
+        if self.active is not None and not self.active.done():
+            err = ApiError(400, {"error": {"type": "invalid_request_error", "code": "response_in_progress",
+                                           "message": "A response is already in progress on this connection.",
+                                           "param": None}})  # fmt: skip
+            await self.send(error_frame(err))
+            return
+        self.active = asyncio.ensure_future(self.turn(frame, data.encode()))
+
+    async def turn(self, frame: dict[str, Any], raw: bytes) -> None:
+        fake, state = self.fake, self.fake.state
+        state.stats.requests += 1
+        entry = fake.record(self.request, raw, frame, self.caller.account, method="WS")
+        prev_id = frame.get("previous_response_id")
+        history: list[Any] = []
+        if prev_id is not None:
+            found = self.history.get(prev_id)
+            if found is None:
+                err = ApiError(400, {"error": {"type": "invalid_request_error", "code": "previous_response_not_found",
+                                               "message": f"Previous response with id '{prev_id}' not found.",
+                                               "param": "previous_response_id"}})  # fmt: skip
+                await self.send(error_frame(err))
+                return
+            history = found[0]
+        cfg = state.config
+        try:
+            checked = check_responses_body(
+                frame, account=self.caller.account, plan=self.caller.plan, websocket=True, history=history,
+                require_instructions=cfg.require_instructions, system_role=cfg.system_role,
+            )  # fmt: skip
+        except ApiError as err:
+            await self.send(error_frame(err))
+            return
+        if checked.notes and entry is not None:
+            entry["notes"].extend(checked.notes)
+        turn = fake.build_turn(frame, checked, self.caller, fake.pick_scenario(self.caller), prev_id)
+        state.stats.streams_open += 1
+        try:
+            if turn.ttfb:
+                await asyncio.sleep(turn.ttfb)
+            if turn.http_error is not None:
+                spec = turn.http_error
+                err = ApiError(int(spec.get("status", 500)), spec.get("body", ""), dict(spec.get("headers") or {}))
+                await self.send(error_frame(err))
+                state.stats.completed_streams += 1
+                return
+            if turn.json_body is not None:
+                await self.send(turn.json_body)
+                state.stats.completed_streams += 1
+                return
+            await self.send(state.usage_for(self.caller.account).ws_event(self.caller.plan))
+            ending = await pump(turn, self.send)
+            state.stats.completed_streams += 1
+            if ending is not None:
+                if ending.mode == "eof":
+                    await self.ws.close(code=1000, message=b"stream ended")
+                elif self.request.transport is not None:
+                    self.request.transport.abort()
+                return
+            if turn.status in ("completed", "incomplete"):
+                items = history + checked.input + turn.output_items
+                self.history[turn.req.response_id] = (items, checked.input_tokens)
+        except asyncio.CancelledError:
+            state.stats.aborted_streams += 1
+            raise
+        except (ConnectionError, RuntimeError):
+            state.stats.aborted_streams += 1
+        finally:
+            state.stats.streams_open -= 1
+
+
+async def handle(fake: FakeCodex, request: web.Request) -> web.StreamResponse:
+    """Check auth and the beta header on the handshake, then serve turns until the socket closes."""
+    fake.state.stats.requests += 1
+    try:
+        caller = fake.authenticate(request)
+    except ApiError as err:
+        fake.record(request, b"", None, None)
+        return error_response(err)
+    fake.record(request, b"", None, caller.account)
+    if BETA not in request.headers.get("OpenAI-Beta", ""):
+        return error_response(detail(400, f"WebSocket connections require the OpenAI-Beta: {BETA} header"))
+    ws = web.WebSocketResponse(max_msg_size=128 * 1024 * 1024, compress=False, autoping=True)
+    if not ws.can_prepare(request).ok:
+        return error_response(detail(426, "Upgrade to WebSocket required"))
+    ws.headers.update(fake.state.usage_for(caller.account).headers())
+    ws.headers["x-codex-turn-state"] = request.headers.get("x-codex-turn-state") or f"ts_{secrets.token_hex(16)}"
+    ws.headers["x-models-etag"] = catalog().etag
+    ws.headers["x-reasoning-included"] = "true"
+    ws.headers["x-request-id"] = request_id()
+    await ws.prepare(request)
+    sock = Socket(fake, request, ws, caller)
+    try:
+        async for msg in ws:
+            if msg.type == WSMsgType.TEXT:
+                await sock.on_text(msg.data)
+            elif msg.type == WSMsgType.BINARY:
+                await sock.send(error_frame(detail(400, "Binary frames are not supported")))
+            elif msg.type == WSMsgType.ERROR:
+                break
+    finally:
+        if sock.active is not None and not sock.active.done():
+            sock.active.cancel()
+            try:
+                await sock.active
+            except (asyncio.CancelledError, Exception):
+                pass
+    return ws
