@@ -48,17 +48,19 @@ class ClientError(Exception):
 
     status = 400
     kind = "invalid_request"
+    default_code: str | None = None
 
     def __init__(self, message: str, *, code: str | None = None, param: str | None = None) -> None:
         super().__init__(message)
         self.message = message
-        self.code = code
+        self.code = code or self.default_code
         self.param = param
 
 
 class BadRequest(ClientError):
     status = 400
     kind = "invalid_request"
+    default_code = "invalid_request"
 
 
 class Unauthorized(ClientError):

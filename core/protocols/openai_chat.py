@@ -460,7 +460,7 @@ class StreamTranslator:
         if self._done:
             return b""
         self._done = True
-        return b"data: " + orjson.dumps(error_payload(error)) + b"\n\ndata: [DONE]\n\n"
+        return b"data: " + orjson.dumps(error_payload(error)) + b"\n\n"  # no [DONE]: the turn did not finish
 
 
 # --- errors -------------------------------------------------------------------------------------

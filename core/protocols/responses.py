@@ -192,7 +192,7 @@ class StreamTranslator:
         self._done = True
         response = {"id": self._response_id or random_id("resp_proxy_"), "object": "response", "status": "failed",
                     "error": error, "output": self._items}
-        return format_event("response.failed", orjson.dumps({"type": "response.failed", "response": response, "error": error}))
+        return format_event("response.failed", orjson.dumps({"type": "response.failed", "response": response}))
 
     def fail(self, error: Failure) -> bytes:
         if self._done:

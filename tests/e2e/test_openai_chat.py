@@ -270,7 +270,7 @@ def test_usage_limit_with_single_account_is_429_with_retry_after(openai_client: 
 
 
 def test_mid_stream_failure_ends_with_error_chunk(proxy: ProxyProcess, fake: FakeCodexThread) -> None:
-    fake.script({"text": ["partial ", "answer"], "fail": {"code": "server_error", "message": "boom"}, "fail_after": 2})
+    fake.script({"text": ["partial ", "answer"], "fail": {"code": "server_error", "message": "boom"}, "fail_after": 4})
     with httpx.stream("POST", proxy.base_url + "/chat/completions", headers={"Authorization": f"Bearer {proxy.key}"},
                       json={"model": "gpt-5.4", "stream": True, "messages": [{"role": "user", "content": "x"}]}, timeout=30) as response:
         assert response.status_code == 200

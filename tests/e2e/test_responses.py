@@ -70,7 +70,7 @@ def test_unanswered_tool_call_gets_a_stub_output(openai_client: openai.OpenAI, f
 
 
 def test_stream_failure_becomes_response_failed(openai_client: openai.OpenAI, fake: FakeCodexThread) -> None:
-    fake.script({"text": ["a", "b"], "disconnect_after": 4})
+    fake.script({"text": ["a", "b"], "disconnect_after": 6})  # created, in_progress, item, part, a, b
     events = list(openai_client.responses.create(model="gpt-5.4", input="x", stream=True))
     assert events[-1].type == "response.failed"
     assert events[-1].response.error is not None and events[-1].response.error.code == "stream_disconnected"
