@@ -7,8 +7,9 @@ import logging
 from typing import Any
 
 import orjson
-from flask import Flask
+from flask import Flask, jsonify
 from flask.json.provider import JSONProvider
+from werkzeug.exceptions import HTTPException
 
 from core.services import Services
 from dashboard.accounts import accounts_api
@@ -29,6 +30,24 @@ def create_app(services: Services) -> Flask:
     app.extensions["codex"] = services
     app.register_blueprint(accounts_api)
     app.register_blueprint(pages)
+    app.register_error_handler(HTTPException, _json_error)
+    app.register_error_handler(Exception, _unexpected_error)
     # werkzeug logs every request at INFO; mitmproxy's own flow log already shows them.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     return app
+
+
+_CODES = {400: "invalid_request", 401: "invalid_api_key", 403: "forbidden", 404: "not_found", 405: "method_not_allowed"}
+
+
+def _json_error(error: HTTPException) -> Any:
+    """Every control-plane error is JSON, like the data plane's (never werkzeug's HTML page)."""
+    status = error.code or 500
+    code = _CODES.get(status, "server_error")
+    kind = "server_error" if status >= 500 else "invalid_request_error"
+    return jsonify({"error": {"message": error.description or error.name, "type": kind, "code": code}}), status
+
+
+def _unexpected_error(error: Exception) -> Any:
+    logging.getLogger(__name__).exception("control plane error")
+    return jsonify({"error": {"message": "internal error in the control plane", "type": "server_error", "code": "server_error"}}), 500

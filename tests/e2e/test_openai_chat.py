@@ -323,3 +323,12 @@ def test_request_log_row_in_sqlite(openai_client: openai.OpenAI, proxy: ProxyPro
     row = rows[0]
     assert row["status"] == 200 and row["model"] == "gpt-5.4" and row["input_tokens"] > 0 and row["output_tokens"] > 0
     assert row["ttfb_ms"] is not None and row["duration_ms"] >= row["ttfb_ms"]
+
+
+def test_transient_upstream_500_is_retried_invisibly(openai_client: openai.OpenAI, fake: FakeCodexThread) -> None:
+    from core.fake.scenarios import server_error_500
+
+    fake.fault("acc-1", server_error_500(), times=1)
+    completion = openai_client.chat.completions.create(model="gpt-5.4", messages=[{"role": "user", "content": "retry me"}])
+    assert completion.choices[0].message.content == "You said: retry me"
+    assert len(fake.requests("/codex/responses")) == 2
