@@ -73,14 +73,15 @@ class FakeCodex:
         await site.start()
         self._runner = runner
         sock = site._server.sockets[0]  # type: ignore[union-attr]
-        bound_host, bound_port = sock.getsockname()[:2]
-        shown = host if host not in ("0.0.0.0", "::", "") else bound_host
+        bound_port = sock.getsockname()[1]
+        shown = host if host not in ("0.0.0.0", "::", "") else "127.0.0.1"  # a wildcard is not dialable
         if ":" in shown:
             shown = f"[{shown}]"
         self.base_url = f"http://{shown}:{bound_port}"
         return self.base_url
 
     async def stop(self) -> None:
+        """Close the listener and every open stream or socket (within half a second)."""
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -104,12 +105,15 @@ class FakeCodex:
         self.state.clear_fault(account)
 
     def requests(self, path_suffix: str | None = None) -> list[dict[str, Any]]:
+        """Recorded requests (oldest first), optionally only paths ending with ``path_suffix``."""
         return self.state.requests(path_suffix)
 
     def configure(self, **values: Any) -> None:
+        """Change knobs (see FakeConfig); unknown names raise ValueError."""
         self.state.configure(**values)
 
     def refresh_count(self, account: str | None = None) -> int:
+        """refresh_token grants seen (successful or not), for one chatgpt account id or all."""
         return self.state.refresh_count(account)
 
     def set_usage(self, account: str, **values: Any) -> None:
@@ -117,14 +121,17 @@ class FakeCodex:
         self.state.set_usage(account, values)
 
     def approve_device(self, user_code: str) -> bool:
+        """Approve a pending device-code login; False when the code is unknown."""
         return self.oauth.approve(user_code)
 
     def stats(self) -> dict[str, int]:
+        """Counters: requests, streams_open, aborted_streams (client went away), completed_streams."""
         return self.state.stats.as_dict()
 
     # -- shared request plumbing -------------------------------------------------------------------
 
     def authenticate(self, request: web.Request) -> Caller:
+        """Bearer JWT check (401 forms of §5.1) and the ChatGPT-Account-Id consistency rule."""
         auth = request.headers.get("Authorization", "")
         if not auth.startswith("Bearer ") or not auth[7:].strip():
             raise detail(401, "Unauthorized")
@@ -182,10 +189,10 @@ class FakeCodex:
             return fault
         usage = self.state.usage.get(caller.account)
         if self.state.config.enforce_usage_limits and usage is not None and usage.limit_reached:
+            secondary = usage.primary_used < 100
+            reset_at = usage.secondary_reset_at if secondary else usage.primary_reset_at
             exhausted = usage_limit_429(
-                resets_in=max(1, int((usage.primary_reset_at if usage.primary_used >= 100 else usage.secondary_reset_at) - time.time())),
-                plan_type=caller.plan,
-                secondary=usage.primary_used < 100,
+                resets_in=max(1, int(reset_at - time.time())), plan_type=caller.plan, secondary=secondary
             )
             exhausted["http_error"]["headers"].update(usage.headers())
             return exhausted
@@ -240,22 +247,25 @@ class FakeCodex:
         if checked.notes and entry is not None:
             entry["notes"].extend(checked.notes)
         turn = self.build_turn(body, checked, caller, self.pick_scenario(caller))
-        if turn.ttfb:
-            await asyncio.sleep(turn.ttfb)
-        headers = self.response_headers(caller, request)
-        if turn.http_error is not None:
-            return error_response(http_error_of(turn.http_error), {**headers, **turn.headers})
-        if turn.json_body is not None:
-            headers.update(turn.headers)
-            headers["content-type"] = "application/json"
-            return web.Response(body=orjson.dumps(turn.json_body), headers=headers)
-        headers["content-type"] = "text/event-stream"
-        headers["cache-control"] = "no-cache"
-        headers.update(turn.headers)
-        resp = web.StreamResponse(status=200, headers=headers)
-        resp.enable_chunked_encoding()
-        state.stats.streams_open += 1
+        stats = state.stats  # a reset() during the stream must not skew the new counters
+        stats.streams_open += 1
         try:
+            if turn.ttfb:
+                await asyncio.sleep(turn.ttfb)
+            headers = self.response_headers(caller, request)
+            if turn.http_error is not None:
+                stats.completed_streams += 1
+                return error_response(http_error_of(turn.http_error), turn.headers)
+            if turn.json_body is not None:
+                headers.update(turn.headers)
+                headers["content-type"] = "application/json"
+                stats.completed_streams += 1
+                return web.Response(body=orjson.dumps(turn.json_body), headers=headers)
+            headers["content-type"] = "text/event-stream"
+            headers["cache-control"] = "no-cache"
+            headers.update(turn.headers)
+            resp = web.StreamResponse(status=200, headers=headers)
+            resp.enable_chunked_encoding()
             await resp.prepare(request)
             write = resp.write
 
@@ -264,17 +274,17 @@ class FakeCodex:
 
             ending = await pump(turn, send)
             if ending is not None and ending.mode != "eof":
-                state.stats.completed_streams += 1
+                stats.completed_streams += 1
                 if request.transport is not None:
                     request.transport.abort()
                 return resp
             await resp.write_eof()
-            state.stats.completed_streams += 1
+            stats.completed_streams += 1
         except (asyncio.CancelledError, *DISCONNECTS):
-            state.stats.aborted_streams += 1
+            stats.aborted_streams += 1
             raise
         finally:
-            state.stats.streams_open -= 1
+            stats.streams_open -= 1
         return resp
 
     # -- WS /codex/responses -----------------------------------------------------------------------
@@ -315,7 +325,7 @@ class FakeCodex:
 
     # -- GET endpoints -----------------------------------------------------------------------------
 
-    async def _get_caller(self, request: web.Request) -> Caller:
+    def _get_caller(self, request: web.Request) -> Caller:
         self.state.stats.requests += 1
         try:
             caller = self.authenticate(request)
@@ -327,7 +337,7 @@ class FakeCodex:
 
     async def _models(self, request: web.Request) -> web.Response:
         try:
-            caller = await self._get_caller(request)
+            caller = self._get_caller(request)
         except ApiError as err:
             return error_response(err)
         body, etag = catalog().listing(caller.plan, request.query.get("client_version"))
@@ -339,7 +349,7 @@ class FakeCodex:
 
     async def _usage(self, request: web.Request) -> web.Response:
         try:
-            caller = await self._get_caller(request)
+            caller = self._get_caller(request)
         except ApiError as err:
             return error_response(err)
         body = self.state.usage_for(caller.account).wham(caller.plan, time.time())
@@ -347,7 +357,7 @@ class FakeCodex:
 
     async def _reset_credits(self, request: web.Request) -> web.Response:
         try:
-            caller = await self._get_caller(request)
+            caller = self._get_caller(request)
         except ApiError as err:
             return error_response(err)
         usage = self.state.usage_for(caller.account)
@@ -383,7 +393,11 @@ class FakeCodex:
         usage.reset_credits -= 1
         usage.primary_used = 0.0
         usage.primary_reset_at = int(time.time() + usage.primary_window_minutes * 60)
-        result = {"status": "redeemed", "redeem_request_id": body["redeem_request_id"], "available_count": usage.reset_credits}
+        result = {
+            "status": "redeemed",
+            "redeem_request_id": body["redeem_request_id"],
+            "available_count": usage.reset_credits,
+        }
         return web.Response(body=orjson.dumps(result), content_type="application/json")
 
 

@@ -88,6 +88,8 @@ class OAuthServer:
         app.router.add_post("/oauth/token", self.token)
         app.router.add_post("/api/accounts/deviceauth/usercode", self.device_usercode)
         app.router.add_post("/api/accounts/deviceauth/token", self.device_token)
+        app.router.add_get("/codex/device", self.device_page)
+        app.router.add_post("/codex/device", self.device_page)
 
     # -- identities --------------------------------------------------------------------------------
 
@@ -256,6 +258,20 @@ class OAuthServer:
         self.codes[code] = AuthCode(challenge, "", device.identity, time.time() + CODE_TTL)
         out = {"authorization_code": code, "code_verifier": verifier, "code_challenge": challenge}
         return web.Response(body=orjson.dumps(out), content_type="application/json")
+
+    async def device_page(self, request: web.Request) -> web.Response:
+        """The page a user opens to type the code (demo mode); submitting it approves the login."""
+        message = ""
+        if request.method == "POST":
+            code = str((await request.post()).get("user_code", "")).strip().upper()
+            message = "<p>Approved. You can close this window.</p>" if self.approve(code) else "<p>Unknown code.</p>"
+        page = (
+            "<!DOCTYPE html><html><head><title>Fake Codex device login</title></head><body>"
+            "<h1>Enter the code shown in your terminal</h1>"
+            '<form method="post"><input name="user_code" placeholder="ABCD-1234" autofocus>'
+            f'<button type="submit">Continue</button></form>{message}</body></html>'
+        )
+        return web.Response(text=page, content_type="text/html")
 
     def approve(self, user_code: str) -> bool:
         """The user typed the code in the browser and consented."""

@@ -4,6 +4,22 @@ A scenario (one per ``POST /codex/responses``) says *what* the model answers; :c
 turns it into the exact Responses-stream event sequence of codex-protocol.md §4 (items through
 ``output_item.added``/``done``, ``sequence_number`` increasing, no ``[DONE]``). The transport
 (SSE or WebSocket) only frames and paces what the generator yields.
+
+Scenario keys (all optional; an empty dict or no scenario means the default answer):
+
+* content: ``text`` (str split into word deltas, or a list of exact chunks), ``reasoning`` (summary
+  text; summary events only if the request asked for ``reasoning.summary``), ``tool_calls``
+  (``[{"name", "arguments": str|dict, "call_id"?}]``, several = parallel), ``custom_tool_calls``
+  (``[{"name", "input", "call_id"?}]``), ``web_search`` (bool or ``{"query"}``), ``image``
+  (``{"result", "revised_prompt", "partial"?, "size"?}``), ``usage`` (merged over the computed one),
+  ``completed_output`` (repeat the items in ``response.completed.output``).
+* endings: ``incomplete`` (reason), ``fail`` (``{"code","message"}``) + ``fail_after`` (output
+  events first), ``error_event`` (bare ``error`` event) + ``error_after``, ``http_error``
+  (``{"status","body","headers"}`` before any SSE), ``disconnect_after`` (events, then drop the
+  connection; ``disconnect_mode: "eof"`` ends the body cleanly instead), ``json_body`` (a 200 JSON
+  body), ``empty`` (completed with no items and no output tokens), ``refresh_error`` (faults only).
+* pacing and extras: ``ttfb_ms``, ``ttft_ms``, ``event_delay_ms``, ``headers``.
+* ``preset``: the name of a constructor below, its keyword arguments alongside.
 """
 
 from __future__ import annotations
@@ -362,7 +378,8 @@ class Turn:
             return
         index = 0
         reasoning = sc.get("reasoning")
-        default_answer = sc.get("text") is None and not (sc.get("tool_calls") or sc.get("custom_tool_calls") or sc.get("image"))
+        scripted_items = sc.get("tool_calls") or sc.get("custom_tool_calls") or sc.get("image")
+        default_answer = sc.get("text") is None and not scripted_items
         if reasoning is None and default_answer and self.req.wants_summary:
             reasoning = DEFAULT_SUMMARY
         if reasoning is not None:
@@ -526,7 +543,14 @@ class Turn:
         name = call.get("name", "apply_patch")
         text = str(call.get("input", ""))
         self._text_chars += len(text)
-        added = {"id": item_id, "type": "custom_tool_call", "status": "in_progress", "call_id": call_id, "name": name, "input": ""}
+        added = {
+            "id": item_id,
+            "type": "custom_tool_call",
+            "status": "in_progress",
+            "call_id": call_id,
+            "name": name,
+            "input": "",
+        }
         yield {"type": "response.output_item.added", "sequence_number": 0, "output_index": index, "item": added}
         base = {"item_id": item_id, "output_index": index}
         for delta in split_pieces(text):
@@ -628,7 +652,8 @@ def rate_limited_429(retry_in: float = 2.5) -> dict[str, Any]:
 
 
 def usage_not_included_429(plan_type: str = "free") -> dict[str, Any]:
-    body = {"error": {"type": "usage_not_included", "message": "Your plan does not include Codex.", "plan_type": plan_type}}
+    error = {"type": "usage_not_included", "message": "Your plan does not include Codex.", "plan_type": plan_type}
+    body = {"error": error}
     return {"http_error": {"status": 429, "body": body, "headers": {}}}
 
 
@@ -696,7 +721,8 @@ def payment_402() -> dict[str, Any]:
 
 
 def overloaded_503() -> dict[str, Any]:
-    body = {"error": {"code": "server_is_overloaded", "message": "The server is overloaded. Please try again later.", "type": "server_error"}}
+    message = "The server is overloaded. Please try again later."
+    body = {"error": {"code": "server_is_overloaded", "message": message, "type": "server_error"}}
     return {"http_error": {"status": 503, "body": body, "headers": {}}}
 
 
@@ -714,11 +740,15 @@ def context_length_failed(after: int = 0) -> dict[str, Any]:
     return {"fail": fail, "fail_after": after}
 
 
-def failed(code: str = "server_error", message: str = "An error occurred while processing your request.", after: int = 0) -> dict[str, Any]:
+def failed(
+    code: str = "server_error", message: str = "An error occurred while processing your request.", after: int = 0
+) -> dict[str, Any]:
     return {"fail": {"code": code, "message": message}, "fail_after": after}
 
 
-def error_event(code: str = "server_error", message: str = "An error occurred.", after: int | None = None) -> dict[str, Any]:
+def error_event(
+    code: str = "server_error", message: str = "An error occurred.", after: int | None = None
+) -> dict[str, Any]:
     """A bare SSE ``error`` event (first, or after ``after`` output events)."""
     sc: dict[str, Any] = {"error_event": {"code": code, "message": message, "param": None}}
     if after is not None:

@@ -111,7 +111,9 @@ class AccountUsage:
             "rate_limit": {
                 "allowed": not self.limit_reached,
                 "limit_reached": self.limit_reached,
-                "primary_window": self._window(self.primary_used, self.primary_window_minutes, self.primary_reset_at, now),
+                "primary_window": self._window(
+                    self.primary_used, self.primary_window_minutes, self.primary_reset_at, now
+                ),
                 "secondary_window": self._window(
                     self.secondary_used, self.secondary_window_minutes, self.secondary_reset_at, now
                 ),

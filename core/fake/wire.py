@@ -50,20 +50,28 @@ def http_error_of(spec: dict[str, Any]) -> ApiError:
     return ApiError(int(spec.get("status", 500)), spec.get("body", ""), dict(spec.get("headers") or {}))
 
 
-async def pump(
-    turn: Turn, send: Callable[[dict[str, Any]], Awaitable[None]]
-) -> Disconnect | None:
-    """Feed a turn's events to a transport, pacing them; returns a scripted Disconnect, if any."""
+async def pump(turn: Turn, send: Callable[[dict[str, Any]], Awaitable[None]]) -> Disconnect | None:
+    """Feed a turn's events to a transport; returns a scripted Disconnect, if any.
+
+    Pacing follows an absolute schedule (event k at start + k * delay) so that time spent writing
+    does not accumulate as drift: a benchmark can rely on ``events * event_delay_ms``.
+    """
     delay = turn.event_delay
-    first = True
+    loop = asyncio.get_running_loop()
+    due: float | None = None  # when the next event may go out; None: immediately
     for event in turn.events():
         if isinstance(event, Pause):
             await asyncio.sleep(event.seconds)
+            due = None
             continue
         if isinstance(event, Disconnect):
             return event
-        if delay and not first:
-            await asyncio.sleep(delay)
-        first = False
+        if delay:
+            now = loop.time()
+            if due is None:
+                due = now
+            elif due > now:
+                await asyncio.sleep(due - now)
+            due += delay
         await send(event)
     return None

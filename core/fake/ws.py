@@ -39,7 +39,7 @@ class Socket:
         self.request = request
         self.ws = ws
         self.caller = caller
-        self.history: dict[str, tuple[list[Any], int]] = {}  # response id -> (conversation items, tokens)
+        self.history: dict[str, list[Any]] = {}  # response id -> the whole conversation after it
         self.active: asyncio.Task[None] | None = None
 
     async def send(self, frame: dict[str, Any]) -> None:
@@ -79,7 +79,7 @@ class Socket:
                                                "param": "previous_response_id"}})  # fmt: skip
                 await self.send(error_frame(err))
                 return
-            history = found[0]
+            history = found
         cfg = state.config
         try:
             checked = check_responses_body(
@@ -92,7 +92,8 @@ class Socket:
         if checked.notes and entry is not None:
             entry["notes"].extend(checked.notes)
         turn = fake.build_turn(frame, checked, self.caller, fake.pick_scenario(self.caller), prev_id)
-        state.stats.streams_open += 1
+        stats = state.stats  # a reset() during the turn must not skew the new counters
+        stats.streams_open += 1
         try:
             if turn.ttfb:
                 await asyncio.sleep(turn.ttfb)
@@ -100,15 +101,15 @@ class Socket:
                 spec = turn.http_error
                 err = ApiError(int(spec.get("status", 500)), spec.get("body", ""), dict(spec.get("headers") or {}))
                 await self.send(error_frame(err))
-                state.stats.completed_streams += 1
+                stats.completed_streams += 1
                 return
             if turn.json_body is not None:
                 await self.send(turn.json_body)
-                state.stats.completed_streams += 1
+                stats.completed_streams += 1
                 return
             await self.send(state.usage_for(self.caller.account).ws_event(self.caller.plan))
             ending = await pump(turn, self.send)
-            state.stats.completed_streams += 1
+            stats.completed_streams += 1
             if ending is not None:
                 if ending.mode == "eof":
                     await self.ws.close(code=1000, message=b"stream ended")
@@ -116,15 +117,14 @@ class Socket:
                     self.request.transport.abort()
                 return
             if turn.status in ("completed", "incomplete"):
-                items = history + checked.input + turn.output_items
-                self.history[turn.req.response_id] = (items, checked.input_tokens)
+                self.history[turn.req.response_id] = history + checked.input + turn.output_items
         except asyncio.CancelledError:
-            state.stats.aborted_streams += 1
+            stats.aborted_streams += 1
             raise
         except (ConnectionError, RuntimeError):
-            state.stats.aborted_streams += 1
+            stats.aborted_streams += 1
         finally:
-            state.stats.streams_open -= 1
+            stats.streams_open -= 1
 
 
 async def handle(fake: FakeCodex, request: web.Request) -> web.StreamResponse:

@@ -1119,3 +1119,38 @@ def test_standalone_process() -> None:
     finally:
         proc.terminate()
         assert proc.wait(10) == 0
+
+
+def test_device_page_approves(base: str) -> None:
+    start = curl.post(base + "/api/accounts/deviceauth/usercode", json={"client_id": CLIENT_ID}).json()
+    assert "Enter the code" in curl.get(base + "/codex/device").text
+    page = curl.post(base + "/codex/device", data={"user_code": start["user_code"].lower()})
+    assert "Approved" in page.text
+    poll = {"device_auth_id": start["device_auth_id"], "user_code": start["user_code"]}
+    assert curl.post(base + "/api/accounts/deviceauth/token", json=poll).status_code == 200
+
+
+def test_stats_survive_reset_and_count_abort_during_ttfb() -> None:
+    async def go() -> tuple[dict[str, int], dict[str, int]]:
+        fake = FakeCodex(events=20, event_delay_ms=20)
+        base = await fake.start()
+        try:
+            async with aiohttp.ClientSession() as s:
+                resp = await s.post(base + "/backend-api/codex/responses", json=body(), headers=auth())
+                await resp.content.readuntil(b"\n\n")
+                fake.reset()  # while the stream is open: the new counters stay clean
+                await resp.read()
+                after_reset = fake.stats()
+                fake.configure(ttfb_ms=2000)
+                task = asyncio.ensure_future(s.post(base + "/backend-api/codex/responses", json=body(), headers=auth()))
+                await asyncio.sleep(0.2)
+                task.cancel()  # the client gives up before the first byte
+                await asyncio.gather(task, return_exceptions=True)
+                await asyncio.sleep(0.2)
+                return after_reset, fake.stats()
+        finally:
+            await fake.stop()
+
+    after_reset, after_ttfb_abort = run(go())
+    assert after_reset == {"requests": 0, "streams_open": 0, "aborted_streams": 0, "completed_streams": 0}
+    assert after_ttfb_abort["aborted_streams"] == 1 and after_ttfb_abort["streams_open"] == 0
