@@ -16,11 +16,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--ttfb-ms", type=float, default=0)
     parser.add_argument("--events", type=int, default=None, help="text deltas per default answer")
     parser.add_argument("--event-delay-ms", type=float, default=0)
+    parser.add_argument("--stamp-events", action="store_true", help="text deltas carry their send time (benchmark)")
     return parser.parse_args(argv)
 
 
 async def serve(args: argparse.Namespace) -> None:
-    fake = FakeCodex(ttfb_ms=args.ttfb_ms, events=args.events, event_delay_ms=args.event_delay_ms)
+    fake = FakeCodex(ttfb_ms=args.ttfb_ms, events=args.events, event_delay_ms=args.event_delay_ms, stamp_events=args.stamp_events)
     base = await fake.start(args.host, args.port)
     print(f"fake codex listening on {base}", flush=True)
     done = asyncio.Event()

@@ -219,7 +219,7 @@ class FakeCodex:
             prompt_cache_key=key,
             previous_response_id=previous_response_id,
         )
-        knobs = TurnKnobs(cfg.ttfb_ms, cfg.ttft_ms, cfg.event_delay_ms, cfg.events)
+        knobs = TurnKnobs(cfg.ttfb_ms, cfg.ttft_ms, cfg.event_delay_ms, cfg.events, cfg.stamp_events)
         return Turn(req, scenario, knobs)
 
     # -- POST /codex/responses (SSE) ---------------------------------------------------------------

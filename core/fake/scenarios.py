@@ -175,6 +175,7 @@ class TurnKnobs:
     ttft_ms: float = 0
     event_delay_ms: float = 0
     events: int | None = None
+    stamp_events: bool = False
 
 
 class Turn:
@@ -191,6 +192,7 @@ class Turn:
         self.ttft = float(sc.get("ttft_ms", knobs.ttft_ms) or 0) / 1000
         self.event_delay = float(sc.get("event_delay_ms", knobs.event_delay_ms) or 0) / 1000
         self.bench_events = knobs.events
+        self.stamp_events = knobs.stamp_events
         self.output_items: list[dict[str, Any]] = []  # completed items, for WS history
         self.status = "in_progress"
         self.usage: dict[str, Any] | None = None

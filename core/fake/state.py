@@ -27,6 +27,7 @@ class FakeConfig:
     ttft_ms: float = 0  # after response.created/in_progress, before the first output event
     events: int | None = None  # benchmark: the default answer is exactly N text deltas of 8 chars
     event_delay_ms: float = 0  # between consecutive events
+    stamp_events: bool = False  # benchmark: each text delta is the send time (time.monotonic_ns, 20 digits)
     token_delay_ms: float = 0  # before every /oauth/token answer (single-flight refresh tests)
     rate_limits: dict[str, Any] = field(default_factory=dict)  # usage defaults for every account
     access_token_ttl: int = 3600  # seconds, for tokens minted by /oauth/token

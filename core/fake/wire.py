@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -73,5 +74,8 @@ async def pump(turn: Turn, send: Callable[[dict[str, Any]], Awaitable[None]]) ->
             elif due > now:
                 await asyncio.sleep(due - now)
             due += delay
+        if turn.stamp_events and event["type"] == "response.output_text.delta":
+            # Stamped at the moment of sending, so a client on this machine can measure per-event latency.
+            event = {**event, "delta": f"{time.monotonic_ns():020d}"}
         await send(event)
     return None

@@ -1154,3 +1154,33 @@ def test_stats_survive_reset_and_count_abort_during_ttfb() -> None:
     after_reset, after_ttfb_abort = run(go())
     assert after_reset == {"requests": 0, "streams_open": 0, "aborted_streams": 0, "completed_streams": 0}
     assert after_ttfb_abort["aborted_streams"] == 1 and after_ttfb_abort["streams_open"] == 0
+
+
+def test_stamped_events_carry_their_send_time() -> None:
+    """Benchmark mode: each text delta is the monotonic time it was sent, for per-event latency."""
+    run(_stamped_events())
+
+
+async def _stamped_events() -> None:
+    import time as _time
+
+    from curl_cffi.requests import AsyncSession
+
+    from core.fake import FakeCodex, mint_access_token
+
+    fake = FakeCodex(events=5, stamp_events=True)
+    base = await fake.start()
+    try:
+        before = _time.monotonic_ns()
+        async with AsyncSession() as session:
+            response = await session.post(
+                base + "/backend-api/codex/responses",
+                headers={"Authorization": "Bearer " + mint_access_token(), "Content-Type": "application/json"},
+                json={"model": "gpt-5.4", "input": [{"role": "user", "content": "x"}], "stream": True, "store": False},
+            )
+        after = _time.monotonic_ns()
+        stamps = [int(line.split('"delta":"')[1][:20]) for line in response.text.splitlines()
+                  if line.startswith("data:") and '"response.output_text.delta"' in line]
+        assert len(stamps) == 5 and stamps == sorted(stamps) and before <= stamps[0] and stamps[-1] <= after
+    finally:
+        await fake.stop()
