@@ -28,6 +28,7 @@ decides differently:
   model that served it.
 * Tool results holding images are sent as an array of ``input_text``/``input_image`` parts, the
   form Codex CLI uses for such outputs (the seed moved the images into an extra user message).
+* ``speed: "fast"`` (Anthropic's fast mode) asks for the priority tier, like a ``-fast`` suffix.
 * ``tool_choice: {"type":"none"}`` is accepted; ``disable_parallel_tool_use`` turns parallel calls
   off (they are on otherwise, as on Anthropic's API).
 * Tools declared with ``defer_loading`` (Claude Code's tool search) are sent only once a
@@ -134,7 +135,8 @@ def parse_request(request: ClientRequest, catalog: ModelCatalog, cfg: Config) ->
         codex["parallel_tool_calls"] = parallel
         if choice is not None:
             codex["tool_choice"] = choice
-    if tier := wire_service_tier(model.tier or cfg.get("model.default_service_tier")):
+    speed = "fast" if body.get("speed") == "fast" else None  # Anthropic's fast mode is Codex's priority tier
+    if tier := wire_service_tier(speed or model.tier or cfg.get("model.default_service_tier")):
         codex["service_tier"] = tier
     key = _conversation_key(request, body) or stable_conversation_key(model.id, instructions, items)
     context = AnthropicContext(model=model_name, want_reasoning=bool(effort), thinking_text=thinking_text)
