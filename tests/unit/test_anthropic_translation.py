@@ -13,7 +13,6 @@ from anthropic.lib.streaming._messages import accumulate_event
 from core.catalog import ModelCatalog
 from core.codex.errors import UpstreamError
 from core.codex.events import CodexStreamParser, ReasoningDone
-from core.config import ConfigStore
 from core.pipeline import NoAccountError
 from core.protocols import anthropic
 from core.fake.scenarios import split_words
@@ -21,16 +20,6 @@ from core.protocols.base import BadRequest, ClientRequest, CollectedTurn, Unauth
 from tests.unit.codex_events import TOOL_STREAM, run_events, text_stream
 
 PIXEL = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="
-
-
-@pytest.fixture(scope="module")
-def cfg(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    return ConfigStore(tmp_path_factory.mktemp("data"), environ={}).current
-
-
-@pytest.fixture(scope="module")
-def catalog(cfg: Any) -> ModelCatalog:
-    return ModelCatalog.from_config(cfg)
 
 
 def request(body: Any, headers: dict[str, str] | None = None, path: str = "/v1/messages") -> ClientRequest:
