@@ -117,3 +117,34 @@ def test_claude_code_tool_search_loads_a_deferred_tool(proxy: ProxyProcess, fake
     assert "DeferredToolPlaceholder" not in names[0] | names[1]
     output = next(i for i in second["input"] if i.get("type") == "function_call_output")
     assert output["call_id"] == "call_ts" and "NotebookEdit" in output["output"]
+
+
+def test_claude_code_parallel_tool_calls(proxy: ProxyProcess, fake: FakeCodexThread, workdir: Path) -> None:
+    fake.script({"tool_calls": [
+        {"name": "Bash", "arguments": {"command": "echo one > a.txt", "description": "First file"}, "call_id": "call_a"},
+        {"name": "Bash", "arguments": {"command": "echo two > b.txt", "description": "Second file"}, "call_id": "call_b"},
+    ]}, {"text": "Both files written."})
+    result = run_claude(proxy, workdir, "Write a.txt and b.txt", "--allowedTools", "Bash")
+    assert result["result"] == "Both files written."
+    assert (workdir / "a.txt").read_text() == "one\n" and (workdir / "b.txt").read_text() == "two\n"
+    items = fake.requests("/codex/responses")[1]["body"]["input"]
+    outputs = [i["call_id"] for i in items if i.get("type") == "function_call_output"]
+    assert outputs == ["call_a", "call_b"]
+
+
+def test_claude_code_web_search_uses_the_hosted_search(proxy: ProxyProcess, fake: FakeCodexThread, workdir: Path) -> None:
+    fake.script(
+        {"tool_calls": [{"name": "ToolSearch", "arguments": {"query": "select:WebSearch"}, "call_id": "call_ts"}]},
+        {"tool_calls": [{"name": "WebSearch", "arguments": {"query": "codex proxy python"}, "call_id": "call_ws"}]},
+        {"web_search": {"query": "codex proxy python"}, "text": "Codex proxy is a local gateway."},  # WebSearch's sub-request
+        {"text": "It is a local gateway."},
+    )
+    result = run_claude(proxy, workdir, "Search the web for codex proxy", "--allowedTools", "WebSearch")
+    assert result["result"] == "It is a local gateway."
+    bodies = [r["body"] for r in fake.requests("/codex/responses")]
+    assert len(bodies) == 4
+    search = bodies[2]
+    assert search["tools"] == [{"type": "web_search"}] and search["tool_choice"] == {"type": "web_search"}
+    assert all(t["type"] == "function" for body in (bodies[0], bodies[1], bodies[3]) for t in body["tools"])  # nothing injected
+    output = next(i for i in bodies[3]["input"] if i.get("type") == "function_call_output" and i["call_id"] == "call_ws")
+    assert "Codex proxy is a local gateway." in output["output"]
