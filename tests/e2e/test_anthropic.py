@@ -12,7 +12,7 @@ import pytest
 
 from core.codex.request import ALLOWED_FIELDS
 from core.fake import FakeCodexThread, mint_access_token
-from core.fake.scenarios import ban_403, incomplete, usage_limit_429
+from core.fake.scenarios import ban_403, empty_completion, incomplete, usage_limit_429
 from tests.support.proxy import ProxyProcess
 
 MODEL = "claude-sonnet-4-6"
@@ -324,9 +324,22 @@ def test_usage_limit_with_one_account_is_429(client: anthropic.Anthropic, fake: 
         client.messages.create(model=MODEL, max_tokens=10, messages=[{"role": "user", "content": "x"}])
     assert raised.value.status_code == 429 and raised.value.body["error"]["type"] == "rate_limit_error"  # type: ignore[index]
     assert 100 <= int(raised.value.response.headers["retry-after"]) <= 130
-    with pytest.raises(anthropic.RateLimitError):  # the account is now cooling down: the pool says so without a call
-        client.messages.create(model=MODEL, max_tokens=10, messages=[{"role": "user", "content": "x"}])
+    with pytest.raises(anthropic.RateLimitError):  # the account is cooling down: the pool says so without a call
+        with client.messages.stream(model=MODEL, max_tokens=10, messages=[{"role": "user", "content": "x"}]) as stream:
+            stream.get_final_message()
     assert len(upstream(fake)) == 1
+
+
+def test_empty_completions_are_retried_then_502(proxy: ProxyProcess, client: anthropic.Anthropic, fake: FakeCodexThread) -> None:
+    proxy.add_account(mint_access_token(account_id="acc-2", plan="plus", email="two@example.com"), label="two")
+    fake.script(empty_completion(), {"text": "second account answers"})
+    message = client.messages.create(model=MODEL, max_tokens=10, messages=[{"role": "user", "content": "x"}])
+    assert message.content[0].text == "second account answers"
+    assert [r["account"] for r in upstream(fake)] == ["acc-1", "acc-2"]
+    fake.script(empty_completion(), empty_completion())
+    with pytest.raises(anthropic.APIStatusError) as raised:
+        client.messages.create(model=MODEL, max_tokens=10, messages=[{"role": "user", "content": "y"}])
+    assert raised.value.status_code == 502 and raised.value.body["error"]["type"] == "api_error"  # type: ignore[index]
 
 
 def test_no_usable_account_is_529_overloaded(client: anthropic.Anthropic, fake: FakeCodexThread) -> None:
