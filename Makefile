@@ -1,6 +1,7 @@
 # codex-proxy — every target installs what it needs first (into .venv at the repo root).
 #   make start   install, then run the proxy (mitmdump -s addons/codex.py) on 127.0.0.1:8080
-#   make test    install everything the suite needs, then run it
+#   make test    install everything the suite needs (Python packages, and the real client CLIs
+#                from tests/cli/package-lock.json via npm), then run it
 #   make demo    the proxy against the bundled fake Codex backend (no ChatGPT account needed)
 #   make web     like start, with mitmweb's live flow view
 #   make bench   the benchmark: added latency, throughput, concurrent streams (report in bench-results/)
@@ -9,6 +10,8 @@ VENV    := .venv
 PY      := $(VENV)/bin/python
 PYTHON  ?= $(shell command -v python3.12 || command -v python3)
 STAMP   := $(VENV)/.installed
+# npm ci writes this file: the CLIs the tests drive (Claude Code) are installed and current
+CLI     := tests/cli/node_modules/.package-lock.json
 
 .PHONY: install start web demo test bench clean
 
@@ -21,6 +24,9 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+$(CLI): tests/cli/package.json tests/cli/package-lock.json
+	npm ci --prefix tests/cli --no-audit --no-fund
+
 start: $(STAMP)
 	$(VENV)/bin/mitmdump -s addons/codex.py $(ARGS)
 
@@ -30,11 +36,11 @@ web: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/mitmdump -s addons/codex.py --set codex_demo=true $(ARGS)
 
-test: $(STAMP)
+test: $(STAMP) $(CLI)
 	$(PY) -m pytest $(ARGS)
 
 bench: $(STAMP)
 	$(PY) -m bench $(ARGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache tests/cli/node_modules

@@ -101,7 +101,7 @@ class ModelCatalog:
         requested = (name or "").strip()
         if not requested:
             return ResolvedModel(id=self._follow_aliases(self.default) or self.default, requested=self.default)
-        direct = self._lookup(requested)
+        direct = self._lookup(requested, prefixes=False)  # family prefixes only after suffixes are split off
         if direct:
             return ResolvedModel(id=direct, requested=requested)
         base, tier = _strip_suffix(requested, TIERS)
@@ -112,12 +112,25 @@ class ModelCatalog:
         fallback = self._follow_aliases(self.default) or self.default
         return ResolvedModel(id=fallback, requested=requested, effort=effort, tier=tier, known=False)
 
-    def _lookup(self, name: str) -> str | None:
+    def supported_effort(self, model_id: str, effort: str) -> str:
+        """``effort``, or the nearest one ``model_id`` supports (the highest not above it, else its
+        lowest): a client's thinking budget must not turn into an effort the backend rejects."""
+        info = self.models.get(model_id)
+        supported = [e for e in EFFORTS if info and e in info.efforts]
+        if not supported or effort in supported or effort not in EFFORTS:
+            return effort
+        rank = EFFORTS.index(effort)
+        lower = [e for e in supported if EFFORTS.index(e) <= rank]
+        return lower[-1] if lower else supported[0]
+
+    def _lookup(self, name: str, prefixes: bool = True) -> str | None:
         """Catalog id or alias target for ``name``; None when it means nothing to us."""
         if name in self.aliases:
             return self._follow_aliases(name)
         if name in self.models:
             return name
+        if not prefixes:
+            return None
         lowered = name.lower()
         for prefix, target in self.alias_prefixes:
             if lowered.startswith(prefix):

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
-from core.protocols import openai_chat, responses
+from core.protocols import anthropic, openai_chat, responses
 from core.protocols.base import (
     BadRequest,
     ClientError,
@@ -85,6 +85,8 @@ class DataPlane:
             ("POST", re.compile(r"^(?:/v1)?/chat/completions$"), self._protocol(openai_chat)),
             ("POST", re.compile(r"^(?:/v1)?/responses/compact$"), self._protocol(responses, compact=True)),
             ("POST", re.compile(r"^(?:/v1)?/responses$"), self._protocol(responses)),
+            ("POST", re.compile(r"^(?:/v1)?/messages$"), self._protocol(anthropic)),
+            ("POST", re.compile(r"^(?:/v1)?/messages/count_tokens$"), self._local(anthropic, anthropic.count_tokens)),
         ]
 
     def dispatch(self, request: ClientRequest) -> Outcome:
@@ -113,16 +115,24 @@ class DataPlane:
     def _protocol(self, protocol: ModuleType, *, compact: bool = False) -> Handler:
         parse = functools.partial(protocol.parse_request, compact=True) if compact else protocol.parse_request
 
+        def job(request: ClientRequest, catalog: Any, cfg: Any) -> Outcome:
+            return Job(protocol, parse(request, catalog, cfg), request.path, compact=compact)
+
+        return self._local(protocol, job)
+
+    def _local(self, protocol: ModuleType, answer: Callable[[ClientRequest, Any, Any], Outcome]) -> Handler:
+        """An authenticated endpoint of ``protocol``: ``answer`` makes a reply or a job; every
+        refusal is rendered in the protocol's own error envelope."""
+
         def handle(request: ClientRequest, _: re.Match[str]) -> Outcome:
             try:
                 self.authorize(request)
-                prepared = parse(request, self.services.catalog, self.services.cfg)
+                return answer(request, self.services.catalog, self.services.cfg)
             except ClientError as error:
                 return protocol.render_error(error)
             except Exception as exc:  # a translator bug on odd input is still the client's 400, never a 500
                 logger.warning("could not translate %s %s", request.method, request.path, exc_info=True)
                 return protocol.render_error(BadRequest(f"Invalid request: {type(exc).__name__}: {exc}", code="invalid_request"))
-            return Job(protocol, prepared, request.path, compact=compact)
 
         return handle
 

@@ -23,7 +23,7 @@ from core.catalog import ResolvedModel
 from core.codex.errors import FATAL, RETRY_SAME, ROTATE, UpstreamError, classify_http
 from core.codex.events import PRELUDE_EVENTS, TERMINAL_EVENTS, CodexStreamParser, Delta, Failed, Finished
 from core.codex.headers import account_installation_id, base_headers, responses_headers
-from core.codex.request import finalize_body, finalize_compact_body, scoped_conversation_id
+from core.codex.request import finalize_body, finalize_compact_body, scoped_conversation_id, without_reasoning_items
 from core.codex.sse import SSEParser
 from core.config import ConfigStore
 from core.upstream.transport import UpstreamStream, UpstreamTransport
@@ -129,6 +129,10 @@ class NoAccountError(UpstreamError):
     pass
 
 
+def _foreign_reasoning(err: UpstreamError) -> bool:
+    return "invalid_encrypted_content" in f"{err.code} {err.message}"
+
+
 class Pipeline:
     def __init__(self, config: ConfigStore, pool: AccountPool, transport: UpstreamTransport, installation_id: str) -> None:
         self._config = config
@@ -152,6 +156,11 @@ class Pipeline:
                 last_error = err
                 logger.info("turn attempt %d on %s failed: %s", attempts, account.id, err)
                 self._pool.apply_error(account, err, float(self._config.current.get("auth.rate_limit_backoff_seconds") or 60))
+                if _foreign_reasoning(err) and (stripped := without_reasoning_items(turn.body)) is not None:
+                    # Reasoning sealed by another account (the conversation failed over) cannot be
+                    # replayed here; the turn still works without it.
+                    turn.body = stripped
+                    continue
                 if err.action == FATAL:
                     raise
                 if err.action == RETRY_SAME and same_account_retries < len(SAME_ACCOUNT_RETRY_DELAYS):

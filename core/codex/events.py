@@ -62,6 +62,16 @@ class ReasoningDelta:
 
 
 @dataclass(slots=True)
+class ReasoningDone:
+    """A finished reasoning item: its id, summary and the opaque ``encrypted_content`` that lets a
+    later turn replay it (present only when the request asked for ``reasoning.encrypted_content``)."""
+
+    item_id: str
+    summary: str
+    encrypted_content: str | None
+
+
+@dataclass(slots=True)
 class ToolCallStarted:
     call_id: str
     name: str
@@ -103,7 +113,7 @@ class Failed:
     error: UpstreamError
 
 
-Delta = TextDelta | ReasoningDelta | ToolCallStarted | ToolCallArgsDelta | ToolCallDone | ImageGenerated | Finished | Failed
+Delta = TextDelta | ReasoningDelta | ReasoningDone | ToolCallStarted | ToolCallArgsDelta | ToolCallDone | ImageGenerated | Finished | Failed
 
 TERMINAL_EVENTS = frozenset({"response.completed", "response.incomplete", "response.failed", "error"})
 # Events that carry nothing for the client: they never commit a response to an account.
@@ -247,6 +257,9 @@ class CodexStreamParser:
                 out = []
             payload = item.get("arguments") if kind == "function_call" else item.get("input")
             return out + self._finish_call(call, payload or "")
+        if kind == "reasoning":
+            summary = "\n\n".join(p.get("text") or "" for p in item.get("summary") or [] if isinstance(p, dict))
+            return [ReasoningDone(item.get("id") or "", summary, item.get("encrypted_content") or None)]
         if kind == "image_generation_call" and item.get("result"):
             self.produced = True
             return [

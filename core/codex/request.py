@@ -51,6 +51,19 @@ def reasoning_fields(effort: str | None, summary: str | None = "auto") -> dict[s
     return {"reasoning": reasoning, "include": ["reasoning.encrypted_content"]}
 
 
+def budget_to_effort(budget: int | None) -> str | None:
+    """A thinking-token budget (Anthropic ``budget_tokens``, Gemini ``thinkingBudget``) as an effort."""
+    if not isinstance(budget, int) or isinstance(budget, bool) or budget <= 0:
+        return None
+    if budget < 2000:
+        return "low"
+    if budget < 8000:
+        return "medium"
+    if budget < 20000:
+        return "high"
+    return "xhigh"
+
+
 def scoped_conversation_id(scope: str, key: str) -> str:
     """The upstream prompt-cache id: the client's key, scoped to one account (never sent verbatim)."""
     return "cp_" + hashlib.sha256(f"conversation\0{scope}\0{key}".encode()).hexdigest()[:32]
@@ -101,6 +114,15 @@ def normalize_tool_parameters(schema: Any) -> dict[str, Any]:
     if schema.get("type") == "object" and "properties" not in schema:
         return {**schema, "properties": {}}
     return schema
+
+
+def without_reasoning_items(body: dict[str, Any]) -> dict[str, Any] | None:
+    """``body`` minus the replayed ``reasoning`` items of its input; None when it has none."""
+    items = body.get("input")
+    if not isinstance(items, list):
+        return None
+    kept = [i for i in items if not (isinstance(i, dict) and i.get("type") == "reasoning")]
+    return {**body, "input": kept} if len(kept) < len(items) else None
 
 
 def finalize_body(body: dict[str, Any], *, conversation_id: str, installation_id: str) -> bytes:

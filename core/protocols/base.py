@@ -11,7 +11,7 @@ from typing import Any, Protocol
 import orjson
 
 from core.codex.errors import UpstreamError
-from core.codex.events import Delta, Failed, Finished, ImageGenerated, ReasoningDelta, TextDelta, ToolCallDone, Usage
+from core.codex.events import Delta, Failed, Finished, ImageGenerated, ReasoningDelta, ReasoningDone, TextDelta, ToolCallDone, Usage
 
 JSON_HEADERS = {"content-type": "application/json"}
 SSE_HEADERS = {"content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache", "x-accel-buffering": "no"}
@@ -110,6 +110,7 @@ class CollectedTurn:
 
     text: list[str] = field(default_factory=list)
     reasoning: list[str] = field(default_factory=list)
+    reasoning_items: list[ReasoningDone] = field(default_factory=list)
     tool_calls: list[ToolCallDone] = field(default_factory=list)
     images: list[ImageGenerated] = field(default_factory=list)
     finish: Finished | None = None
@@ -125,6 +126,8 @@ class CollectedTurn:
                 self.text.append(delta.text)
             elif isinstance(delta, ReasoningDelta):
                 self.reasoning.append(delta.text)
+            elif isinstance(delta, ReasoningDone):
+                self.reasoning_items.append(delta)
             elif isinstance(delta, ToolCallDone):
                 self.tool_calls.append(delta)
             elif isinstance(delta, ImageGenerated):
