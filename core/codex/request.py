@@ -94,6 +94,59 @@ def prepare_schema(schema: Any) -> Any:
     return out
 
 
+# Keywords OpenAI's strict structured output understands; a schema using others is sent non-strict.
+_STRICT_KEYWORDS = frozenset(
+    {
+        "type", "properties", "required", "additionalProperties", "items", "enum", "const", "anyOf",
+        "$ref", "$defs", "definitions", "description", "title", "pattern", "format", "minimum",
+        "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf", "minItems", "maxItems",
+    }
+)  # fmt: skip
+
+
+def strict_compatible(schema: Any) -> bool:
+    """True when ``schema`` can be sent with ``strict: true``: every object lists all of its
+    properties as required and only supported keywords appear. Schemas with optional fields or
+    defaults (pydantic models with defaults, most OpenAPI schemas) go non-strict instead of being
+    rejected or silently changed."""
+    if isinstance(schema, list):
+        return all(strict_compatible(s) for s in schema)
+    if not isinstance(schema, dict):
+        return True
+    if any(key not in _STRICT_KEYWORDS for key in schema):
+        return False
+    properties = schema.get("properties")
+    if isinstance(properties, dict):
+        if set(properties) - set(schema.get("required") or ()):
+            return False
+        if not all(strict_compatible(s) for s in properties.values()):
+            return False
+    for key in ("items", "anyOf", "$defs", "definitions"):
+        value = schema.get(key)
+        children = value.values() if isinstance(value, dict) and key in ("$defs", "definitions") else [value]
+        if not all(strict_compatible(c) for c in children):
+            return False
+    return True
+
+
+def effort_for_budget(budget: Any) -> str | None:
+    """A thinking-token budget (Anthropic ``budget_tokens``, Gemini ``thinkingBudget``) as a
+    reasoning effort (translation-spec §1.3). ``0`` means "do not think": the lowest effort
+    (``none``; callers clamp it to what the model supports). Negative (Gemini's "dynamic") or
+    missing: no opinion."""
+    if isinstance(budget, bool) or not isinstance(budget, (int, float)) or budget < 0:
+        return None
+    if budget == 0:
+        return "none"
+    if budget < 2000:
+        return "low"
+    if budget < 8000:
+        return "medium"
+    if budget < 20000:
+        return "high"
+    return "xhigh"
+
+
 def normalize_tool_parameters(schema: Any) -> dict[str, Any]:
     """Function-tool parameter schemas: an object without ``properties`` gains ``properties: {}``."""
     if not isinstance(schema, dict) or not schema:
