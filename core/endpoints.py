@@ -80,6 +80,17 @@ def extract_api_key(request: ClientRequest) -> str | None:
     return auth.strip() or None
 
 
+def translate(protocol: ModuleType, parse: Callable[..., Prepared], request: ClientRequest, services: Services) -> Prepared | Reply:
+    """Run a protocol's request parser; refusals come back as that protocol's error reply."""
+    try:
+        return parse(request, services.catalog, services.cfg)
+    except ClientError as error:
+        return protocol.render_error(error)
+    except Exception as exc:  # a translator bug on odd input is still the client's 400, never a 500
+        logger.warning("could not translate %s %s", request.method, request.path, exc_info=True)
+        return protocol.render_error(BadRequest(f"Invalid request: {type(exc).__name__}: {exc}", code="invalid_request"))
+
+
 class DataPlane:
     def __init__(self, services: Services) -> None:
         self.services = services
@@ -130,15 +141,10 @@ class DataPlane:
         parse = functools.partial(protocol.parse_request, compact=True) if compact else protocol.parse_request
 
         def handle(request: ClientRequest, _: re.Match[str]) -> Outcome:
-            try:
-                self.authorize(request)
-                prepared = parse(request, self.services.catalog, self.services.cfg)
-            except ClientError as error:
-                return protocol.render_error(error)
-            except Exception as exc:  # a translator bug on odd input is still the client's 400, never a 500
-                logger.warning("could not translate %s %s", request.method, request.path, exc_info=True)
-                return protocol.render_error(BadRequest(f"Invalid request: {type(exc).__name__}: {exc}", code="invalid_request"))
-            return Job(protocol, prepared, request.path, compact=compact)
+            if refused := self._refused(request, protocol):
+                return refused
+            prepared = translate(protocol, parse, request, self.services)
+            return prepared if isinstance(prepared, Reply) else Job(protocol, prepared, request.path, compact=compact)
 
         return handle
 

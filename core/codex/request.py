@@ -113,7 +113,7 @@ def strict_compatible(schema: Any) -> bool:
         return all(strict_compatible(s) for s in schema)
     if not isinstance(schema, dict):
         return True
-    if any(key not in _STRICT_KEYWORDS for key in schema):
+    if any(key not in _STRICT_KEYWORDS for key in schema) or schema.get("additionalProperties") not in (None, False):
         return False
     properties = schema.get("properties")
     if isinstance(properties, dict):
@@ -127,6 +127,12 @@ def strict_compatible(schema: Any) -> bool:
         if not all(strict_compatible(c) for c in children):
             return False
     return True
+
+
+def json_schema_format(name: str, schema: dict[str, Any]) -> dict[str, Any]:
+    """``text.format`` for a client's response schema: prepared, and strict only when it can be."""
+    prepared = prepare_schema(schema)
+    return {"type": "json_schema", "name": name, "schema": prepared, "strict": strict_compatible(prepared)}
 
 
 def effort_for_budget(budget: Any) -> str | None:

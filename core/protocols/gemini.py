@@ -22,11 +22,10 @@ from core.codex.events import Failed, Finished, ImageGenerated, ReasoningDelta, 
 from core.codex.request import (
     DEFAULT_INSTRUCTIONS,
     effort_for_budget,
+    json_schema_format,
     normalize_tool_parameters,
-    prepare_schema,
     reasoning_fields,
     stable_conversation_key,
-    strict_compatible,
     wire_service_tier,
 )
 from core.config import Config
@@ -388,8 +387,7 @@ def _response_format(generation: dict[str, Any]) -> dict[str, Any] | None:
         schema = openapi_to_json_schema(pick(generation, "responseSchema"))
     if not isinstance(schema, dict) or not schema:
         return {"type": "json_object"}
-    prepared = prepare_schema(schema)
-    return {"type": "json_schema", "name": "gemini_schema", "schema": prepared, "strict": strict_compatible(prepared)}
+    return json_schema_format("gemini_schema", schema)
 
 
 # --- responses ----------------------------------------------------------------------------------

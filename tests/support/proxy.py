@@ -48,6 +48,12 @@ class ProxyProcess:
     def base_url(self) -> str:
         return self.origin + "/v1"
 
+    @property
+    def ollama_origin(self) -> str:
+        """The Ollama bridge's address (``ollama.enabled`` set in the config)."""
+        host, port = self.runtime["ollama_listen"]
+        return f"http://{host}:{port}"
+
     def start(self, timeout: float = 30.0) -> ProxyProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         local = self.data_dir / "local.yaml"
