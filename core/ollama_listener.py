@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import time
 
 from mitmproxy import ctx, exceptions, http
@@ -30,6 +31,12 @@ class OllamaListener:
 
     def running(self) -> None:
         if self.spec is None or self.spec in ctx.options.mode:
+            return
+        if problem := _cannot_bind(self.host, self.port):
+            # Checked first: mitmdump exits on any error logged while starting, and a port already
+            # taken (say by a real Ollama) must not take the whole proxy down.
+            logger.warning("Ollama bridge not started: cannot listen on %s:%s (%s); the main proxy runs on", self.host, self.port, problem)
+            self.spec = None
             return
         try:
             ctx.options.update(mode=[*ctx.options.mode, self.spec])
@@ -67,3 +74,17 @@ class OllamaListener:
         if proxyserver is None:
             return []
         return [(str(a[0]), int(a[1])) for s in proxyserver.servers if s.mode.full_spec != self.spec for a in s.listen_addrs]
+
+
+def _cannot_bind(host: str, port: int) -> str | None:
+    """Why ``host:port`` cannot be listened on, or None (probed the way asyncio's server binds)."""
+    if port == 0:
+        return None
+    try:
+        for family, kind, proto, _, address in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM):
+            with socket.socket(family, kind, proto) as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                probe.bind(address)
+    except OSError as error:
+        return error.strerror or str(error)
+    return None

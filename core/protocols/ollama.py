@@ -227,7 +227,7 @@ def _metrics(context: OllamaContext, usage: Usage | None, first_output_ns: int |
     """Ollama's counters: tokens from the backend's usage, durations (ns) measured here. "Prompt
     eval" is the wait for the first output, "eval" the rest of the generation."""
     end = time.monotonic_ns()
-    first = first_output_ns or end
+    first = min(max(first_output_ns or end, context.started_ns), end)
     return {
         "total_duration": end - context.started_ns,
         "prompt_eval_count": usage.input_tokens if usage else 0,
