@@ -8,6 +8,7 @@ VENV    := .venv
 PY      := $(VENV)/bin/python
 PYTHON  ?= $(shell command -v python3.12 || command -v python3)
 STAMP   := $(VENV)/.installed
+GEMINI_CLI := tests/cli/gemini/node_modules/.bin/gemini
 
 .PHONY: install start web demo test clean
 
@@ -29,8 +30,14 @@ web: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/mitmdump -s addons/codex.py --set codex_demo=true $(ARGS)
 
-test: $(STAMP)
+# The real Gemini CLI (pinned in tests/cli/gemini/package-lock.json) for tests/cli/.
+$(GEMINI_CLI): tests/cli/gemini/package-lock.json
+	@command -v npm >/dev/null || { echo "npm (Node.js 20+) is needed to install the Gemini CLI the tests drive"; exit 1; }
+	npm ci --prefix tests/cli/gemini --no-audit --no-fund --ignore-scripts --loglevel=error
+	touch $@
+
+test: $(STAMP) $(GEMINI_CLI)
 	$(PY) -m pytest $(ARGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache tests/cli/gemini/node_modules

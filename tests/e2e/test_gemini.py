@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-import time
 from typing import Any
 
 import httpx
@@ -315,13 +314,6 @@ def test_no_account_is_401_in_gemini_envelope(client: genai.Client, proxy: Proxy
 
 
 def test_request_is_logged_with_protocol(client: genai.Client, proxy: ProxyProcess) -> None:
-    import sqlite_utils
-
     client.models.generate_content(model="gemini-log-check", contents="log me")
-    db = sqlite_utils.Database(proxy.data_dir / "codex-proxy.db")
-    deadline = time.monotonic() + 5
-    rows: list[dict[str, Any]] = []
-    while time.monotonic() < deadline and not rows:
-        rows = list(db.query("select * from request_log where requested_model = 'gemini-log-check'"))
-        time.sleep(0.1)
+    rows = proxy.request_log("requested_model = ?", "gemini-log-check")
     assert rows and rows[0]["protocol"] == "gemini" and rows[0]["status"] == 200 and rows[0]["model"] == "gpt-5.4"

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import json
 import socket
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -255,15 +254,8 @@ def test_bridge_is_not_a_proxy(bridge: ProxyProcess) -> None:
 
 
 def test_request_log_marks_ollama(client: ollama.Client, bridge: ProxyProcess) -> None:
-    import sqlite_utils
-
     client.chat(model="gpt-5.4-low", messages=[{"role": "user", "content": "log me"}], stream=False)
-    db = sqlite_utils.Database(bridge.data_dir / "codex-proxy.db")
-    deadline = time.monotonic() + 5
-    rows: list[dict[str, Any]] = []
-    while time.monotonic() < deadline and not rows:
-        rows = list(db.query("select * from request_log where requested_model = 'gpt-5.4-low'"))
-        time.sleep(0.1)
+    rows = bridge.request_log("requested_model = ?", "gpt-5.4-low")
     assert rows and rows[0]["protocol"] == "ollama" and rows[0]["path"] == "/api/chat" and rows[0]["status"] == 200
 
 

@@ -98,6 +98,18 @@ class ProxyProcess:
         self.process.kill()
         self.process.wait(5)
 
+    def request_log(self, where: str, *params: Any, timeout: float = 5.0) -> list[dict[str, Any]]:
+        """Rows of the SQLite request log matching ``where`` (written in batches: polled until they appear)."""
+        import sqlite_utils
+
+        db = sqlite_utils.Database(self.data_dir / "codex-proxy.db")
+        deadline = time.monotonic() + timeout
+        while True:
+            rows = list(db.query(f"select * from request_log where {where}", params))
+            if rows or time.monotonic() > deadline:
+                return rows
+            time.sleep(0.1)
+
     # --- management API ---------------------------------------------------------------------------
 
     def api(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
