@@ -61,12 +61,17 @@ def created_at() -> str:
 # --- requests -----------------------------------------------------------------------------------
 
 
-def parse_chat_request(request: ClientRequest, catalog: ModelCatalog, cfg: Config) -> Prepared:
-    """``Prepared.turn`` is None for a load-only request (no messages): Ollama answers it at once."""
+def _begin(request: ClientRequest, catalog: ModelCatalog, cfg: Config, kind: str) -> tuple[dict[str, Any], ResolvedModel, str | None, OllamaContext]:
+    """What chat and generate requests share: the body, the model, the effort and the answer's context."""
     body = expect_object(request.json())
     name, model = resolve_model(body, catalog)
     effort, want_thinking = _think(body.get("think"), model, catalog, cfg)
-    context = OllamaContext(name, model.id, "chat", want_thinking, _keep_alive(body.get("keep_alive")))
+    return body, model, effort, OllamaContext(name, model.id, kind, want_thinking, _keep_alive(body.get("keep_alive")))
+
+
+def parse_chat_request(request: ClientRequest, catalog: ModelCatalog, cfg: Config) -> Prepared:
+    """``Prepared.turn`` is None for a load-only request (no messages): Ollama answers it at once."""
+    body, model, effort, context = _begin(request, catalog, cfg, "chat")
     messages = body.get("messages")
     if messages is None or messages == []:
         return Prepared(None, context)
@@ -78,10 +83,7 @@ def parse_chat_request(request: ClientRequest, catalog: ModelCatalog, cfg: Confi
 
 
 def parse_generate_request(request: ClientRequest, catalog: ModelCatalog, cfg: Config) -> Prepared:
-    body = expect_object(request.json())
-    name, model = resolve_model(body, catalog)
-    effort, want_thinking = _think(body.get("think"), model, catalog, cfg)
-    context = OllamaContext(name, model.id, "generate", want_thinking, _keep_alive(body.get("keep_alive")))
+    body, model, effort, context = _begin(request, catalog, cfg, "generate")
     prompt = body.get("prompt")
     images = _images(body.get("images"))
     if prompt is not None and not isinstance(prompt, str):
@@ -89,7 +91,7 @@ def parse_generate_request(request: ClientRequest, catalog: ModelCatalog, cfg: C
     if not prompt and not images:
         return Prepared(None, context)
     if body.get("suffix"):
-        raise BadRequest(f"{name!r} does not support insert")  # Ollama's answer for models without fill-in-the-middle
+        raise BadRequest(f"{context.model!r} does not support insert")  # Ollama's answer for models without fill-in-the-middle
     raw = body.get("raw") is True
     system = body.get("system") if isinstance(body.get("system"), str) else ""
     if raw and (system or body.get("template") or body.get("context")):

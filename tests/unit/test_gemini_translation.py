@@ -12,22 +12,11 @@ import pytest
 from core.catalog import ModelCatalog
 from core.codex.errors import UpstreamError
 from core.codex.events import Finished, Usage
-from core.config import ConfigStore
 from core.protocols import gemini
-from core.protocols.base import BadRequest, ClientRequest, CollectedTurn, Unauthorized
-from tests.unit.codex_events import TOOL_STREAM, USAGE, run_events, text_stream
+from core.protocols.base import BadRequest, ClientRequest, Unauthorized
+from tests.unit.codex_events import TOOL_STREAM, USAGE, collect, run_events, text_stream
 
 PATH = "/v1beta/models/gemini-2.5-pro:generateContent"
-
-
-@pytest.fixture(scope="module")
-def cfg(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    return ConfigStore(tmp_path_factory.mktemp("data"), environ={}).current
-
-
-@pytest.fixture(scope="module")
-def catalog(cfg: Any) -> ModelCatalog:
-    return ModelCatalog.from_config(cfg)
 
 
 def parse(body: Any, catalog: ModelCatalog, cfg: Any, path: str = PATH, query: dict[str, str] | None = None,
@@ -42,13 +31,6 @@ def user(*parts: dict[str, Any]) -> dict[str, Any]:
 
 def model(*parts: dict[str, Any]) -> dict[str, Any]:
     return {"role": "model", "parts": list(parts)}
-
-
-def collect(pairs: list[tuple[str, dict[str, Any]]]) -> CollectedTurn:
-    collected = CollectedTurn()
-    for event in run_events(pairs):
-        collected.add(event.deltas)
-    return collected
 
 
 def sse_payloads(raw: bytes) -> list[Any]:

@@ -11,24 +11,13 @@ import pytest
 
 from core.catalog import ModelCatalog
 from core.codex.errors import UpstreamError
-from core.config import ConfigStore
 from core.ollama_endpoints import cors_headers
 from core.protocols import ollama
-from core.protocols.base import BadRequest, ClientRequest, CollectedTurn, NotFound
-from tests.unit.codex_events import TOOL_STREAM, USAGE, run_events, text_stream
+from core.protocols.base import BadRequest, ClientRequest, NotFound
+from tests.unit.codex_events import TOOL_STREAM, USAGE, collect, run_events, text_stream
 
 PNG = base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"\0" * 8).decode()
 JPEG = base64.b64encode(b"\xff\xd8\xff\xe0" + b"\0" * 8).decode()
-
-
-@pytest.fixture(scope="module")
-def cfg(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    return ConfigStore(tmp_path_factory.mktemp("data"), environ={}).current
-
-
-@pytest.fixture(scope="module")
-def catalog(cfg: Any) -> ModelCatalog:
-    return ModelCatalog.from_config(cfg)
 
 
 def chat(body: Any, catalog: ModelCatalog, cfg: Any) -> Any:
@@ -41,13 +30,6 @@ def generate(body: Any, catalog: ModelCatalog, cfg: Any) -> Any:
 
 def lines(raw: bytes) -> list[dict[str, Any]]:
     return [json.loads(line) for line in raw.decode().splitlines()]
-
-
-def collect(pairs: list[tuple[str, dict[str, Any]]]) -> CollectedTurn:
-    collected = CollectedTurn()
-    for event in run_events(pairs):
-        collected.add(event.deltas)
-    return collected
 
 
 # --- requests -----------------------------------------------------------------------------------

@@ -10,20 +10,9 @@ import pytest
 
 from core.catalog import ModelCatalog
 from core.codex.errors import UpstreamError
-from core.config import ConfigStore
 from core.protocols import openai_chat
 from core.protocols.base import BadRequest, ClientRequest, CollectedTurn, NotFound
 from tests.unit.codex_events import TOOL_STREAM, run_events, text_stream
-
-
-@pytest.fixture(scope="module")
-def cfg(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    return ConfigStore(tmp_path_factory.mktemp("data"), environ={}).current
-
-
-@pytest.fixture(scope="module")
-def catalog(cfg: Any) -> ModelCatalog:
-    return ModelCatalog.from_config(cfg)
 
 
 def parse(body: Any, catalog: ModelCatalog, cfg: Any) -> Any:
