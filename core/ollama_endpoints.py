@@ -129,9 +129,12 @@ class OllamaPlane:
         disable_vision = bool(self.services.cfg.get("ollama.disable_vision"))
         return json_reply(200, ollama.show_payload(self.services.catalog, name, model, self.started_at, disable_vision))
 
+    def _forget_expired(self, now: float) -> None:
+        self._loaded = {name: entry for name, entry in self._loaded.items() if entry[1] > now}
+
     def _ps(self, request: ClientRequest) -> Reply:
         now = time.time()
-        self._loaded = {name: entry for name, entry in self._loaded.items() if entry[1] > now}
+        self._forget_expired(now)
         catalog = self.services.catalog
         far = now + 10 * 365 * 86400  # keep_alive < 0: Ollama reports a far-future expiry
         models = [ollama.ps_entry(catalog, name, model_id, _iso(min(expiry, far))) for name, (model_id, expiry) in self._loaded.items()]
@@ -153,8 +156,10 @@ class OllamaPlane:
         if isinstance(prepared, Reply):
             return prepared
         context: ollama.OllamaContext = prepared.context
+        now = time.time()
+        self._forget_expired(now)
         if context.keep_alive > 0:
-            self._loaded[context.model] = (context.model_id, time.time() + context.keep_alive)
+            self._loaded[context.model] = (context.model_id, now + context.keep_alive)
         else:
             self._loaded.pop(context.model, None)  # keep_alive 0 unloads, as in Ollama
         if prepared.turn is None:
