@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
-import re
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
 from core.endpoints import DataPlane, Job, Outcome, translate
@@ -47,25 +45,12 @@ def cors_headers(origin: str | None) -> dict[str, str] | None:
     return {"access-control-allow-origin": origin, "vary": "Origin"}
 
 
-_HOST_PORT = re.compile(r"^(\[[^\]]*\]|[^:]*)(?::\d+)?$")
-
-
-def _host_name(header: str) -> str:
-    """The host part of a ``Host`` header (``[::1]:11434`` → ``[::1]``)."""
-    match = _HOST_PORT.match(header)
-    return match[1] if match else header
-
-
-def _iso(timestamp: float) -> str:
-    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
-
-
 class OllamaPlane:
     def __init__(self, services: Services, data_plane: DataPlane, listen_host: str) -> None:
         self.services = services
         self.data_plane = data_plane
         self.bound_to_loopback = _is_loopback(listen_host)
-        self.started_at = _iso(time.time())
+        self.started_at = ollama.created_at()
         self._loaded: dict[str, tuple[str, float]] = {}  # name → (model id, expiry), for /api/ps
         self._routes: dict[tuple[str, str], Callable[[ClientRequest], Outcome]] = {
             ("GET", "/"): self._root,
@@ -82,7 +67,7 @@ class OllamaPlane:
 
     def dispatch(self, request: ClientRequest) -> Outcome:
         request = dataclasses.replace(request, trusted=True)
-        host = _host_name(request.headers.get("host") or "")
+        host = urlsplit("//" + (request.headers.get("host") or "")).hostname or ""
         if self.bound_to_loopback and host and not _is_loopback(host):
             return json_reply(403, {"error": f"host {host!r} is not allowed (only local names reach a loopback-bound bridge)"})
         cors = cors_headers(request.headers.get("origin"))
@@ -137,7 +122,7 @@ class OllamaPlane:
         self._forget_expired(now)
         catalog = self.services.catalog
         far = now + 10 * 365 * 86400  # keep_alive < 0: Ollama reports a far-future expiry
-        models = [ollama.ps_entry(catalog, name, model_id, _iso(min(expiry, far))) for name, (model_id, expiry) in self._loaded.items()]
+        models = [ollama.ps_entry(catalog, name, model_id, ollama.created_at(min(expiry, far))) for name, (model_id, expiry) in self._loaded.items()]
         return json_reply(200, {"models": models})
 
     def _no_embeddings(self, request: ClientRequest) -> Reply:

@@ -54,8 +54,10 @@ class OllamaContext:
     started_ns: int = field(default_factory=time.monotonic_ns)
 
 
-def created_at() -> str:
-    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+def created_at(timestamp: float | None = None) -> str:
+    """A time as Ollama writes it (RFC 3339, UTC, microseconds); now by default."""
+    moment = datetime.now(UTC) if timestamp is None else datetime.fromtimestamp(timestamp, UTC)
+    return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 # --- requests -----------------------------------------------------------------------------------
