@@ -329,6 +329,26 @@ def openapi_to_json_schema(node: Any) -> Any:
     return out
 
 
+_OPENAPI_TYPES = frozenset({"STRING", "NUMBER", "INTEGER", "BOOLEAN", "ARRAY", "OBJECT", "NULL"})
+
+
+def lowercase_types(node: Any) -> Any:
+    """A JSON Schema with Gemini's uppercase type names (``"OBJECT"``) lowercased. Gemini accepts
+    them in ``responseJsonSchema`` and ``parametersJsonSchema`` too, and Gemini CLI sends them
+    there; JSON Schema (and the backend) knows only lowercase."""
+    if isinstance(node, list):
+        return [lowercase_types(n) for n in node]
+    if not isinstance(node, dict):
+        return node
+    out = {key: lowercase_types(value) for key, value in node.items()}
+    kind = node.get("type")
+    if isinstance(kind, str) and kind in _OPENAPI_TYPES:
+        out["type"] = kind.lower()
+    elif isinstance(kind, list):
+        out["type"] = [k.lower() if isinstance(k, str) and k in _OPENAPI_TYPES else k for k in kind]
+    return out
+
+
 def _tools(groups: Any) -> tuple[list[dict[str, Any]], list[str]]:
     if groups is None:
         return [], []
@@ -349,7 +369,7 @@ def _tools(groups: Any) -> tuple[list[dict[str, Any]], list[str]]:
             if not isinstance(declaration, dict) or not isinstance(declaration.get("name"), str) or not declaration["name"]:
                 raise BadRequest("every function declaration needs a name")
             json_schema = pick(declaration, "parametersJsonSchema")
-            schema = json_schema if json_schema is not None else openapi_to_json_schema(declaration.get("parameters"))
+            schema = lowercase_types(json_schema) if json_schema is not None else openapi_to_json_schema(declaration.get("parameters"))
             entry: dict[str, Any] = {"type": "function", "name": declaration["name"], "strict": False}
             if declaration.get("description"):
                 entry["description"] = declaration["description"]
@@ -382,7 +402,7 @@ def _apply_tool_config(codex: dict[str, Any], tool_config: Any, names: list[str]
 def _response_format(generation: dict[str, Any]) -> dict[str, Any] | None:
     if str(pick(generation, "responseMimeType") or "").lower() != "application/json":
         return None
-    schema = pick(generation, "responseJsonSchema")
+    schema = lowercase_types(pick(generation, "responseJsonSchema"))
     if schema is None and isinstance(pick(generation, "responseSchema"), dict):
         schema = openapi_to_json_schema(pick(generation, "responseSchema"))
     if not isinstance(schema, dict) or not schema:

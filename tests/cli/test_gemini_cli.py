@@ -3,8 +3,8 @@
 It is pointed at the proxy with ``GOOGLE_GEMINI_BASE_URL`` and the proxy key as ``GEMINI_API_KEY``.
 Gemini CLI 0.61 turns that variable into its "gateway" auth type, which its own validation then
 rejects ("Invalid auth method selected"), so the settings pick the API-key auth type explicitly;
-the base URL still applies. ``-m`` names the model: without it the CLI first asks a flash-lite
-classifier for a JSON routing decision, which a scripted fake answer cannot satisfy.
+the base URL still applies. With ``-m`` the CLI sends one turn per step; without it ("auto") it
+first asks a flash-lite classifier for a JSON routing decision.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ pytestmark = pytest.mark.skipif(not GEMINI.exists() or shutil.which("node") is N
                                 reason="the Gemini CLI is not installed: `make test` installs it (needs npm)")
 
 
-def run_gemini(proxy: ProxyProcess, home: Path, prompt: str) -> dict[str, Any]:
+def run_gemini(proxy: ProxyProcess, home: Path, prompt: str, model: str | None = "gemini-2.5-pro") -> dict[str, Any]:
     (home / ".gemini").mkdir(parents=True, exist_ok=True)
     (home / ".gemini" / "settings.json").write_text(json.dumps({
         "security": {"auth": {"selectedType": "gemini-api-key"}},
@@ -39,7 +39,7 @@ def run_gemini(proxy: ProxyProcess, home: Path, prompt: str) -> dict[str, Any]:
     env = {**os.environ, "HOME": str(home), "GOOGLE_GEMINI_BASE_URL": proxy.origin, "GEMINI_API_KEY": proxy.key,
            "NO_COLOR": "1"}
     env.pop("GOOGLE_API_KEY", None)
-    result = subprocess.run([str(GEMINI), "--skip-trust", "--yolo", "-m", "gemini-2.5-pro", "-p", prompt, "--output-format", "json"],
+    result = subprocess.run([str(GEMINI), "--skip-trust", "--yolo", *(["-m", model] if model else []), "-p", prompt, "--output-format", "json"],
                             cwd=work, env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, f"gemini exited {result.returncode}:\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}"
     return json.loads(result.stdout)
@@ -64,6 +64,18 @@ def test_prompt_streams_through_the_proxy(proxy: ProxyProcess, fake: FakeCodexTh
     assert all(t["parameters"]["type"] == "object" for t in body["tools"])
     rows = proxy.request_log("protocol = 'gemini' and path like ?", "%:streamGenerateContent")
     assert rows and rows[-1]["stream"] == 1 and rows[-1]["status"] == 200  # the CLI streams (alt=sse)
+
+
+def test_auto_model_routing(proxy: ProxyProcess, fake: FakeCodexThread, home: Path) -> None:
+    """Without ``-m`` the CLI first asks a classifier for JSON (with OpenAPI type names in its
+    ``responseJsonSchema``); the schema must reach the backend as valid JSON Schema."""
+    fake.script({"text": '{"complexity_reasoning": "a greeting", "complexity_score": 5}'}, {"text": "Hello in auto mode!"})
+    output = run_gemini(proxy, home, "Say hello", model=None)
+    assert output["response"] == "Hello in auto mode!"
+    classifier = fake.requests("/codex/responses")[0]["body"]
+    fmt = classifier["text"]["format"]
+    assert fmt["type"] == "json_schema" and fmt["strict"] is True
+    assert fmt["schema"]["type"] == "object" and fmt["schema"]["properties"]["complexity_score"]["type"] == "integer"
 
 
 def test_tool_round_trip(proxy: ProxyProcess, fake: FakeCodexThread, home: Path) -> None:

@@ -237,6 +237,22 @@ def test_structured_output(catalog: ModelCatalog, cfg: Any) -> None:
         "type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"], "additionalProperties": False}}
 
 
+def test_uppercase_types_in_json_schemas_are_lowercased(catalog: ModelCatalog, cfg: Any) -> None:
+    """Gemini CLI's model router sends OpenAPI type names inside responseJsonSchema."""
+    schema = {"type": "OBJECT", "properties": {"score": {"type": "INTEGER"}, "why": {"type": ["STRING", "NULL"]},
+                                               "type": {"type": "STRING", "enum": ["OBJECT"]}},
+              "required": ["score", "why", "type"]}
+    body = parse({"contents": [user({"text": "x"})],
+                  "generationConfig": {"responseMimeType": "application/json", "responseJsonSchema": schema},
+                  "tools": [{"functionDeclarations": [{"name": "f", "parametersJsonSchema": {"type": "OBJECT", "properties": {"n": {"type": "NUMBER"}}}}]}]},
+                 catalog, cfg).turn.body
+    fmt = body["text"]["format"]
+    assert fmt["strict"] is True and fmt["schema"] == {
+        "type": "object", "required": ["score", "why", "type"], "additionalProperties": False,
+        "properties": {"score": {"type": "integer"}, "why": {"type": ["string", "null"]}, "type": {"type": "string", "enum": ["OBJECT"]}}}
+    assert body["tools"][0]["parameters"] == {"type": "object", "properties": {"n": {"type": "number"}}}
+
+
 def test_openapi_schema_refs_and_nullable_enums() -> None:
     converted = gemini.openapi_to_json_schema({
         "type": "OBJECT", "defs": {"Pet": {"type": "OBJECT", "properties": {"kind": {"type": "STRING", "enum": ["cat"], "nullable": True}}}},
