@@ -12,6 +12,7 @@ PYTHON  ?= $(shell command -v python3.12 || command -v python3)
 STAMP   := $(VENV)/.installed
 # npm ci writes this file: the CLIs the tests drive (Claude Code) are installed and current
 CLI     := tests/cli/node_modules/.package-lock.json
+GEMINI_CLI := tests/cli/gemini/node_modules/.bin/gemini
 
 .PHONY: install start web demo test bench clean
 
@@ -36,11 +37,17 @@ web: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/mitmdump -s addons/codex.py --set codex_demo=true $(ARGS)
 
-test: $(STAMP) $(CLI)
+# The real Gemini CLI (pinned in tests/cli/gemini/package-lock.json) for tests/cli/.
+$(GEMINI_CLI): tests/cli/gemini/package-lock.json
+	@command -v npm >/dev/null || { echo "npm (Node.js 20+) is needed to install the Gemini CLI the tests drive"; exit 1; }
+	npm ci --prefix tests/cli/gemini --no-audit --no-fund --ignore-scripts --loglevel=error
+	touch $@
+
+test: $(STAMP) $(CLI) $(GEMINI_CLI)
 	$(PY) -m pytest $(ARGS)
 
 bench: $(STAMP)
 	$(PY) -m bench $(ARGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache tests/cli/node_modules
+	rm -rf $(VENV) .pytest_cache tests/cli/node_modules tests/cli/gemini/node_modules

@@ -25,6 +25,8 @@ from core.config import ConfigStore, default_data_dir
 from core.control_plane import ControlPlaneServer
 from core.endpoints import DataPlane, Job, ToControlPlane
 from core.exchange import Exchange
+from core.ollama_endpoints import OllamaPlane
+from core.ollama_listener import OllamaListener
 from core.flows import (
     CLIENT_ADDR_HEADER,
     client_address,
@@ -99,6 +101,9 @@ class CodexGateway:
     def __init__(self) -> None:
         self.services: Services | None = None
         self.data_plane: DataPlane | None = None
+        self.ollama: OllamaListener | None = None
+        self.ollama_plane: OllamaPlane | None = None
+        self.ollama_addr: tuple[str, int] | None = None
         self.bridge: Bridge | None = None
         self.control: ControlPlaneServer | None = None
         self.ready = asyncio.Event()
@@ -114,7 +119,8 @@ class CodexGateway:
         loader.add_option("codex_data_dir", str, "", "Data folder (accounts, logs, local.yaml). Default: env CODEX_PROXY_DATA_DIR or <repo>/data.")
         loader.add_option("codex_demo", bool, False, "Serve from the bundled fake Codex backend with a demo account (no ChatGPT account needed).")
         cfg = ConfigStore(self._data_dir(), create=False).current  # the listen address, before anything binds
-        self.addons = [ListenDefaults(str(cfg.get("server.host") or "127.0.0.1"), int(cfg.get("server.port") or 8080))]
+        self.ollama = OllamaListener(cfg)  # after ListenDefaults: it appends to the mode list that one sets
+        self.addons = [ListenDefaults(str(cfg.get("server.host") or "127.0.0.1"), int(cfg.get("server.port") or 8080)), self.ollama]
 
     def configure(self, updated: set[str]) -> None:
         # Lazy: a CONNECT must not make mitmproxy dial (and fingerprint itself to) the real host.
@@ -166,6 +172,9 @@ class CodexGateway:
             self.control = ControlPlaneServer(await asyncio.to_thread(create_app, services))
             self.control.start()
             self.data_plane = DataPlane(services)
+            if self.ollama is not None and (addr := await self.ollama.listening()) is not None:
+                self.ollama_addr = addr
+                self.ollama_plane = OllamaPlane(services, self.data_plane, listen_host=self.ollama.host)
             await asyncio.to_thread(self._write_runtime_file, services)
             self.ready.set()
             self._announce(services)
@@ -195,13 +204,13 @@ class CodexGateway:
         services.accounts.add({"token": token, "refreshToken": refresh, "label": "demo (fake backend)"})
 
     def _listen_addrs(self) -> list[tuple[str, int]]:
-        proxyserver = ctx.master.addons.get("proxyserver")
-        return [(str(a[0]), int(a[1])) for a in proxyserver.listen_addrs()] if proxyserver else []
+        return self.ollama.main_listen_addrs() if self.ollama is not None else []
 
     def _write_runtime_file(self, services: Services) -> None:
         """Where this process listens, for scripts and tests that start it with ``-p 0``."""
         assert self.bridge is not None and self.control is not None
-        info = {"pid": os.getpid(), "listen": self._listen_addrs(), "bridge_port": self.bridge.port, "control_port": self.control.port}
+        info = {"pid": os.getpid(), "listen": self._listen_addrs(), "bridge_port": self.bridge.port, "control_port": self.control.port,
+                "ollama_listen": self.ollama_addr}
         path = services.cfg.data_dir / "runtime.json"
         tmp = path.with_suffix(".tmp")
         tmp.write_bytes(orjson.dumps(info))
@@ -218,20 +227,25 @@ class CodexGateway:
             shown, port, shown, port, masked, services.config.local_path, len(services.pool.all()),
             " · DEMO MODE (fake backend)" if self._demo is not None else "",
         )
+        if self.ollama_addr is not None:
+            logger.warning("Ollama bridge: http://%s:%s (no key; loopback browser origins only)", *self.ollama_addr)
 
     # --- hooks -----------------------------------------------------------------------------------
 
     async def request(self, flow: http.HTTPFlow) -> None:
-        if flow.response is not None or flow.error is not None or not is_addressed_to_us(flow):
+        on_ollama = self.ollama is not None and self.ollama.owns(flow)  # answered whatever its Host says
+        if flow.response is not None or flow.error is not None or not (on_ollama or is_addressed_to_us(flow)):
             return
         if not self.ready.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.ready.wait(), _STARTUP_TIMEOUT)
-        if self.data_plane is None or self.bridge is None or self.control is None:
+        plane = self.ollama_plane if on_ollama else self.data_plane
+        if plane is None or self.bridge is None or self.control is None:
             message = f"codex-proxy is not ready: {self.failed or 'still starting'}"
-            respond(flow, json_reply(503, {"error": {"message": message, "type": "server_error", "param": None, "code": "not_ready"}}))
+            error = message if on_ollama else {"message": message, "type": "server_error", "param": None, "code": "not_ready"}
+            respond(flow, json_reply(503, {"error": error}))
             return
-        outcome = self.data_plane.dispatch(client_request(flow))
+        outcome = plane.dispatch(client_request(flow))
         if isinstance(outcome, Reply):
             respond(flow, outcome)
         elif isinstance(outcome, ToControlPlane):

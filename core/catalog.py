@@ -112,16 +112,18 @@ class ModelCatalog:
         fallback = self._follow_aliases(self.default) or self.default
         return ResolvedModel(id=fallback, requested=requested, effort=effort, tier=tier, known=False)
 
-    def supported_effort(self, model_id: str, effort: str) -> str:
-        """``effort``, or the nearest one ``model_id`` supports (the highest not above it, else its
-        lowest): a client's thinking budget must not turn into an effort the backend rejects."""
+    def supported_effort(self, model_id: str, effort: str | None) -> str | None:
+        """``effort`` moved to the nearest level ``model_id`` supports (ties go up), for efforts
+        the proxy derives itself (thinking budgets, Ollama's ``think``) rather than ones a client
+        named explicitly. Unknown models and unknown efforts pass unchanged."""
         info = self.models.get(model_id)
-        supported = [e for e in EFFORTS if info and e in info.efforts]
-        if not supported or effort in supported or effort not in EFFORTS:
+        if effort is None or info is None or not info.efforts or effort in info.efforts or effort not in EFFORTS:
             return effort
         rank = EFFORTS.index(effort)
-        lower = [e for e in supported if EFFORTS.index(e) <= rank]
-        return lower[-1] if lower else supported[0]
+        levels = [e for e in info.efforts if e in EFFORTS]
+        if not levels:
+            return effort
+        return min(levels, key=lambda e: (abs(EFFORTS.index(e) - rank), -EFFORTS.index(e)))
 
     def _lookup(self, name: str, prefixes: bool = True) -> str | None:
         """Catalog id or alias target for ``name``; None when it means nothing to us."""

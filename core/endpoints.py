@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
-from core.protocols import anthropic, openai_chat, responses
+from core.protocols import anthropic, gemini, openai_chat, responses
 from core.protocols.base import (
     BadRequest,
     ClientError,
@@ -49,6 +49,7 @@ class Job:
     compact: bool = False
     received_at: float = field(default_factory=time.time)
     annotate: Callable[[dict[str, Any]], None] | None = None  # host hook: show the outcome on the flow
+    extra_headers: dict[str, str] = field(default_factory=dict)  # added to the answer (e.g. CORS)
 
 
 class ToControlPlane:
@@ -58,6 +59,12 @@ class ToControlPlane:
 TO_CONTROL_PLANE = ToControlPlane()
 Outcome = Reply | Job | ToControlPlane
 Handler = Callable[[ClientRequest, "re.Match[str]"], Outcome]
+
+
+def is_gemini_client(request: ClientRequest) -> bool:
+    """Google's SDKs (google-genai 1.x+ defaults to ``/v1/models``, which OpenAI clients use too)
+    always send ``x-goog-api-client``; plain Gemini REST callers authenticate with a Google-style key."""
+    return bool(request.headers.get("x-goog-api-client") or request.headers.get("x-goog-api-key") or request.query.get("key"))
 
 
 def extract_api_key(request: ClientRequest) -> str | None:
@@ -73,11 +80,26 @@ def extract_api_key(request: ClientRequest) -> str | None:
     return auth.strip() or None
 
 
+def translate(protocol: ModuleType, parse: Callable[..., Prepared], request: ClientRequest, services: Services) -> Prepared | Reply:
+    """Run a protocol's request parser; refusals come back as that protocol's error reply."""
+    try:
+        return parse(request, services.catalog, services.cfg)
+    except ClientError as error:
+        return protocol.render_error(error)
+    except Exception as exc:  # a translator bug on odd input is still the client's 400, never a 500
+        logger.warning("could not translate %s %s", request.method, request.path, exc_info=True)
+        return protocol.render_error(BadRequest(f"Invalid request: {type(exc).__name__}: {exc}", code="invalid_request"))
+
+
 class DataPlane:
     def __init__(self, services: Services) -> None:
         self.services = services
+        self._gemini_generate = self._protocol(gemini)
         self._routes: list[tuple[str, re.Pattern[str], Handler]] = [
             ("GET", re.compile(r"^/health$"), self._health),
+            ("POST", gemini.ACTION_PATH, self._gemini_action),
+            ("GET", re.compile(r"^/(?:v1beta|v1alpha)/models$"), self._gemini_models),
+            ("GET", re.compile(r"^/(?:v1beta|v1alpha)/models/(?P<id>[^/:]+)$"), self._gemini_model),
             ("GET", re.compile(r"^(?:/v1)?/models$"), self._models),
             ("GET", re.compile(r"^(?:/v1)?/models/catalog$"), self._catalog),
             ("GET", re.compile(r"^(?:/v1)?/models/(?P<id>[^/]+)/info$"), self._model_info),
@@ -91,22 +113,27 @@ class DataPlane:
 
     def dispatch(self, request: ClientRequest) -> Outcome:
         path = request.path
+        known_path = False
         for method, pattern, handler in self._routes:
             match = pattern.match(path)
             if match is None:
                 continue
             if request.method != method and not (method == "GET" and request.method == "HEAD"):
-                return openai_chat.render_error(_method_not_allowed(request))
+                known_path = True  # another route may take this method on the same path
+                continue
             return handler(request, match)
+        dialect = gemini if path.startswith(("/v1beta/", "/v1alpha/")) else openai_chat
+        if known_path:
+            return dialect.render_error(_method_not_allowed(request))
         if path in CONTROL_PLANE_EXACT or path.startswith(CONTROL_PLANE_PREFIXES):
             return TO_CONTROL_PLANE
-        return openai_chat.render_error(NotFound(f"Unknown path: {request.method} {path}", code="not_found"))
+        return dialect.render_error(NotFound(f"Unknown path: {request.method} {path}", code="not_found"))
 
     # --- helpers -------------------------------------------------------------------------------
 
     def authorize(self, request: ClientRequest) -> None:
         expected = self.services.cfg.proxy_api_key
-        if not expected:
+        if not expected or request.trusted:
             return
         given = extract_api_key(request)
         if not given or not hmac.compare_digest(given.encode(), expected.encode()):
@@ -116,7 +143,8 @@ class DataPlane:
         parse = functools.partial(protocol.parse_request, compact=True) if compact else protocol.parse_request
 
         def job(request: ClientRequest, catalog: Any, cfg: Any) -> Outcome:
-            return Job(protocol, parse(request, catalog, cfg), request.path, compact=compact)
+            prepared = translate(protocol, parse, request, self.services)
+            return prepared if isinstance(prepared, Reply) else Job(protocol, prepared, request.path, compact=compact)
 
         return self._local(protocol, job)
 
@@ -131,7 +159,7 @@ class DataPlane:
             except ClientError as error:
                 return protocol.render_error(error)
             except Exception as exc:  # a translator bug on odd input is still the client's 400, never a 500
-                logger.warning("could not translate %s %s", request.method, request.path, exc_info=True)
+                logger.warning("could not answer %s %s", request.method, request.path, exc_info=True)
                 return protocol.render_error(BadRequest(f"Invalid request: {type(exc).__name__}: {exc}", code="invalid_request"))
 
         return handle
@@ -146,7 +174,9 @@ class DataPlane:
             "accounts": {"total": len(accounts), "active": sum(a.status == "active" for a in accounts)},
         })
 
-    def _models(self, request: ClientRequest, _: re.Match[str]) -> Reply:
+    def _models(self, request: ClientRequest, match: re.Match[str]) -> Reply:
+        if is_gemini_client(request):
+            return self._gemini_models(request, match)
         catalog = self.services.catalog
         return json_reply(200, {"object": "list", "data": [catalog.openai_entry(m) for m in catalog.list()]})
 
@@ -155,6 +185,8 @@ class DataPlane:
         return json_reply(200, [catalog.catalog_entry(m) for m in catalog.list()])
 
     def _model(self, request: ClientRequest, match: re.Match[str]) -> Reply:
+        if is_gemini_client(request):
+            return self._gemini_model(request, match)
         info = self.services.catalog.get(match["id"])
         if info is None:
             return openai_chat.render_error(NotFound(f"Model '{match['id']}' not found", code="model_not_found", param="model"))
@@ -165,6 +197,31 @@ class DataPlane:
         if info is None:
             return json_reply(404, {"error": f"Model '{match['id']}' not found"})
         return json_reply(200, self.services.catalog.catalog_entry(info))
+
+    # --- Gemini ----------------------------------------------------------------------------------
+
+    def _gemini_action(self, request: ClientRequest, match: re.Match[str]) -> Outcome:
+        action = match["action"]
+        if action in gemini.GENERATE_ACTIONS:
+            return self._gemini_generate(request, match)
+
+        def other(request: ClientRequest, catalog: Any, cfg: Any) -> Outcome:
+            if action == "countTokens":
+                return gemini.count_tokens(request)
+            if action in ("embedContent", "batchEmbedContents"):
+                error = ClientError(f"{action} is not available: the Codex backend has no embedding models", code="unimplemented")
+                error.status = 501
+                raise error
+            raise BadRequest(f"Unknown action ':{action}' (supported: {', '.join(gemini.GENERATION_METHODS)})")
+
+        return self._local(gemini, other)(request, match)
+
+    def _gemini_models(self, request: ClientRequest, match: re.Match[str]) -> Outcome:
+        return self._local(gemini, lambda _r, catalog, _c: json_reply(200, {"models": [gemini.model_entry(m) for m in catalog.list()]}))(request, match)
+
+    def _gemini_model(self, request: ClientRequest, match: re.Match[str]) -> Outcome:
+        model = match["id"].removeprefix("models/")
+        return self._local(gemini, lambda _r, catalog, _c: json_reply(200, gemini.resolved_entry(catalog, model)))(request, match)
 
 
 def _method_not_allowed(request: ClientRequest) -> ClientError:

@@ -37,6 +37,12 @@ class Sink(Protocol):
     async def end(self) -> None: ...
 
 
+def _stream_headers(translator: Any) -> dict[str, str]:
+    """SSE headers, with the translator's own type for other stream formats (NDJSON, JSON array)."""
+    content_type = getattr(translator, "content_type", "text/event-stream")
+    return dict(SSE_HEADERS) if content_type.startswith("text/event-stream") else {**SSE_HEADERS, "content-type": content_type}
+
+
 def _relayed_headers(turn: TurnStream, protocol_name: str) -> dict[str, str]:
     """Quota headers are useful to any client; the sticky-routing turn state only to Responses ones."""
     return {
@@ -117,7 +123,7 @@ class Exchange:
             if not done:
                 # The model is slow to say anything: start the response so the client does not time out.
                 committed = True
-                await self.sink.start(200, dict(SSE_HEADERS))
+                await self.sink.start(200, {**_stream_headers(translator), **self.job.extra_headers})
                 keepalive = float(cfg.get("stream.keepalive_seconds") or 15)
                 while not done:
                     await self.sink.write(translator.keepalive())
@@ -136,7 +142,8 @@ class Exchange:
                 starting.cancel()
 
         if not committed:
-            await self.sink.start(200, {**SSE_HEADERS, **_relayed_headers(turn, self.job.prepared.turn.protocol)})
+            relayed = _relayed_headers(turn, self.job.prepared.turn.protocol)
+            await self.sink.start(200, {**_stream_headers(translator), **relayed, **self.job.extra_headers})
         self.status = 200
         watchdog = asyncio.ensure_future(self._keepalive(translator))
         try:
@@ -168,6 +175,7 @@ class Exchange:
         await self._reply(reply)
 
     async def _reply(self, reply: Reply) -> None:
+        reply.headers.update(self.job.extra_headers)
         self.first_byte = time.monotonic()
         await self.sink.reply(reply)
 

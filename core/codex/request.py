@@ -51,19 +51,6 @@ def reasoning_fields(effort: str | None, summary: str | None = "auto") -> dict[s
     return {"reasoning": reasoning, "include": ["reasoning.encrypted_content"]}
 
 
-def budget_to_effort(budget: int | None) -> str | None:
-    """A thinking-token budget (Anthropic ``budget_tokens``, Gemini ``thinkingBudget``) as an effort."""
-    if not isinstance(budget, int) or isinstance(budget, bool) or budget <= 0:
-        return None
-    if budget < 2000:
-        return "low"
-    if budget < 8000:
-        return "medium"
-    if budget < 20000:
-        return "high"
-    return "xhigh"
-
-
 def scoped_conversation_id(scope: str, key: str) -> str:
     """The upstream prompt-cache id: the client's key, scoped to one account (never sent verbatim)."""
     return "cp_" + hashlib.sha256(f"conversation\0{scope}\0{key}".encode()).hexdigest()[:32]
@@ -105,6 +92,65 @@ def prepare_schema(schema: Any) -> Any:
         out.setdefault("properties", {})
         out.setdefault("additionalProperties", False)
     return out
+
+
+# Keywords OpenAI's strict structured output understands; a schema using others is sent non-strict.
+_STRICT_KEYWORDS = frozenset(
+    {
+        "type", "properties", "required", "additionalProperties", "items", "enum", "const", "anyOf",
+        "$ref", "$defs", "definitions", "description", "title", "pattern", "format", "minimum",
+        "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf", "minItems", "maxItems",
+    }
+)  # fmt: skip
+
+
+def strict_compatible(schema: Any) -> bool:
+    """True when ``schema`` can be sent with ``strict: true``: every object lists all of its
+    properties as required and only supported keywords appear. Schemas with optional fields or
+    defaults (pydantic models with defaults, most OpenAPI schemas) go non-strict instead of being
+    rejected or silently changed."""
+    if isinstance(schema, list):
+        return all(strict_compatible(s) for s in schema)
+    if not isinstance(schema, dict):
+        return True
+    if any(key not in _STRICT_KEYWORDS for key in schema) or schema.get("additionalProperties") not in (None, False):
+        return False
+    properties = schema.get("properties")
+    if isinstance(properties, dict):
+        if set(properties) - set(schema.get("required") or ()):
+            return False
+        if not all(strict_compatible(s) for s in properties.values()):
+            return False
+    for key in ("items", "anyOf", "$defs", "definitions"):
+        value = schema.get(key)
+        children = value.values() if isinstance(value, dict) and key in ("$defs", "definitions") else [value]
+        if not all(strict_compatible(c) for c in children):
+            return False
+    return True
+
+
+def json_schema_format(name: str, schema: dict[str, Any]) -> dict[str, Any]:
+    """``text.format`` for a client's response schema: prepared, and strict only when it can be."""
+    prepared = prepare_schema(schema)
+    return {"type": "json_schema", "name": name, "schema": prepared, "strict": strict_compatible(prepared)}
+
+
+def effort_for_budget(budget: Any) -> str | None:
+    """A thinking-token budget (Anthropic ``budget_tokens``, Gemini ``thinkingBudget``) as a
+    reasoning effort (translation-spec §1.3). ``0`` means "do not think": the lowest effort
+    (``none``; callers clamp it to what the model supports). Negative (Gemini's "dynamic") or
+    missing: no opinion."""
+    if isinstance(budget, bool) or not isinstance(budget, (int, float)) or budget < 0:
+        return None
+    if budget == 0:
+        return "none"
+    if budget < 2000:
+        return "low"
+    if budget < 8000:
+        return "medium"
+    if budget < 20000:
+        return "high"
+    return "xhigh"
 
 
 def normalize_tool_parameters(schema: Any) -> dict[str, Any]:

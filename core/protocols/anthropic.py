@@ -58,7 +58,7 @@ from core.codex.events import (
 )
 from core.codex.request import (
     DEFAULT_INSTRUCTIONS,
-    budget_to_effort,
+    effort_for_budget,
     normalize_tool_parameters,
     reasoning_fields,
     stable_conversation_key,
@@ -180,7 +180,7 @@ def _effort(body: dict[str, Any], model: ResolvedModel, catalog: ModelCatalog, c
         if thinking["type"] == "enabled" and (not isinstance(budget, int) or isinstance(budget, bool) or budget < 1):
             raise invalid("thinking.budget_tokens: a positive integer is required when thinking is enabled", "thinking")
         if thinking["type"] != "disabled":
-            effort = budget_to_effort(budget)
+            effort = effort_for_budget(budget)
             adaptive = thinking["type"] == "adaptive"
     output_config = body.get("output_config")
     if effort is None and isinstance(output_config, dict):

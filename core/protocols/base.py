@@ -27,6 +27,7 @@ class ClientRequest:
     headers: Mapping[str, str]  # case-insensitive
     body: bytes
     client_addr: str = "127.0.0.1"
+    trusted: bool = False  # arrived where no key is asked (the Ollama listener): counts as the proxy key
 
     def json(self) -> Any:
         """The body as JSON; raises ``BadRequest`` with the seed's wording when it is not."""
@@ -119,9 +120,12 @@ class CollectedTurn:
     response: dict[str, Any] | None = None  # the terminal event's response object
     output_items: list[dict[str, Any]] = field(default_factory=list)
     error: UpstreamError | None = None  # the turn failed after it had started
+    first_output_ns: int | None = None  # time.monotonic_ns() of the first output (Ollama's eval timings)
 
     def add(self, deltas: list[Delta]) -> None:
         for delta in deltas:
+            if self.first_output_ns is None and not isinstance(delta, (Finished, Failed)):
+                self.first_output_ns = time.monotonic_ns()
             if isinstance(delta, TextDelta):
                 self.text.append(delta.text)
             elif isinstance(delta, ReasoningDelta):

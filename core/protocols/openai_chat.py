@@ -81,8 +81,8 @@ def parse_request(request: ClientRequest, catalog: ModelCatalog, cfg: Config) ->
     tier = _tier(body.get("service_tier"))
     tier = tier if tier is not None else wire_service_tier(model.tier or cfg.get("model.default_service_tier"))
 
-    tools, custom_tools = _tools(body.get("tools") if body.get("tools") else body.get("functions"))
-    instructions, items = _messages(messages, custom_tools)
+    tools, custom_tools = tools_to_codex(body.get("tools") if body.get("tools") else body.get("functions"))
+    instructions, items = messages_to_items(messages, custom_tools)
     codex: dict[str, Any] = {
         "model": model.id,
         "instructions": instructions or DEFAULT_INSTRUCTIONS,
@@ -131,7 +131,9 @@ def _tier(value: Any) -> str | None:
     return _TIER_ALIASES[value]
 
 
-def _messages(messages: list[Any], custom_tools: frozenset[str]) -> tuple[str, list[dict[str, Any]]]:
+def messages_to_items(messages: list[Any], custom_tools: frozenset[str]) -> tuple[str, list[dict[str, Any]]]:
+    """Chat messages as (instructions, input items); system/developer text is hoisted. Also the
+    Ollama bridge's path, whose messages it first rewrites into this shape."""
     system: list[str] = []
     items: list[dict[str, Any]] = []
     custom_calls: set[str] = set()
@@ -217,7 +219,8 @@ def _assistant_call(call: Any, index: int, custom_tools: frozenset[str], custom_
     return {"type": "function_call", "call_id": call_id, "name": name, "arguments": arguments}
 
 
-def _tools(tools: Any) -> tuple[list[dict[str, Any]], frozenset[str]]:
+def tools_to_codex(tools: Any) -> tuple[list[dict[str, Any]], frozenset[str]]:
+    """Chat (and Ollama, same shape) tool definitions as Codex tools, plus the custom tools' names."""
     if tools is None:
         return [], frozenset()
     if not isinstance(tools, list):

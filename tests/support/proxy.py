@@ -48,6 +48,12 @@ class ProxyProcess:
     def base_url(self) -> str:
         return self.origin + "/v1"
 
+    @property
+    def ollama_origin(self) -> str:
+        """The Ollama bridge's address (``ollama.enabled`` set in the config)."""
+        host, port = self.runtime["ollama_listen"]
+        return f"http://{host}:{port}"
+
     def start(self, timeout: float = 30.0) -> ProxyProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         local = self.data_dir / "local.yaml"
@@ -91,6 +97,18 @@ class ProxyProcess:
         assert self.process is not None
         self.process.kill()
         self.process.wait(5)
+
+    def request_log(self, where: str, *params: Any, timeout: float = 5.0) -> list[dict[str, Any]]:
+        """Rows of the SQLite request log matching ``where`` (written in batches: polled until they appear)."""
+        import sqlite_utils
+
+        db = sqlite_utils.Database(self.data_dir / "codex-proxy.db")
+        deadline = time.monotonic() + timeout
+        while True:
+            rows = list(db.query(f"select * from request_log where {where}", params))
+            if rows or time.monotonic() > deadline:
+                return rows
+            time.sleep(0.1)
 
     # --- management API ---------------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ import orjson
 
 from core.codex.events import CodexStreamParser
 from core.pipeline import UpstreamEvent
+from core.protocols.base import CollectedTurn
 
 
 def run_events(pairs: list[tuple[str, dict[str, Any]]], parser: CodexStreamParser | None = None) -> Iterator[UpstreamEvent]:
@@ -39,3 +40,11 @@ def text_stream(*chunks: str, usage: dict[str, Any] | None = None) -> list[tuple
     pairs += [("response.output_text.delta", {"type": "response.output_text.delta", "item_id": "msg_1", "delta": c}) for c in chunks]
     pairs.append(("response.completed", {"type": "response.completed", "response": {"id": "resp_t", "usage": usage or USAGE}}))
     return pairs
+
+
+def collect(pairs: list[tuple[str, dict[str, Any]]]) -> CollectedTurn:
+    """A non-streamed turn gathered from ``pairs``."""
+    collected = CollectedTurn()
+    for event in run_events(pairs):
+        collected.add(event.deltas)
+    return collected

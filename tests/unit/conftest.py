@@ -1,4 +1,4 @@
-"""Fixtures for the translator unit tests: the shipped config and model catalog, no data folder."""
+"""Fixtures the translator unit tests share: the shipped config and model catalog, no data folder."""
 
 from __future__ import annotations
 
