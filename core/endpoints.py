@@ -30,6 +30,7 @@ from core.protocols.base import (
     random_id,
 )
 from core.services import Services
+from core.upstream.tap import Tap
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +50,7 @@ class Job:
     compact: bool = False
     received_at: float = field(default_factory=time.time)
     annotate: Callable[[dict[str, Any]], None] | None = None  # host hook: show the outcome on the flow
+    tap: Tap | None = None  # host hook: watch the upstream calls made for this job
 
 
 class ToControlPlane:
@@ -96,15 +98,15 @@ class DataPlane:
             if request.method != method and not (method == "GET" and request.method == "HEAD"):
                 return openai_chat.render_error(_method_not_allowed(request))
             return handler(request, match)
-        if path in CONTROL_PLANE_EXACT or path.startswith(CONTROL_PLANE_PREFIXES):
+        if is_control_plane_path(path):
             return TO_CONTROL_PLANE
-        return openai_chat.render_error(NotFound(f"Unknown path: {request.method} {path}", code="not_found"))
+        return not_found(request)
 
     # --- helpers -------------------------------------------------------------------------------
 
     def authorize(self, request: ClientRequest) -> None:
         expected = self.services.cfg.proxy_api_key
-        if not expected:
+        if not expected or request.trusted:
             return
         given = extract_api_key(request)
         if not given or not hmac.compare_digest(given.encode(), expected.encode()):
@@ -155,6 +157,14 @@ class DataPlane:
         if info is None:
             return json_reply(404, {"error": f"Model '{match['id']}' not found"})
         return json_reply(200, self.services.catalog.catalog_entry(info))
+
+
+def is_control_plane_path(path: str) -> bool:
+    return path in CONTROL_PLANE_EXACT or path.startswith(CONTROL_PLANE_PREFIXES)
+
+
+def not_found(request: ClientRequest) -> Reply:
+    return openai_chat.render_error(NotFound(f"Unknown path: {request.method} {request.path}", code="not_found"))
 
 
 def _method_not_allowed(request: ClientRequest) -> ClientError:

@@ -27,6 +27,7 @@ class ClientRequest:
     headers: Mapping[str, str]  # case-insensitive
     body: bytes
     client_addr: str = "127.0.0.1"
+    trusted: bool = False  # the host vouched for the client (proxy mode, README "Trust"): no proxy key needed
 
     def json(self) -> Any:
         """The body as JSON; raises ``BadRequest`` with the seed's wording when it is not."""

@@ -1,10 +1,13 @@
 """Running the real proxy for tests: ``mitmdump -s addons/codex.py`` as a subprocess with its own
-data folder (a real SQLite file) and config, exactly as a user starts it."""
+data folder (a real SQLite file), config and mitmproxy confdir (its own CA), exactly as a user
+starts it."""
 
 from __future__ import annotations
 
 import os
+import re
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -23,11 +26,13 @@ BIN = Path(sys.executable).parent
 class ProxyProcess:
     """One proxy process. ``config`` is written to ``<data>/local.yaml`` before it starts."""
 
-    def __init__(self, data_dir: Path, config: dict[str, Any], tool: str = "mitmdump", args: tuple[str, ...] = ()) -> None:
+    def __init__(self, data_dir: Path, config: dict[str, Any], tool: str = "mitmdump", args: tuple[str, ...] = (),
+                 verbosity: str = "warn") -> None:
         self.data_dir = data_dir
         self.config = config
         self.tool = tool
         self.args = args
+        self.verbosity = verbosity  # mitmproxy refuses a second --set termlog_verbosity in args
         self.process: subprocess.Popen[bytes] | None = None
         self.runtime: dict[str, Any] = {}
         self.log_path = data_dir / f"{tool}.log"
@@ -48,6 +53,35 @@ class ProxyProcess:
     def base_url(self) -> str:
         return self.origin + "/v1"
 
+    @property
+    def confdir(self) -> Path:
+        return self.data_dir / "mitmproxy"
+
+    @property
+    def ca_cert(self) -> Path:
+        """The CA a proxy-mode client must trust (mitmproxy creates it in its confdir)."""
+        return self.confdir / "mitmproxy-ca-cert.pem"
+
+    def tls_context(self) -> ssl.SSLContext:
+        """Trusts this process's CA (and nothing else)."""
+        return ssl.create_default_context(cafile=str(self.ca_cert))
+
+    def https_client(self, **kwargs: Any) -> httpx.Client:
+        """An HTTP client that uses this process as its HTTPS proxy and trusts its CA."""
+        return httpx.Client(proxy=self.origin, verify=self.tls_context(), timeout=30, **kwargs)
+
+    def web_api(self) -> httpx.Client:
+        """mitmweb's REST API, authenticated with the token from its startup log line (needs
+        ``termlog_verbosity=info``)."""
+        match = None
+        deadline = time.monotonic() + 10
+        while match is None and time.monotonic() < deadline:
+            match = re.search(r"Web server listening at (http://\S+?)/\?token=(\w+)", self.log())
+            if match is None:
+                time.sleep(0.05)
+        assert match is not None, f"no mitmweb URL in the log:\n{self.log()}"
+        return httpx.Client(base_url=match[1], headers={"Authorization": f"Bearer {match[2]}"}, timeout=10)
+
     def start(self, timeout: float = 30.0) -> ProxyProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         local = self.data_dir / "local.yaml"
@@ -58,7 +92,7 @@ class ProxyProcess:
         env = {**os.environ, "CODEX_PROXY_DATA_DIR": str(self.data_dir), "PYTHONUNBUFFERED": "1"}
         env.pop("PORT", None)
         command = [str(BIN / self.tool), "-s", str(ROOT / "addons" / "codex.py"), "--listen-host", "127.0.0.1", "-p", "0",
-                   "--set", "termlog_verbosity=warn", *self.args]
+                   "--set", f"confdir={self.confdir}", "--set", f"termlog_verbosity={self.verbosity}", *self.args]
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
