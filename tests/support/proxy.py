@@ -70,9 +70,8 @@ class ProxyProcess:
         """An HTTP client that uses this process as its HTTPS proxy and trusts its CA."""
         return httpx.Client(proxy=self.origin, verify=self.tls_context(), timeout=30, **kwargs)
 
-    def web_api(self) -> httpx.Client:
-        """mitmweb's REST API, authenticated with the token from its startup log line (needs
-        ``termlog_verbosity=info``)."""
+    def web_endpoint(self) -> tuple[str, str]:
+        """mitmweb's URL and auth token, from its startup log line (needs ``termlog_verbosity=info``)."""
         match = None
         deadline = time.monotonic() + 10
         while match is None and time.monotonic() < deadline:
@@ -80,7 +79,12 @@ class ProxyProcess:
             if match is None:
                 time.sleep(0.05)
         assert match is not None, f"no mitmweb URL in the log:\n{self.log()}"
-        return httpx.Client(base_url=match[1], headers={"Authorization": f"Bearer {match[2]}"}, timeout=10)
+        return match[1], match[2]
+
+    def web_api(self) -> httpx.Client:
+        """mitmweb's REST API, authenticated."""
+        url, token = self.web_endpoint()
+        return httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=10)
 
     def start(self, timeout: float = 30.0) -> ProxyProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)

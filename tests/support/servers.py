@@ -97,3 +97,9 @@ def echo_server() -> _ThreadedServer:
             conn.sendall(chunk)
 
     return _ThreadedServer(handle)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
