@@ -111,6 +111,11 @@ def test_unknown_paths_on_intercepted_hosts_are_answered_not_forwarded(gateway: 
             response = client.get(url, headers={"Authorization": f"Bearer {CLIENT_KEY}"})
             assert response.status_code == 404, url
             assert response.json()["error"]["code"] == "not_found"
+        # Codex's WebSocket transport is refused quickly (it then falls back to HTTPS).
+        handshake = client.get("https://chatgpt.com/backend-api/codex/responses", headers={
+            "Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "13",
+            "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==", "OpenAI-Beta": "responses_websockets=2026-02-06"})
+        assert handshake.status_code == 405
     assert fake.requests() == []
 
 
