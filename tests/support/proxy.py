@@ -11,6 +11,7 @@ import ssl
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,42 @@ ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 
 
-class ProxyProcess:
+class MitmProcess:
+    """A mitmproxy tool as a subprocess, its output in ``log_path``."""
+
+    def __init__(self, log_path: Path) -> None:
+        self.log_path = log_path
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def launch(self, command: list[str], ready: Callable[[], bool], timeout: float, **popen: Any) -> None:
+        """Start ``command`` and wait until ``ready()`` says so."""
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self.process = subprocess.Popen(command, stdout=self.log_path.open("ab"), stderr=subprocess.STDOUT, **popen)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{command[0]} exited with {self.process.returncode}:\n{self.log()}")
+            if ready():
+                return
+            time.sleep(0.05)
+        self.stop()
+        raise TimeoutError(f"{command[0]} did not become ready:\n{self.log()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(5)
+
+
+class ProxyProcess(MitmProcess):
     """One proxy process. ``config`` is written to ``<data>/local.yaml`` before it starts."""
 
     def __init__(self, data_dir: Path, config: dict[str, Any], tool: str = "mitmdump", args: tuple[str, ...] = (),
@@ -33,9 +69,8 @@ class ProxyProcess:
         self.tool = tool
         self.args = args
         self.verbosity = verbosity  # mitmproxy refuses a second --set termlog_verbosity in args
-        self.process: subprocess.Popen[bytes] | None = None
         self.runtime: dict[str, Any] = {}
-        self.log_path = data_dir / f"{tool}.log"
+        super().__init__(data_dir / f"{tool}.log")
 
     @property
     def key(self) -> str:
@@ -97,33 +132,17 @@ class ProxyProcess:
         env.pop("PORT", None)
         command = [str(BIN / self.tool), "-s", str(ROOT / "addons" / "codex.py"), "--listen-host", "127.0.0.1", "-p", "0",
                    "--set", f"confdir={self.confdir}", "--set", f"termlog_verbosity={self.verbosity}", *self.args]
-        log = self.log_path.open("ab")
-        self.process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"{self.tool} exited with {self.process.returncode}:\n{self.log()}")
+
+        def ready() -> bool:
             if runtime_file.exists():
                 info = orjson.loads(runtime_file.read_bytes())
-                if info.get("pid") == self.process.pid:
+                if self.process is not None and info.get("pid") == self.process.pid:
                     self.runtime = info
-                    return self
-            time.sleep(0.05)
-        self.stop()
-        raise TimeoutError(f"{self.tool} did not become ready:\n{self.log()}")
+                    return True
+            return False
 
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(5)
+        self.launch(command, ready, timeout, cwd=ROOT, env=env)
+        return self
 
     def kill9(self) -> None:
         assert self.process is not None

@@ -5,8 +5,6 @@ mitmdump answers from the file and kills anything it has no answer for; it never
 from __future__ import annotations
 
 import re
-import subprocess
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,7 +13,7 @@ from mitmproxy import http, io
 
 from core.fake import FakeCodexThread
 from tests.conftest import proxy_config, with_one_account
-from tests.support.proxy import BIN, ProxyProcess
+from tests.support.proxy import BIN, MitmProcess, ProxyProcess
 
 # Real recordings are of this URL; fixtures made from the fake are rewritten to match.
 CODEX_URL = "https://chatgpt.com/backend-api/codex/responses"
@@ -53,14 +51,12 @@ def record_session(fake: FakeCodexThread, folder: Path, drive: Callable[[ProxyPr
     return legs
 
 
-class ReplayUpstream:
+class ReplayUpstream(MitmProcess):
     """``mitmdump --mode reverse:... --server-replay FILE``: the Codex backend, from a recording."""
 
     def __init__(self, recording: Path, folder: Path) -> None:
+        super().__init__(folder / "replay.log")
         self.recording = recording
-        self.log_path = folder / "replay.log"
-        folder.mkdir(parents=True, exist_ok=True)
-        self.process: subprocess.Popen[bytes] | None = None
         self.port = 0
 
     @property
@@ -75,22 +71,11 @@ class ReplayUpstream:
             "--set", "server_replay_ignore_host=true", "--set", "server_replay_ignore_content=true",
             "--set", "connection_strategy=lazy", "--set", "termlog_verbosity=info", "--set", "flow_detail=0",
         ]
-        self.process = subprocess.Popen(command, stdout=self.log_path.open("wb"), stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"replay mitmdump exited:\n{self.log()}")
+
+        def ready() -> bool:
             if match := re.search(r"listening at \*?[\d.]*:(\d+)", self.log()):
                 self.port = int(match[1])
-                return self
-            time.sleep(0.05)
-        self.stop()
-        raise TimeoutError(f"replay mitmdump did not start:\n{self.log()}")
+            return bool(self.port)
 
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(10)
+        self.launch(command, ready, timeout)
+        return self
