@@ -26,10 +26,15 @@ SEALED_HEADER = "x-codex-sealed"  # set by the gateway; names what the Unsealer 
 SEAL_TTL_SECONDS = 60.0
 
 
+def _environ_key(header: str) -> str:
+    return "HTTP_" + header.upper().replace("-", "_")
+
+
 class Unsealer:
     """WSGI middleware: hands the app the credentials (and a body holding tokens) that the gateway
     kept off the flow, so the request mitmweb shows and saves carries none of them. A seal is
-    random, single-use and short-lived; the gateway overwrites any seal header a client sends."""
+    random, single-use and expires (an unused one, when the flow died on the way, with the next seal
+after ``SEAL_TTL_SECONDS``); the gateway overwrites any seal header a client sends."""
 
     def __init__(self, app: Any) -> None:
         self._app = app
@@ -45,19 +50,15 @@ class Unsealer:
             self._sealed[token] = (now + SEAL_TTL_SECONDS, credentials)
         return token
 
-    def discard(self, token: str) -> None:
-        with self._lock:
-            self._sealed.pop(token, None)
-
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
-        token = environ.pop("HTTP_" + SEALED_HEADER.upper().replace("-", "_"), None)
+        token = environ.pop(_environ_key(SEALED_HEADER), None)
         with self._lock:
             entry = self._sealed.pop(token, None) if token else None
         if entry is not None:
             credentials = entry[1]
             for name in {name for name, _ in credentials.headers}:
                 values = [value for n, value in credentials.headers if n == name]
-                environ["HTTP_" + name.upper().replace("-", "_")] = ("; " if name == "cookie" else ", ").join(values)
+                environ[_environ_key(name)] = ("; " if name == "cookie" else ", ").join(values)
             if credentials.body is not None:
                 # Consume the redacted copy first: a kept-alive connection must not see it as the next request.
                 sent = environ["wsgi.input"]

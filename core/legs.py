@@ -12,21 +12,18 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import logging
 import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import urlsplit
 
-from mitmproxy import connection, ctx, hooks, http, io
+from mitmproxy import connection, ctx, exceptions, hooks, http, io
 from mitmproxy.addonmanager import Loader
 from mitmproxy.flow import Error
 from mitmproxy.proxy.layers.http import HttpErrorHook, HttpResponseHook
 
 from core.redact import redacted_headers
-
-logger = logging.getLogger(__name__)
 
 LEG_KEY = "codex.leg"  # metadata of a leg flow: {"client_flow": id, "attempt": n}
 # The body we keep is what curl_cffi handed us (already decoded), so these would lie about it.
@@ -40,7 +37,7 @@ def is_leg(flow: http.HTTPFlow) -> bool:
 def legs_wanted() -> bool:
     """Someone will look at legs: mitmweb's View, a ``-w`` save file or a recording."""
     options = ctx.options
-    return ctx.master.addons.get("view") is not None or bool(options.save_stream_file) or bool(getattr(options, "codex_record", ""))
+    return ctx.master.addons.get("view") is not None or bool(options.save_stream_file) or bool(options.codex_record)
 
 
 class LegFlow:
@@ -122,8 +119,9 @@ class UpstreamLegs:
 
 
 class LegRecorder:
-    """``--set codex_record=FILE``: append every upstream leg to a mitmproxy flow file, off the event
-    loop and in order, for replaying as the upstream later (README "Record and replay")."""
+    """``--set codex_record=FILE``: append every upstream leg to a mitmproxy flow file, in order and
+    off the event loop, for replaying as the upstream later (README "Record and replay"). Like
+    mitmproxy's own ``-w``, the file is opened when the option is set, so a bad path fails at once."""
 
     def __init__(self) -> None:
         self._writer = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="codex-record")
@@ -134,31 +132,33 @@ class LegRecorder:
         loader.add_option("codex_record", str, "", "Append every upstream leg (credentials redacted) to this mitmproxy flow file.")
 
     def configure(self, updated: set[str]) -> None:
-        if "codex_record" in updated and ctx.options.codex_record != self._path:
-            self._path = ctx.options.codex_record
-            self._writer.submit(self._reopen, self._path)
+        path = ctx.options.codex_record
+        if "codex_record" not in updated or path == self._path:
+            return
+        try:
+            opened = Path(path).expanduser().open("ab") if path else None
+        except OSError as exc:
+            raise exceptions.OptionsError(f"codex_record: {exc}") from None
+        self._close()
+        self._file, self._path = opened, path
 
-    def _reopen(self, path: str) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
-        if path:
-            target = Path(path).expanduser()
-            target.parent.mkdir(parents=True, exist_ok=True)
-            self._file = target.open("ab")
-
-    def _write(self, flow: http.HTTPFlow) -> None:
-        if self._file is not None:
-            io.FlowWriter(self._file).add(flow)
-            self._file.flush()
+    @staticmethod
+    def _write(file: BinaryIO, flow: http.HTTPFlow) -> None:
+        io.FlowWriter(file).add(flow)
+        file.flush()
 
     def response(self, flow: http.HTTPFlow) -> None:
-        if self._path and is_leg(flow):
-            self._writer.submit(self._write, flow.copy())  # a snapshot: the file gets the leg as it is now
+        if self._file is not None and is_leg(flow):
+            self._writer.submit(self._write, self._file, flow.copy())  # a snapshot: the leg as it is now
 
     def error(self, flow: http.HTTPFlow) -> None:
         self.response(flow)
 
+    def _close(self) -> None:
+        if self._file is not None:
+            self._writer.submit(self._file.close)  # after the writes queued before it
+            self._file, self._path = None, ""
+
     def done(self) -> None:
-        self._writer.submit(self._reopen, "")
+        self._close()
         self._writer.shutdown(wait=True)

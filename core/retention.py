@@ -53,8 +53,9 @@ class BodyBudget:
         view = ctx.master.addons.get("view")
         if view is None or self.budget is None:
             return
-        self.total += body_size(flow) - self._sizes.pop(flow.id, 0)
-        self._sizes[flow.id] = body_size(flow)
+        size = body_size(flow)
+        self.total += size - self._sizes.pop(flow.id, 0)  # a replayed flow is counted once
+        self._sizes[flow.id] = size
         dropped = []
         while self.total > self.budget and len(self._sizes) > 1:  # the newest flow always keeps its bodies
             flow_id, size = self._sizes.popitem(last=False)
