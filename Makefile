@@ -3,13 +3,14 @@
 #   make test    install everything the suite needs, then run it
 #   make demo    the proxy against the bundled fake Codex backend (no ChatGPT account needed)
 #   make web     like start, with mitmweb's live flow view
+#   make replay-fixtures  regenerate tests/fixtures/replay/*.flows from the fake backend
 
 VENV    := .venv
 PY      := $(VENV)/bin/python
 PYTHON  ?= $(shell command -v python3.12 || command -v python3)
 STAMP   := $(VENV)/.installed
 
-.PHONY: install start web demo test clean
+.PHONY: install start web demo test replay-fixtures clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 12) else "Python 3.12+ is needed (mitmproxy 12); found " + sys.version)'
@@ -31,6 +32,9 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest $(ARGS)
+
+replay-fixtures: $(STAMP)
+	$(PY) -m tests.fixtures.replay.make_fixtures
 
 clean:
 	rm -rf $(VENV) .pytest_cache
