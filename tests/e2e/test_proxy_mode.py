@@ -84,8 +84,9 @@ def test_codex_signed_in_with_chatgpt_reaches_the_responses_route(gateway: Proxy
 def test_anthropic_sdk_through_the_proxy(gateway: ProxyProcess, fake: FakeCodexThread) -> None:
     pytest.importorskip("core.protocols.anthropic")
     import anthropic
+    import httpx2
 
-    client = anthropic.Anthropic(api_key="sk-ant-client-own-key", http_client=gateway.https_client(), max_retries=0)
+    client = anthropic.Anthropic(api_key="sk-ant-client-own-key", http_client=gateway.https_client(httpx2), max_retries=0)
     fake.script({"text": "Anthropic, answered locally"})
     message = client.messages.create(model="gpt-5.4", max_tokens=100, messages=[{"role": "user", "content": "hi"}])
     assert "".join(block.text for block in message.content if block.type == "text") == "Anthropic, answered locally"

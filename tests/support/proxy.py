@@ -101,9 +101,10 @@ class ProxyProcess(MitmProcess):
         """Trusts this process's CA (and nothing else)."""
         return ssl.create_default_context(cafile=str(self.ca_cert))
 
-    def https_client(self, **kwargs: Any) -> httpx.Client:
-        """An HTTP client that uses this process as its HTTPS proxy and trusts its CA."""
-        return httpx.Client(proxy=self.origin, verify=self.tls_context(), timeout=30, **kwargs)
+    def https_client(self, http: Any = httpx, **kwargs: Any) -> Any:
+        """An HTTP client that uses this process as its HTTPS proxy and trusts its CA. ``http`` is
+        the client library: ``httpx``, or ``httpx2`` (the fork the anthropic SDK 2.x requires)."""
+        return http.Client(proxy=self.origin, verify=self.tls_context(), timeout=30, **kwargs)
 
     def web_endpoint(self) -> tuple[str, str]:
         """mitmweb's URL and auth token, from its startup log line (needs ``termlog_verbosity=info``)."""
