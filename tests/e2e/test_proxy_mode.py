@@ -4,8 +4,11 @@ the same translators and account pool; other hosts are tunnelled untouched."""
 
 from __future__ import annotations
 
+import json
+import os
 import socket
 import ssl
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -91,6 +94,30 @@ def test_anthropic_sdk_through_the_proxy(gateway: ProxyProcess, fake: FakeCodexT
     message = client.messages.create(model="gpt-5.4", max_tokens=100, messages=[{"role": "user", "content": "hi"}])
     assert "".join(block.text for block in message.content if block.type == "text") == "Anthropic, answered locally"
     assert all("sk-ant-client-own-key" not in repr(r) for r in fake.requests())
+
+
+def test_claude_code_cli_through_the_proxy(gateway: ProxyProcess, fake: FakeCodexThread, tmp_path: Path) -> None:
+    """The real Claude Code, its API URL untouched: only HTTPS_PROXY and NODE_EXTRA_CA_CERTS are set,
+    and its own (real-looking) key goes nowhere."""
+    pytest.importorskip("core.protocols.anthropic")
+    from tests.e2e.test_claude_code_cli import MODEL, claude_command  # the CLI pinned by the Anthropic work
+
+    home, work = tmp_path / "home", tmp_path / "work"
+    home.mkdir()
+    work.mkdir()
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8", "HOME": str(home),
+        "HTTPS_PROXY": gateway.origin, "NODE_EXTRA_CA_CERTS": str(gateway.ca_cert), "ANTHROPIC_API_KEY": "sk-ant-api03-own-key",
+        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1", "DISABLE_TELEMETRY": "1", "DISABLE_ERROR_REPORTING": "1",
+        "DISABLE_AUTOUPDATER": "1", "DISABLE_BUG_COMMAND": "1",
+    }
+    fake.script({"text": "Answered through HTTPS_PROXY."})
+    done = subprocess.run([*claude_command(), "-p", "Say hello", "--model", MODEL, "--output-format", "json"], cwd=work,
+                          env=env, capture_output=True, text=True, timeout=180, stdin=subprocess.DEVNULL)
+    assert done.returncode == 0, f"stdout: {done.stdout[-2000:]}\nstderr: {done.stderr[-2000:]}"
+    assert json.loads(done.stdout)["result"] == "Answered through HTTPS_PROXY."
+    assert len(fake.requests("/codex/responses")) == 1
+    assert all("sk-ant-api03-own-key" not in repr(r) for r in fake.requests())
 
 
 def test_gemini_sdk_through_the_proxy(gateway: ProxyProcess, fake: FakeCodexThread) -> None:
