@@ -96,28 +96,49 @@ def test_anthropic_sdk_through_the_proxy(gateway: ProxyProcess, fake: FakeCodexT
     assert all("sk-ant-client-own-key" not in repr(r) for r in fake.requests())
 
 
+def cli_env(proxy: ProxyProcess, home: Path, **extra: str) -> dict[str, str]:
+    """A Node CLI that keeps its real API URL: only the proxy and its CA are set, in a throwaway HOME."""
+    return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8", "NO_COLOR": "1", "HOME": str(home),
+            "HTTPS_PROXY": proxy.origin, "NODE_EXTRA_CA_CERTS": str(proxy.ca_cert), **extra}
+
+
+def run_cli(command: list[str], cwd: Path, env: dict[str, str]) -> Any:
+    done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=180, stdin=subprocess.DEVNULL)
+    assert done.returncode == 0, f"{command[0]} exited {done.returncode}\nstdout: {done.stdout[-2000:]}\nstderr: {done.stderr[-2000:]}"
+    return json.loads(done.stdout)
+
+
 def test_claude_code_cli_through_the_proxy(gateway: ProxyProcess, fake: FakeCodexThread, tmp_path: Path) -> None:
-    """The real Claude Code, its API URL untouched: only HTTPS_PROXY and NODE_EXTRA_CA_CERTS are set,
-    and its own (real-looking) key goes nowhere."""
+    """The real Claude Code with its own (real-looking) key, which goes nowhere."""
     pytest.importorskip("core.protocols.anthropic")
     from tests.e2e.test_claude_code_cli import MODEL, claude_command  # the CLI pinned by the Anthropic work
 
-    home, work = tmp_path / "home", tmp_path / "work"
-    home.mkdir()
-    work.mkdir()
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8", "HOME": str(home),
-        "HTTPS_PROXY": gateway.origin, "NODE_EXTRA_CA_CERTS": str(gateway.ca_cert), "ANTHROPIC_API_KEY": "sk-ant-api03-own-key",
-        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1", "DISABLE_TELEMETRY": "1", "DISABLE_ERROR_REPORTING": "1",
-        "DISABLE_AUTOUPDATER": "1", "DISABLE_BUG_COMMAND": "1",
-    }
-    fake.script({"text": "Answered through HTTPS_PROXY."})
-    done = subprocess.run([*claude_command(), "-p", "Say hello", "--model", MODEL, "--output-format", "json"], cwd=work,
-                          env=env, capture_output=True, text=True, timeout=180, stdin=subprocess.DEVNULL)
-    assert done.returncode == 0, f"stdout: {done.stdout[-2000:]}\nstderr: {done.stderr[-2000:]}"
-    assert json.loads(done.stdout)["result"] == "Answered through HTTPS_PROXY."
+    (tmp_path / "work").mkdir()
+    env = cli_env(gateway, tmp_path, ANTHROPIC_API_KEY="sk-ant-api03-own-key", CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC="1",
+                  DISABLE_TELEMETRY="1", DISABLE_ERROR_REPORTING="1", DISABLE_AUTOUPDATER="1", DISABLE_BUG_COMMAND="1")
+    fake.script({"text": "Claude Code, through HTTPS_PROXY."})
+    result = run_cli([*claude_command(), "-p", "Say hello", "--model", MODEL, "--output-format", "json"], tmp_path / "work", env)
+    assert result["result"] == "Claude Code, through HTTPS_PROXY."
     assert len(fake.requests("/codex/responses")) == 1
     assert all("sk-ant-api03-own-key" not in repr(r) for r in fake.requests())
+
+
+def test_gemini_cli_through_the_proxy(gateway: ProxyProcess, fake: FakeCodexThread, tmp_path: Path) -> None:
+    pytest.importorskip("core.protocols.gemini")
+    from tests.cli.test_gemini_cli import GEMINI  # the CLI pinned by the Gemini work
+
+    if not GEMINI.exists():
+        pytest.skip("the Gemini CLI is not installed: `make test` installs it (needs npm)")
+    (tmp_path / ".gemini").mkdir()
+    (tmp_path / ".gemini" / "settings.json").write_text(json.dumps({
+        "security": {"auth": {"selectedType": "gemini-api-key"}}, "privacy": {"usageStatisticsEnabled": False},
+        "telemetry": {"enabled": False}, "general": {"disableAutoUpdate": True, "disableUpdateNag": True}}))
+    (tmp_path / "work").mkdir()
+    fake.script({"text": "Gemini CLI, through HTTPS_PROXY."})
+    result = run_cli([str(GEMINI), "--skip-trust", "-m", "gemini-2.5-pro", "-p", "Say hello", "--output-format", "json"],
+                     tmp_path / "work", cli_env(gateway, tmp_path, GEMINI_API_KEY="AIza-own-key"))
+    assert result["response"] == "Gemini CLI, through HTTPS_PROXY."
+    assert all("AIza-own-key" not in repr(r) for r in fake.requests())
 
 
 def test_gemini_sdk_through_the_proxy(gateway: ProxyProcess, fake: FakeCodexThread) -> None:
