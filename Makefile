@@ -5,6 +5,7 @@
 #   make demo    the proxy against the bundled fake Codex backend (no ChatGPT account needed)
 #   make web     like start, with mitmweb's live flow view
 #   make bench   the benchmark: added latency, throughput, concurrent streams (report in bench-results/)
+#   make replay-fixtures  regenerate tests/fixtures/replay/*.flows from the fake backend
 
 VENV    := .venv
 PY      := $(VENV)/bin/python
@@ -14,7 +15,7 @@ STAMP   := $(VENV)/.installed
 CLI     := tests/cli/node_modules/.package-lock.json
 GEMINI_CLI := tests/cli/gemini/node_modules/.bin/gemini
 
-.PHONY: install start web demo test bench clean
+.PHONY: install start web demo test bench replay-fixtures clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 12) else "Python 3.12+ is needed (mitmproxy 12); found " + sys.version)'
@@ -48,6 +49,9 @@ test: $(STAMP) $(CLI) $(GEMINI_CLI)
 
 bench: $(STAMP)
 	$(PY) -m bench $(ARGS)
+
+replay-fixtures: $(STAMP)
+	$(PY) -m tests.fixtures.replay.make_fixtures
 
 clean:
 	rm -rf $(VENV) .pytest_cache tests/cli/node_modules tests/cli/gemini/node_modules

@@ -1,29 +1,32 @@
 """The mitmproxy addons: codex-proxy's gateway living inside ``mitmdump``/``mitmweb``.
 
-``CodexGateway`` answers requests addressed to the proxy's own port (base-URL clients): plain
-JSON answers are made in the ``request`` hook, streams go through the loopback bridge (addon-made
-bodies cannot stream, mitmproxy-facts.md §2) and the dashboard/management API is forwarded to the
-Flask control plane. Everything else passes through mitmproxy untouched.
+``CodexGateway`` answers requests addressed to the proxy's own port (base-URL clients) and, in
+proxy mode, proxy clients' requests for the API hosts in ``intercept.hosts`` (core/intercept.py):
+plain JSON answers are made in the ``request`` hook, streams go through the loopback bridge
+(addon-made bodies cannot stream, mitmproxy-facts.md §2) and the dashboard/management API is
+forwarded to the Flask control plane. Everything else passes through mitmproxy untouched.
+Credentials are taken off every flow it answers before mitmweb sees it (core/redact.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 from pathlib import Path
 from typing import Any
 
 import orjson
-from mitmproxy import ctx, http
+from mitmproxy import ctx, hooks, http
 from mitmproxy.addonmanager import Loader
 from mitmproxy.connection import Client
 
 from core.bridge import Bridge
 from core.config import ConfigStore, default_data_dir
-from core.control_plane import ControlPlaneServer
-from core.endpoints import DataPlane, Job, ToControlPlane
+from core.control_plane import SEALED_HEADER, ControlPlaneServer
+from core.endpoints import DataPlane, Job, ToControlPlane, is_control_plane_path, not_found
 from core.exchange import Exchange
 from core.ollama_endpoints import OllamaPlane
 from core.ollama_listener import OllamaListener
@@ -37,7 +40,11 @@ from core.flows import (
     restore_original,
     was_redirected,
 )
-from core.protocols.base import Reply, json_reply
+from core.intercept import ProxyMode
+from core.legs import LegRecorder, TurnLegs, UpstreamLegs
+from core.protocols.base import ClientRequest, Reply, json_reply
+from core.redact import CredentialKeeper
+from core.retention import BodyBudget
 from core.services import Services
 
 logger = logging.getLogger(__name__)
@@ -81,16 +88,20 @@ class FlowSink:
         raise RuntimeError("a hook answer cannot stream")
 
 
-def _annotator(flow: http.HTTPFlow) -> Any:
+def _annotator(flow: http.HTTPFlow, legs: TurnLegs | None) -> Any:
     """Show the turn's outcome on the flow (mitmweb's comment column; never secrets)."""
 
     def annotate(row: dict[str, Any]) -> None:
         tokens = f" tokens {row['input_tokens']}/{row['output_tokens']}" if row.get("input_tokens") is not None else ""
+        upstream = f" legs={legs.count}" if legs is not None else ""
         flow.comment = (
             f"{row['protocol']} {row['model']} account={row['account_id'] or '-'} status={row['status']}"
-            f" ttfb={row['ttfb_ms']}ms total={row['duration_ms']}ms{tokens}"
+            f" ttfb={row['ttfb_ms']}ms total={row['duration_ms']}ms{tokens}{upstream}"
         )
+        if row["status"] >= 400 or row.get("error"):
+            flow.marked = ":warning:"
         flow.metadata["codex.turn"] = row
+        ctx.master.addons.trigger(hooks.UpdateHook([flow]))  # a streamed turn ends after its last hook
 
     return annotate
 
@@ -111,6 +122,9 @@ class CodexGateway:
         self._demo: Any = None  # the in-process fake backend in demo mode
         self._start_task: asyncio.Task[None] | None = None
         self._inflight: dict[str, set[asyncio.Task[Any]]] = {}
+        self.credentials = CredentialKeeper()
+        self.legs = UpstreamLegs()
+        self.proxy_mode = ProxyMode(())
         self.addons: list[Any] = []
 
     # --- lifecycle -------------------------------------------------------------------------------
@@ -119,8 +133,15 @@ class CodexGateway:
         loader.add_option("codex_data_dir", str, "", "Data folder (accounts, logs, local.yaml). Default: env CODEX_PROXY_DATA_DIR or <repo>/data.")
         loader.add_option("codex_demo", bool, False, "Serve from the bundled fake Codex backend with a demo account (no ChatGPT account needed).")
         cfg = ConfigStore(self._data_dir(), create=False).current  # the listen address, before anything binds
-        self.ollama = OllamaListener(cfg)  # after ListenDefaults: it appends to the mode list that one sets
-        self.addons = [ListenDefaults(str(cfg.get("server.host") or "127.0.0.1"), int(cfg.get("server.port") or 8080)), self.ollama]
+        self.ollama = OllamaListener(cfg)
+        self.proxy_mode = ProxyMode(cfg.get("intercept.hosts") or ())
+        self.addons = [
+            ListenDefaults(str(cfg.get("server.host") or "127.0.0.1"), int(cfg.get("server.port") or 8080)),
+            self.ollama,  # after ListenDefaults: it appends to the mode list that one sets
+            self.proxy_mode,
+            BodyBudget(),
+            LegRecorder(),
+        ]
 
     def configure(self, updated: set[str]) -> None:
         # Lazy: a CONNECT must not make mitmproxy dial (and fingerprint itself to) the real host.
@@ -232,32 +253,58 @@ class CodexGateway:
 
     # --- hooks -----------------------------------------------------------------------------------
 
+    def _on_ollama(self, flow: http.HTTPFlow) -> bool:
+        return self.ollama is not None and self.ollama.owns(flow)  # answered whatever its Host says
+
+    def _answers(self, flow: http.HTTPFlow) -> bool:
+        return is_addressed_to_us(flow) or self._on_ollama(flow) or self.proxy_mode.intercepts(flow)
+
+    def requestheaders(self, flow: http.HTTPFlow) -> None:
+        # Runs before mitmweb's View first shows the flow: script addons precede it in the chain.
+        if self._answers(flow):
+            self.credentials.take(flow)
+
     async def request(self, flow: http.HTTPFlow) -> None:
-        on_ollama = self.ollama is not None and self.ollama.owns(flow)  # answered whatever its Host says
-        if flow.response is not None or flow.error is not None or not (on_ollama or is_addressed_to_us(flow)):
+        if flow.response is not None or flow.error is not None or not self._answers(flow):
             return
+        on_ollama = self._on_ollama(flow)
+        addressed = on_ollama or is_addressed_to_us(flow)
+        if addressed and is_control_plane_path(flow.request.path.split("?", 1)[0]):
+            self.credentials.take_body(flow)  # before any await: mitmweb must never see pasted tokens
+        credentials = self.credentials.pop(flow)
         if not self.ready.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.ready.wait(), _STARTUP_TIMEOUT)
         plane = self.ollama_plane if on_ollama else self.data_plane
-        if plane is None or self.bridge is None or self.control is None:
+        if plane is None or self.bridge is None or self.control is None or self.services is None:
             message = f"codex-proxy is not ready: {self.failed or 'still starting'}"
             error = message if on_ollama else {"message": message, "type": "server_error", "param": None, "code": "not_ready"}
             respond(flow, json_reply(503, {"error": error}))
             return
-        outcome = plane.dispatch(client_request(flow))
+        request = credentials.applied_to(client_request(flow))
+        if not addressed:
+            request = self._proxied(flow, request)
+        outcome = plane.dispatch(request)
+        if isinstance(outcome, ToControlPlane) and not addressed:
+            outcome = not_found(request)  # the dashboard lives on our own address only
         if isinstance(outcome, Reply):
             respond(flow, outcome)
         elif isinstance(outcome, ToControlPlane):
             flow.request.headers[CLIENT_ADDR_HEADER] = client_address(flow)
+            flow.request.headers[SEALED_HEADER] = self.control.unsealer.seal(credentials)
             redirect_to_loopback(flow, self.control.port, keep_body=True)
         elif isinstance(outcome, Job):
-            outcome.annotate = _annotator(flow)
+            outcome.tap = legs = self.legs.tap(flow, str(self.services.cfg.get("api.base_url") or ""))
+            outcome.annotate = _annotator(flow, legs)
             if outcome.prepared.turn.stream and not outcome.compact:
                 flow.metadata[_STREAMED] = True
                 redirect_to_loopback(flow, self.bridge.port, self.bridge.submit(outcome), keep_body=False)
             else:
                 await self._answer_in_hook(flow, outcome)
+
+    def _proxied(self, flow: http.HTTPFlow, request: ClientRequest) -> ClientRequest:
+        """A proxy client's call to a real API host, as our own route sees it (README "Proxy mode")."""
+        return dataclasses.replace(request, path=self.proxy_mode.route_path(flow), trusted=self.proxy_mode.trusts(flow))
 
     async def _answer_in_hook(self, flow: http.HTTPFlow, job: Job) -> None:
         assert self.services is not None

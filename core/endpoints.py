@@ -30,6 +30,7 @@ from core.protocols.base import (
     random_id,
 )
 from core.services import Services
+from core.upstream.tap import Tap
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +51,7 @@ class Job:
     received_at: float = field(default_factory=time.time)
     annotate: Callable[[dict[str, Any]], None] | None = None  # host hook: show the outcome on the flow
     extra_headers: dict[str, str] = field(default_factory=dict)  # added to the answer (e.g. CORS)
+    tap: Tap | None = None  # host hook: watch the upstream calls made for this job
 
 
 class ToControlPlane:
@@ -122,12 +124,11 @@ class DataPlane:
                 known_path = True  # another route may take this method on the same path
                 continue
             return handler(request, match)
-        dialect = gemini if path.startswith(("/v1beta/", "/v1alpha/")) else openai_chat
         if known_path:
-            return dialect.render_error(_method_not_allowed(request))
-        if path in CONTROL_PLANE_EXACT or path.startswith(CONTROL_PLANE_PREFIXES):
+            return error_dialect(path).render_error(_method_not_allowed(request))
+        if is_control_plane_path(path):
             return TO_CONTROL_PLANE
-        return dialect.render_error(NotFound(f"Unknown path: {request.method} {path}", code="not_found"))
+        return not_found(request)
 
     # --- helpers -------------------------------------------------------------------------------
 
@@ -222,6 +223,19 @@ class DataPlane:
     def _gemini_model(self, request: ClientRequest, match: re.Match[str]) -> Outcome:
         model = match["id"].removeprefix("models/")
         return self._local(gemini, lambda _r, catalog, _c: json_reply(200, gemini.resolved_entry(catalog, model)))(request, match)
+
+
+def is_control_plane_path(path: str) -> bool:
+    return path in CONTROL_PLANE_EXACT or path.startswith(CONTROL_PLANE_PREFIXES)
+
+
+def error_dialect(path: str) -> ModuleType:
+    """Whose error envelope a request that reached no route gets: Gemini's under its prefixes."""
+    return gemini if path.startswith(("/v1beta/", "/v1alpha/")) else openai_chat
+
+
+def not_found(request: ClientRequest) -> Reply:
+    return error_dialect(request.path).render_error(NotFound(f"Unknown path: {request.method} {request.path}", code="not_found"))
 
 
 def _method_not_allowed(request: ClientRequest) -> ClientError:

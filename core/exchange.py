@@ -20,6 +20,7 @@ from core.endpoints import Job
 from core.pipeline import TurnStream
 from core.protocols.base import SSE_HEADERS, CollectedTurn, Reply
 from core.services import Services
+from core.upstream.tap import tapping
 
 logger = logging.getLogger(__name__)
 
@@ -68,12 +69,13 @@ class Exchange:
 
     async def run(self) -> None:
         try:
-            if self.job.compact:
-                await self._run_compact()
-            elif self.job.prepared.turn.stream:
-                await self._run_stream()
-            else:
-                await self._run_collect()
+            with tapping(self.job.tap):
+                if self.job.compact:
+                    await self._run_compact()
+                elif self.job.prepared.turn.stream:
+                    await self._run_stream()
+                else:
+                    await self._run_collect()
         except asyncio.CancelledError:
             self.status, self.error = CLIENT_CLOSED, "client closed the connection"
             raise

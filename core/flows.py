@@ -4,6 +4,7 @@ back, so mitmweb keeps showing the client's own request."""
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 
 from mitmproxy import http
@@ -29,6 +30,16 @@ def is_addressed_to_us(flow: http.HTTPFlow) -> bool:
 def client_address(flow: http.HTTPFlow) -> str:
     peer = flow.client_conn.peername
     return str(peer[0]) if peer else ""
+
+
+def is_loopback_address(address: str) -> bool:
+    """127.0.0.0/8, ::1 and their IPv4-mapped form; anything unparsable is not loopback."""
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return False
+    mapped = getattr(ip, "ipv4_mapped", None)
+    return bool(ip.is_loopback or (mapped is not None and mapped.is_loopback))
 
 
 def client_request(flow: http.HTTPFlow) -> ClientRequest:

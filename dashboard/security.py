@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import functools
 import hmac
-import ipaddress
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from flask import current_app, jsonify, request
 
-from core.flows import CLIENT_ADDR_HEADER
+from core.flows import CLIENT_ADDR_HEADER, is_loopback_address
 from core.services import Services
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -26,10 +25,7 @@ def client_addr() -> str:
 
 
 def is_loopback() -> bool:
-    try:
-        return ipaddress.ip_address(client_addr().split("%", 1)[0]).is_loopback
-    except ValueError:
-        return False
+    return is_loopback_address(client_addr())
 
 
 def presented_key() -> str | None:

@@ -47,12 +47,17 @@ def shared_proxy(fake_server: FakeCodexThread, tmp_path_factory: pytest.TempPath
     proxy.stop()
 
 
+def with_one_account(proxy: ProxyProcess) -> ProxyProcess:
+    """``proxy`` with exactly one fresh, active account (chatgpt account id ``acc-1``)."""
+    proxy.remove_all_accounts()
+    proxy.add_account(mint_access_token(account_id="acc-1", plan="plus", email="one@example.com"), label="one")
+    return proxy
+
+
 @pytest.fixture
 def proxy(shared_proxy: ProxyProcess, fake: FakeCodexThread) -> ProxyProcess:
     """The shared proxy with exactly one fresh, active account (chatgpt account id ``acc-1``)."""
-    shared_proxy.remove_all_accounts()
-    shared_proxy.add_account(mint_access_token(account_id="acc-1", plan="plus", email="one@example.com"), label="one")
-    return shared_proxy
+    return with_one_account(shared_proxy)
 
 
 @pytest.fixture

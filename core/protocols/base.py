@@ -27,7 +27,7 @@ class ClientRequest:
     headers: Mapping[str, str]  # case-insensitive
     body: bytes
     client_addr: str = "127.0.0.1"
-    trusted: bool = False  # arrived where no key is asked (the Ollama listener): counts as the proxy key
+    trusted: bool = False  # the host vouched for the client (Ollama listener, proxy mode — README "Trust"): no proxy key needed
 
     def json(self) -> Any:
         """The body as JSON; raises ``BadRequest`` with the seed's wording when it is not."""

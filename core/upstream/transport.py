@@ -18,29 +18,47 @@ from curl_cffi.requests.exceptions import RequestException
 
 from core.codex.errors import MAX_ERROR_BODY, RETRY_SAME, UpstreamError
 from core.config import Config
+from core.upstream.tap import Leg, open_leg
 
 
 def transport_error(exc: BaseException) -> UpstreamError:
     return UpstreamError(502, "upstream_transport_error", f"error sending request to upstream: {exc}", action=RETRY_SAME)
 
 
+def _failed(leg: Leg | None, error: UpstreamError) -> UpstreamError:
+    """Close a watched call that failed; returns ``error`` for raising."""
+    if leg is not None:
+        leg.end(error.message)
+    return error
+
+
+def _abandoned(leg: Leg | None) -> None:
+    if leg is not None:
+        leg.end("cancelled before the upstream answered")
+
+
 class UpstreamStream:
     """An open streaming response; iterate ``chunks()`` and always ``aclose()``."""
 
-    __slots__ = ("status", "headers", "_response", "_closed")
+    __slots__ = ("status", "headers", "_response", "_closed", "_leg")
 
-    def __init__(self, response: Any) -> None:
+    def __init__(self, response: Any, leg: Leg | None = None) -> None:
         self._response = response
         self.status: int = response.status_code
         self.headers: dict[str, str] = {k.lower(): v for k, v in response.headers.items()}
         self._closed = False
+        self._leg = leg
+        if leg is not None:
+            leg.response(self.status, self.headers)
 
     async def chunks(self) -> AsyncIterator[bytes]:
         try:
             async for chunk in self._response.aiter_content():
+                if self._leg is not None:
+                    self._leg.data(chunk)
                 yield chunk
         except RequestException as exc:
-            raise transport_error(exc) from None
+            raise _failed(self._leg, transport_error(exc)) from None
 
     async def read(self, limit: int = MAX_ERROR_BODY) -> bytes:
         parts: list[bytes] = []
@@ -57,6 +75,8 @@ class UpstreamStream:
         if self._closed:
             return
         self._closed = True
+        if self._leg is not None:
+            self._leg.end()
         if self._response.quit_now is not None:
             self._response.quit_now.set()
         try:
@@ -86,13 +106,17 @@ class UpstreamTransport:
         return (float(self._cfg.get("api.connect_timeout_seconds") or 15), float(self._cfg.get("api.timeout_seconds") or 600))
 
     async def open_stream(self, url: str, headers: dict[str, str], body: bytes) -> UpstreamStream:
+        leg = open_leg("POST", url, headers, body)
         try:
             response = await self._session.request(
                 "POST", url, headers=headers, content=body, stream=True, timeout=self._timeout()
             )
         except RequestException as exc:
-            raise transport_error(exc) from None
-        return UpstreamStream(response)
+            raise _failed(leg, transport_error(exc)) from None
+        except BaseException:
+            _abandoned(leg)
+            raise
+        return UpstreamStream(response, leg)
 
     async def request(
         self,
@@ -102,11 +126,20 @@ class UpstreamTransport:
         body: bytes | None = None,
         timeout: float = 60.0,
     ) -> SimpleResponse:
+        leg = open_leg(method, url, headers or {}, body)
         try:
             response = await self._session.request(method, url, headers=headers, content=body, timeout=timeout)
         except RequestException as exc:
-            raise transport_error(exc) from None
-        return SimpleResponse(response.status_code, {k.lower(): v for k, v in response.headers.items()}, response.content)
+            raise _failed(leg, transport_error(exc)) from None
+        except BaseException:
+            _abandoned(leg)
+            raise
+        reply = SimpleResponse(response.status_code, {k.lower(): v for k, v in response.headers.items()}, response.content)
+        if leg is not None:
+            leg.response(reply.status, reply.headers)
+            leg.data(reply.body)
+            leg.end()
+        return reply
 
     async def close(self) -> None:
         await self._session.close()

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -23,8 +22,6 @@ from tests.support.proxy import ROOT, ProxyProcess
 
 GEMINI = ROOT / "tests" / "cli" / "gemini" / "node_modules" / ".bin" / "gemini"
 
-pytestmark = pytest.mark.skipif(not GEMINI.exists() or shutil.which("node") is None,
-                                reason="the Gemini CLI is not installed: `make test` installs it (needs npm)")
 
 
 def run_gemini(proxy: ProxyProcess, home: Path, prompt: str, model: str | None = "gemini-2.5-pro") -> dict[str, Any]:

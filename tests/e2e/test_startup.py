@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -16,12 +15,7 @@ import yaml
 
 from core.fake import FakeCodexThread
 from tests.support.proxy import ROOT, ProxyProcess
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tests.support.servers import free_port
 
 
 def test_first_start_creates_key_and_honours_port_env(tmp_path: Path, fake: FakeCodexThread) -> None:
