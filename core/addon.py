@@ -15,10 +15,12 @@ import contextlib
 import dataclasses
 import logging
 import os
+import time
 from pathlib import Path
 from typing import Any
 
 import orjson
+from aiohttp import web
 from mitmproxy import ctx, hooks, http
 from mitmproxy.addonmanager import Loader
 from mitmproxy.connection import Client
@@ -27,7 +29,9 @@ from core.bridge import Bridge
 from core.config import ConfigStore, default_data_dir
 from core.control_plane import SEALED_HEADER, ControlPlaneServer
 from core.endpoints import DataPlane, Job, ToControlPlane, is_control_plane_path, not_found
+from core.direct import DirectPath
 from core.exchange import Exchange
+from core.front_door import FrontDoor
 from core.ollama_endpoints import OllamaPlane
 from core.ollama_listener import OllamaListener
 from core.flows import (
@@ -53,20 +57,48 @@ _STREAMED = "codex.streamed"  # flow metadata: the bridge answers this flow with
 _STARTUP_TIMEOUT = 30.0
 
 
-class ListenDefaults:
-    """Listen where config says (default 127.0.0.1:8080, env PORT) unless mitmproxy's own
-    ``--listen-host``/``-p``/``--mode ...@`` were given. mitmproxy binds before scripts load, so a
-    bare ``mitmdump -s`` first listens on its own default and is moved here once running."""
+INTERNAL_MODE = "regular@127.0.0.1:0"  # mitmproxy's own listener behind the front door
 
-    def __init__(self, host: str, port: int) -> None:
+
+class ListenDefaults:
+    """Where the proxy listens: config (default 127.0.0.1:8080, env PORT) unless mitmproxy's own
+    ``--listen-host``/``-p`` were given; a custom ``--mode`` is left as the user set it.
+
+    With the front door (``server.front_door``, default on) that public address belongs to
+    core/front_door.py and mitmproxy's listener moves to a loopback port behind it; without it,
+    mitmproxy listens there itself. mitmproxy binds before scripts load, so a bare ``mitmdump -s``
+    first listens on its own default and is moved once running."""
+
+    def __init__(self, host: str, port: int, front_door: bool) -> None:
         self.host = host
         self.port = port
+        self.front_door = front_door
+        self.public: tuple[str, int] | None = None  # set when the front door is to take this address
 
     def running(self) -> None:
         options = ctx.options
-        if options.has_changed("listen_host") or options.has_changed("listen_port") or options.mode != ["regular"]:
+        if options.mode != ["regular"]:
             return
-        options.update(mode=[f"regular@{self.host}:{self.port}"])
+        chosen = options.has_changed("listen_host") or options.has_changed("listen_port")
+        host = options.listen_host if options.has_changed("listen_host") else self.host
+        port = options.listen_port if options.has_changed("listen_port") else self.port
+        if self.front_door:
+            self.public = (host, port)
+            options.update(mode=[INTERNAL_MODE])
+        elif not chosen:
+            options.update(mode=[f"regular@{host}:{port}"])
+
+    async def mitmproxy_address(self, timeout: float = 10.0) -> tuple[str, int]:
+        """Where mitmproxy's own (internal) listener is, once it has moved there."""
+        proxyserver = ctx.master.addons.get("proxyserver")
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for instance in proxyserver.servers:
+                if instance.mode.full_spec == INTERNAL_MODE and instance.listen_addrs:
+                    host, port = instance.listen_addrs[0][:2]
+                    return str(host), int(port)
+            await asyncio.sleep(0.01)
+        raise RuntimeError("mitmproxy's listener did not move behind the front door")
 
 
 class FlowSink:
@@ -117,6 +149,9 @@ class CodexGateway:
         self.ollama_addr: tuple[str, int] | None = None
         self.bridge: Bridge | None = None
         self.control: ControlPlaneServer | None = None
+        self.direct: DirectPath | None = None
+        self.front_door: FrontDoor | None = None
+        self.listen = ListenDefaults("127.0.0.1", 8080, front_door=False)
         self.ready = asyncio.Event()
         self.failed: str | None = None
         self._demo: Any = None  # the in-process fake backend in demo mode
@@ -135,8 +170,10 @@ class CodexGateway:
         cfg = ConfigStore(self._data_dir(), create=False).current  # the listen address, before anything binds
         self.ollama = OllamaListener(cfg)
         self.proxy_mode = ProxyMode(cfg.get("intercept.hosts") or ())
+        self.listen = ListenDefaults(str(cfg.get("server.host") or "127.0.0.1"), int(cfg.get("server.port") or 8080),
+                                     front_door=bool(cfg.get("server.front_door", True)))
         self.addons = [
-            ListenDefaults(str(cfg.get("server.host") or "127.0.0.1"), int(cfg.get("server.port") or 8080)),
+            self.listen,
             self.ollama,  # after ListenDefaults: it appends to the mode list that one sets
             self.proxy_mode,
             BodyBudget(),
@@ -162,6 +199,10 @@ class CodexGateway:
         if self.control is not None:
             self.control.stop()
         loop = asyncio.get_event_loop()
+        if self.front_door is not None:
+            loop.create_task(self.front_door.stop())
+        if self.direct is not None:
+            loop.create_task(self.direct.close())
         if self.bridge is not None:
             loop.create_task(self.bridge.stop())
         if self.services is not None:
@@ -193,6 +234,8 @@ class CodexGateway:
             self.control = ControlPlaneServer(await asyncio.to_thread(create_app, services))
             self.control.start()
             self.data_plane = DataPlane(services)
+            if self.listen.public is not None:
+                await self._open_front_door(services, self.listen.public)
             if self.ollama is not None and (addr := await self.ollama.listening()) is not None:
                 self.ollama_addr = addr
                 self.ollama_plane = OllamaPlane(services, self.data_plane, listen_host=self.ollama.host)
@@ -205,6 +248,14 @@ class CodexGateway:
             self.failed = f"{type(exc).__name__}: {exc}"
             logger.exception("codex-proxy failed to start")
             self.ready.set()
+
+    async def _open_front_door(self, services: Services, public: tuple[str, int]) -> None:
+        assert self.data_plane is not None and self.control is not None
+        self.direct = DirectPath(services, self.data_plane, self.control.port, self.legs, _annotator)
+        internal = await self.listen.mitmproxy_address()
+        door = FrontDoor(web.Server(self.direct.handle, handler_cancellation=True, access_log=None), lambda: internal)
+        await door.start(*public)
+        self.front_door = door
 
     async def _start_demo(self, data_dir: Path) -> tuple[dict[str, Any], Path]:
         from core.fake import FakeCodex
@@ -225,6 +276,8 @@ class CodexGateway:
         services.accounts.add({"token": token, "refreshToken": refresh, "label": "demo (fake backend)"})
 
     def _listen_addrs(self) -> list[tuple[str, int]]:
+        if self.front_door is not None:
+            return self.front_door.addresses
         return self.ollama.main_listen_addrs() if self.ollama is not None else []
 
     def _write_runtime_file(self, services: Services) -> None:
@@ -332,6 +385,10 @@ class CodexGateway:
         if self.bridge is not None and was_redirected(flow):
             self.bridge.discard(flow.request.path)
             restore_original(flow)
+
+    def client_connected(self, client: Client) -> None:
+        if self.front_door is not None and client.peername and (origin := self.front_door.origin_of(client.peername)):
+            client.peername, client.sockname = origin  # a proxy client the front door handed over
 
     def client_disconnected(self, client: Client) -> None:
         for task in self._inflight.pop(client.id, ()):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections.abc import Callable
 
 logger = logging.getLogger(__name__)
@@ -96,6 +97,8 @@ class FrontDoor:
         self._mitmproxy_address = mitmproxy_address
         self._servers: list[asyncio.Server] = []
         self._splices: set[asyncio.Task[None]] = set()
+        # Spliced connections reach mitmproxy from a loopback port of ours; what they really came from.
+        self._origins: dict[tuple[str, int], tuple[tuple[str, int], tuple[str, int]]] = {}
 
     async def start(self, host: str, port: int) -> list[tuple[str, int]]:
         loop = asyncio.get_running_loop()
@@ -109,6 +112,11 @@ class FrontDoor:
         for task in self._splices:
             task.cancel()
         self._servers.clear()
+
+    def origin_of(self, peername: tuple[str, int]) -> tuple[tuple[str, int], tuple[str, int]] | None:
+        """For mitmproxy's ``client_connected``: the (peer, sockname) a spliced client really has, so
+        mitmweb shows it and proxy-mode trust judges the real client, not our loopback hop."""
+        return self._origins.pop((str(peername[0]), int(peername[1])), None)
 
     @property
     def addresses(self) -> list[tuple[str, int]]:
@@ -129,10 +137,20 @@ class FrontDoor:
     async def _splice(self, client: asyncio.Transport, buffered: bytes) -> None:
         host, port = self._mitmproxy_address()
         loop = asyncio.get_running_loop()
+        hop = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+        key: tuple[str, int] | None = None
         try:
-            upstream, _ = await loop.create_connection(lambda: _Relay(client), host, port)
+            hop.bind((host, 0))  # the port mitmproxy will see as the peer: known before it connects
+            key = hop.getsockname()[:2]
+            self._origins[key] = (client.get_extra_info("peername")[:2], client.get_extra_info("sockname")[:2])
+            hop.setblocking(False)
+            await loop.sock_connect(hop, (host, port))
+            upstream, _ = await loop.create_connection(lambda: _Relay(client), sock=hop)
         except OSError as exc:
             logger.warning("could not hand a proxy connection to mitmproxy at %s:%s: %s", host, port, exc)
+            if key is not None:
+                self._origins.pop(key, None)
+            hop.close()
             client.close()
             return
         client.set_protocol(_Relay(upstream))  # type: ignore[arg-type]
