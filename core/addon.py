@@ -284,7 +284,7 @@ class CodexGateway:
         """Where this process listens, for scripts and tests that start it with ``-p 0``."""
         assert self.bridge is not None and self.control is not None
         info = {"pid": os.getpid(), "listen": self._listen_addrs(), "bridge_port": self.bridge.port, "control_port": self.control.port,
-                "ollama_listen": self.ollama_addr}
+                "ollama_listen": self.ollama_addr, "mitmproxy_listen": self.ollama.main_listen_addrs() if self.ollama else []}
         path = services.cfg.data_dir / "runtime.json"
         tmp = path.with_suffix(".tmp")
         tmp.write_bytes(orjson.dumps(info))
