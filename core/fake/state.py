@@ -27,7 +27,11 @@ class FakeConfig:
     ttft_ms: float = 0  # after response.created/in_progress, before the first output event
     events: int | None = None  # benchmark: the default answer is exactly N text deltas of 8 chars
     event_delay_ms: float = 0  # between consecutive events
-    token_delay_ms: float = 0  # before every /oauth/token answer (single-flight refresh tests)
+    token_delay_ms: float = 0  # delays every /oauth/token answer (single-flight and crash tests)
+    token_delay_phase: str = "before"  # "before": then act (a client that leaves cancels the grant);
+    # "after": act first (rotate the refresh token), then delay the answer — the crash window
+    refresh_reuse_interval_seconds: float = 0  # Auth0's rotation overlap: the last spent RT may be
+    # presented again this long after its first use (0 = strict single use, as auth.openai.com behaves)
     rate_limits: dict[str, Any] = field(default_factory=dict)  # usage defaults for every account
     access_token_ttl: int = 3600  # seconds, for tokens minted by /oauth/token
     refresh_fault: dict[str, Any] | None = None  # {"status":500,"body":...} for every refresh grant
@@ -202,6 +206,8 @@ class FakeState:
         unknown = set(values) - CONFIG_FIELDS
         if unknown:
             raise ValueError(f"unknown config keys: {sorted(unknown)}; known: {sorted(CONFIG_FIELDS)}")
+        if values.get("token_delay_phase", "before") not in ("before", "after"):
+            raise ValueError("token_delay_phase must be 'before' or 'after'")
         for key, value in values.items():
             setattr(self.config, key, value)
         if "max_recorded" in values:
