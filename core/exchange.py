@@ -15,6 +15,7 @@ import logging
 import time
 from typing import Any, Protocol
 
+from core.accounts.quota import usage_headers
 from core.codex.errors import UpstreamError
 from core.endpoints import Job
 from core.pipeline import TurnStream
@@ -24,7 +25,6 @@ from core.services import Services
 logger = logging.getLogger(__name__)
 
 CLIENT_CLOSED = 499
-_QUOTA_HEADER_PREFIX = "x-codex-"
 
 
 class Sink(Protocol):
@@ -37,13 +37,14 @@ class Sink(Protocol):
     async def end(self) -> None: ...
 
 
-def _relayed_headers(turn: TurnStream, protocol_name: str) -> dict[str, str]:
-    """Quota headers are useful to any client; the sticky-routing turn state only to Responses ones."""
-    return {
-        name: value
-        for name, value in turn.headers.items()
-        if name.startswith(_QUOTA_HEADER_PREFIX) and (name != "x-codex-turn-state" or protocol_name == "responses")
-    }
+def _relayed_headers(services: Services, turn: TurnStream, protocol_name: str) -> dict[str, str]:
+    """The pool's quota as ``x-codex-*`` headers (the serving account's own would make a client
+    that reads them — Codex CLI — stop when that one account runs out); the sticky-routing turn
+    state of the serving account only to Responses clients."""
+    headers = usage_headers(services.pooled_quota())
+    if protocol_name == "responses" and (state := turn.headers.get("x-codex-turn-state")):
+        headers["x-codex-turn-state"] = state
+    return headers
 
 
 class Exchange:
@@ -136,7 +137,7 @@ class Exchange:
                 starting.cancel()
 
         if not committed:
-            await self.sink.start(200, {**SSE_HEADERS, **_relayed_headers(turn, self.job.prepared.turn.protocol)})
+            await self.sink.start(200, {**SSE_HEADERS, **_relayed_headers(self.services, turn, self.job.prepared.turn.protocol)})
         self.status = 200
         watchdog = asyncio.ensure_future(self._keepalive(translator))
         try:
