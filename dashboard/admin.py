@@ -22,6 +22,7 @@ def _rotation() -> dict[str, Any]:
         "session_affinity": bool(cfg.get("auth.session_affinity", True)),
         "plan_routing": bool(cfg.get("auth.plan_routing", True)),
         "strategies": list(STRATEGIES),
+        "plan_models": services().pool.plans.snapshot(),  # what each plan's model list said
     }
 
 

@@ -1,8 +1,9 @@
 """Plan routing: which models each ChatGPT plan serves (codex-protocol.md §7.5).
 
 Learned two ways: the backend's ``/codex/models`` catalogue, fetched once per plan through an
-account on that plan, and "model not supported" answers (a plan that refused a model is not
-asked again). A plan we know nothing about is assumed to serve everything.
+account on that plan (``auth.plan_routing``), and "model not supported" answers (a plan that
+refused a model is not asked for it again). A plan we know nothing about is assumed to serve
+everything.
 """
 
 from __future__ import annotations
@@ -21,13 +22,17 @@ class PlanModels:
         self._refused: set[tuple[str, str]] = set()  # (plan, model) the backend said no to
 
     def serves(self, plan: str | None, model: str) -> bool:
+        """False only when we know better: the plan refused the model, or its catalogue lacks a
+        model another plan's catalogue lists. A model no catalogue lists (hidden, newer than our
+        client version, custom) is left to the backend to judge."""
         if not plan:
             return True
         with self._lock:
             if (plan, model) in self._refused:
                 return False
             catalog = self._catalogs.get(plan)
-        return catalog is None or model in catalog[0]
+            listed_somewhere = any(model in models for models, _ in self._catalogs.values())
+        return catalog is None or model in catalog[0] or not listed_somewhere
 
     def record_catalog(self, plan: str, slugs: Iterable[str], now: float | None = None) -> None:
         models = frozenset(slugs)

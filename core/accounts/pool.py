@@ -319,17 +319,21 @@ class AccountPool:
 
     # --- views -----------------------------------------------------------------------------------
 
-    def members(self) -> list[Member]:
-        """The accounts that can serve now or after a wait, for the pooled quota view."""
+    def current(self) -> list[Account]:
+        """Every account, with waits that are over ended first (what the API should show)."""
         now = time.time()
         with self._lock:
             for account in self._accounts.values():
                 self._refresh_waiting(account, now)
-            return [
-                Member(a.quota, a.cooldown_until if a.status in WAITING else None, a.plan)
-                for a in self._accounts.values()
-                if a.status == "active" or a.status in WAITING
-            ]
+            return list(self._accounts.values())
+
+    def members(self) -> list[Member]:
+        """The accounts that can serve now or after a wait, for the pooled quota view."""
+        return [
+            Member(a.quota, a.cooldown_until if a.status in WAITING else None, a.plan)
+            for a in self.current()
+            if a.status == "active" or a.status in WAITING
+        ]
 
     def warnings(self) -> list[dict[str, Any]]:
         now = time.time()

@@ -188,16 +188,18 @@ def parse_headers(headers: Mapping[str, str], now: float) -> Quota | None:
     credits = None
     if has is not None and unlimited is not None:
         credits = {"has_credits": has, "unlimited": unlimited, "balance": headers.get("x-codex-credits-balance")}
-    if not groups and credits is None:
-        return None
     main = groups.pop(CODEX_LIMIT, {})
     extra = {}
     for limit, slots in groups.items():
         entry: dict[str, Any] = {slot: _window(fields, now) for slot, fields in slots.items()}
         if name := headers.get(f"x-{limit.replace('_', '-')}-limit-name"):
             entry["name"] = name
-        extra[limit] = entry
-    return Quota(now, _window(main.get("primary", {}), now), _window(main.get("secondary", {}), now), credits, extra)
+        if any(isinstance(v, Window) for v in entry.values()):
+            extra[limit] = entry
+    primary, secondary = _window(main.get("primary", {}), now), _window(main.get("secondary", {}), now)
+    if primary is None and secondary is None and credits is None and not extra:
+        return None
+    return Quota(now, primary, secondary, credits, extra)
 
 
 def _body_window(data: Any, now: float) -> Window | None:

@@ -47,7 +47,7 @@ class AccountService:
         self._refresher = refresher
 
     def list(self) -> list[Account]:
-        return self._pool.all()
+        return self._pool.current()
 
     def add(self, entry: dict[str, Any]) -> tuple[Account, bool]:
         """One account from ``{"token"?, "refreshToken"?, "idToken"?, "label"?}`` (snake_case too).
