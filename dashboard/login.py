@@ -44,7 +44,8 @@ def finish_login() -> Any:
 @login_api.get("/callback")
 def callback() -> Any:
     """The redirect itself, when it reaches the proxy's own port (the state authenticates it)."""
-    return services().login.callback_page(request.args)
+    status, page = services().login.callback_page(request.args)
+    return page, status, {"Content-Type": "text/html; charset=utf-8"}
 
 
 @login_api.get("/login/status")

@@ -21,11 +21,9 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
-
-from werkzeug.serving import BaseWSGIServer, make_server
-from werkzeug.wrappers import Request, Response
 
 from core.accounts import oauth
 from core.accounts.oauth import DeviceCode, Endpoints, OAuthError, TokenSet
@@ -67,11 +65,14 @@ class Login:
         return out
 
 
-def _page(title: str, text: str, status: int = 200) -> Response:
+Page = tuple[int, str]  # (HTTP status, HTML)
+
+
+def _page(title: str, text: str, status: int = 200) -> Page:
     body = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title></head>"
             f"<body style='font-family:sans-serif;max-width:40em;margin:4em auto'><h1>{html.escape(title)}</h1>"
             f"<p>{html.escape(text)}</p></body></html>")  # fmt: skip
-    return Response(body, status=status, content_type="text/html; charset=utf-8")
+    return status, body
 
 
 class CallbackListener:
@@ -80,26 +81,34 @@ class CallbackListener:
     def __init__(self, login: LoginService, redirect_uri: str) -> None:
         parts = urlsplit(redirect_uri)
         host = parts.hostname or "127.0.0.1"
+        path = parts.path or "/"
         self.redirect_uri = redirect_uri
-        self._path = parts.path or "/"
-        self._login = login
-        self._server: BaseWSGIServer = make_server("127.0.0.1" if host == "localhost" else host, parts.port or 80,
-                                                   self._app, threaded=True)  # fmt: skip
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+                url = urlsplit(self.path)
+                if url.path == path:
+                    status, body = login.callback_page(dict(parse_qsl(url.query)))
+                else:
+                    status, body = _page("Not found", "This listener only takes the OAuth callback.", 404)
+                data = body.encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "text/html; charset=utf-8")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, format: str, *args: Any) -> None:  # the query holds the code: never log it
+                pass
+
+        # Raises OSError when the port is taken; the caller reports it and the paste path remains.
+        self._server = ThreadingHTTPServer(("127.0.0.1" if host == "localhost" else host, parts.port or 80), Handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, name="oauth-callback", daemon=True)
         self._thread.start()
 
-    @Request.application  # type: ignore[misc]
-    def _app(self, request: Request) -> Response:
-        if request.path != self._path:
-            return _page("Not found", "This listener only takes the OAuth callback.", 404)
-        return self._login.callback_page(request.args)
-
     def stop(self) -> None:
-        # Not from a request thread's own stack: shutdown() waits for serve_forever to return.
-        threading.Thread(target=self._shutdown, name="oauth-callback-stop", daemon=True).start()
-
-    def _shutdown(self) -> None:
+        """Handlers run on their own threads, so this may be called from one of them."""
         self._server.shutdown()
         self._server.server_close()
 
@@ -184,7 +193,7 @@ class LoginService:
             raise LoginError("That is not the redirected URL (it has no query string with code and state).")
         return self.complete(dict(parse_qsl(query)))
 
-    def callback_page(self, params: Mapping[str, str]) -> Response:
+    def callback_page(self, params: Mapping[str, str]) -> Page:
         try:
             result = self.complete(params)
         except LoginError as exc:
@@ -277,12 +286,14 @@ class LoginService:
     def _stop_listener_if_idle(self) -> None:
         with self._lock:
             waiting = any(lg.kind == "browser" and lg.status in ("pending", "exchanging") for lg in self._logins.values())
-            if self._listener is not None and not waiting:
-                self._listener.stop()
+            listener = None if waiting else self._listener
+            if listener is not None:
                 self._listener = None
+        if listener is not None:
+            listener.stop()
 
     def close(self) -> None:
         with self._lock:
-            if self._listener is not None:
-                self._listener.stop()
-                self._listener = None
+            listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.stop()

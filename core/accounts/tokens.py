@@ -47,6 +47,7 @@ from core.upstream.transport import UpstreamTransport
 logger = logging.getLogger(__name__)
 
 USE_MARGIN = 10.0  # a request waits for a refresh when its access token has less left than this
+MIN_REFRESH_INTERVAL = 60.0  # after a refresh, the next scheduled one waits at least this long
 BUSY_POLL = 0.25
 
 
@@ -106,8 +107,9 @@ class TokenManager:
 
     # --- scheduling --------------------------------------------------------------------------------
 
-    def schedule(self, account_id: str, at: float | None = None) -> None:
-        """(Re)arm the account's refresh timer: ``at``, or ``exp − refresh_margin`` (±15% jitter)."""
+    def schedule(self, account_id: str, at: float | None = None, not_before: float = 0.0) -> None:
+        """(Re)arm the account's refresh timer: ``at``, or ``exp − refresh_margin`` (±15% jitter),
+        but not before ``not_before`` (a margin longer than the token's life must not loop)."""
         if self._loop is None:
             return
         if timer := self._timers.pop(account_id, None):
@@ -118,7 +120,7 @@ class TokenManager:
         if at is None:
             margin = self._setting("refresh_margin_seconds", 300) * random.uniform(0.85, 1.15)
             at = (account.expires_at or 0) - margin
-        delay = max(0.0, at - time.time())
+        delay = max(0.0, at - time.time(), not_before - time.time())
         self._timers[account_id] = self._loop.call_later(delay, self._due, account_id)
 
     def _due(self, account_id: str) -> None:
@@ -220,7 +222,7 @@ class TokenManager:
         self._failures.pop(account.id, None)
         self._retry_at.pop(account.id, None)
         logger.info("account %s: tokens refreshed, valid until %s", account.id, time.ctime(values["expires_at"] or 0))
-        self.schedule(account.id)
+        self.schedule(account.id, not_before=time.time() + MIN_REFRESH_INTERVAL)
 
     async def _failed(self, account: Account, exc: OAuthError, interrupted_at: float | None) -> None:
         now = time.time()
