@@ -138,8 +138,9 @@ def usage_history() -> Any:
 @admin_api.get("/logs")
 @require_api_key
 def logs() -> Any:
-    """The request log, newest first: ``?limit`` (1-200), ``?offset``, and filters on ``account_id``,
-    ``model``, ``protocol``, ``status``. Rows hold no bodies and no secrets."""
+    """The request log, newest first: ``?limit`` (1-200), ``?offset``, ``?since`` (unix seconds) and
+    filters on ``account_id``, ``model``, ``protocol``, ``status``. Rows hold no bodies and no secrets.
+    A request no account could serve has no ``account_id``."""
     try:
         limit = int(request.args.get("limit", "100"))
         offset = int(request.args.get("offset", "0"))
@@ -150,5 +151,6 @@ def logs() -> Any:
     filters: dict[str, Any] = {k: request.args[k] for k in ("account_id", "model", "protocol") if k in request.args}
     if "status" in request.args and request.args["status"].isdigit():
         filters["status"] = int(request.args["status"])
-    rows, total = services().request_log.entries(limit, offset, filters)
+    since = request.args.get("since", type=float)
+    rows, total = services().request_log.entries(limit, offset, filters, since)
     return jsonify({"logs": [{k: row.get(k) for k in LOG_COLUMNS} for row in rows], "total": total, "limit": limit, "offset": offset})

@@ -71,9 +71,11 @@ class RequestLog:
                "WHERE ts >= ? AND ts < ? GROUP BY bucket_start ORDER BY bucket_start")
         return [dict(r) for r in self._db.conn().query(sql, [since, until])]
 
-    def entries(self, limit: int = 100, offset: int = 0, filters: dict[str, Any] | None = None) -> tuple[list[dict[str, Any]], int]:
-        """The newest rows first, optionally only those matching ``filters`` (column = value)."""
-        clauses, params = [], []
+    def entries(self, limit: int = 100, offset: int = 0, filters: dict[str, Any] | None = None,
+                since: float | None = None) -> tuple[list[dict[str, Any]], int]:  # fmt: skip
+        """The newest rows first, optionally only those matching ``filters`` (column = value) and
+        newer than ``since``."""
+        clauses, params = (["ts >= ?"], [since]) if since is not None else ([], [])
         for column, value in (filters or {}).items():
             if column in LOG_COLUMNS and value is not None:
                 clauses.append(f"{column} = ?")
