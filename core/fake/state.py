@@ -46,6 +46,7 @@ class FakeConfig:
     require_instructions: bool = False  # legacy backend: 400 "Instructions are required"
     system_role: str = "accept"  # "accept" (recorded in notes) or "reject" an input system message
     enforce_usage_limits: bool = True  # set_usage(...=100) makes responses answer usage_limit 429
+    set_cookies: bool = False  # successful streams set Cloudflare's __cf_bm and cf_clearance cookies
     record_requests: bool = True
     max_recorded: int = 10_000
 

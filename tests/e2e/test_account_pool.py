@@ -308,3 +308,25 @@ def test_no_account_at_all_is_a_clear_error(pool_proxy: ProxyProcess, pool_clien
     with pytest.raises(openai.AuthenticationError) as raised:
         chat(pool_client, "hello")
     assert "/auth/login" in raised.value.message
+
+
+def test_each_account_replays_only_its_own_clearance_cookie(pool_proxy: ProxyProcess, pool_client: openai.OpenAI,
+                                                            fake: FakeCodexThread) -> None:  # fmt: skip
+    import sqlite_utils
+
+    fake.configure(set_cookies=True)
+    add(pool_proxy, "acc-ck1")
+    add(pool_proxy, "acc-ck2")
+    set_rotation(pool_proxy, rotation_strategy="round_robin")
+    for i in range(4):
+        chat(pool_client, f"cookie {i}")
+    sent = [(r["account"], r["headers"].get("cookie")) for r in fake.requests("/codex/responses")]
+    assert sent == [("acc-ck1", None), ("acc-ck2", None),  # __cf_bm is never replayed, nor another account's cookie
+                    ("acc-ck1", "cf_clearance=clear-acc-ck1"), ("acc-ck2", "cf_clearance=clear-acc-ck2")]  # fmt: skip
+    assert "clear-acc" not in pool_proxy.api("GET", "/auth/accounts?quota=true").text
+
+    fake.fault("acc-ck1", sc.empty_404(), times=1)  # a blocked path: the account's cookies are reset
+    chat(pool_client, "blocked")
+    assert served(fake)[4:] == ["acc-ck1", "acc-ck2"]
+    db = sqlite_utils.Database(pool_proxy.data_dir / "codex-proxy.db")
+    wait_for(lambda: db["accounts"].get(account(pool_proxy, "acc-ck1")["id"])["cf_clearance"] is None, what="the reset cookie")

@@ -1030,6 +1030,15 @@ def test_token_delay_phase_decides_whether_a_client_that_leaves_burned_the_token
         fake.configure(token_delay_phase="sometimes")
 
 
+def test_cloudflare_cookies_on_request(fake: FakeCodexThread, base: str) -> None:
+    assert "set-cookie" not in {k.lower() for k in post(base, body()).headers}
+    fake.configure(set_cookies=True)
+    resp = post(base, body(), auth("acc-cookie"))
+    cookies = resp.headers.get_list("set-cookie")
+    assert any(c.startswith("cf_clearance=clear-acc-cookie;") for c in cookies)
+    assert any(c.startswith("__cf_bm=") for c in cookies)
+
+
 def test_device_code_flow(fake: FakeCodexThread, base: str) -> None:
     start = curl.post(base + "/api/accounts/deviceauth/usercode", json={"client_id": CLIENT_ID}).json()
     assert start["interval"] == "1" and start["device_auth_id"] and "-" in start["user_code"]
