@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 from flask import Blueprint, jsonify, request
+from werkzeug.exceptions import NotFound
 
 from core.accounts.model import Account
 from core.accounts.oauth import OAuthError
@@ -122,28 +123,27 @@ def batch_status() -> Any:
 @require_api_key
 def delete_account(account_id: str) -> Any:
     if not services().accounts.remove([account_id]):
-        return api_error(404, f"No account {account_id}", "not_found")
+        raise NotFound(f"No account {account_id}")
     return jsonify({"deleted": account_id})
 
 
-def _account_or_404(account_id: str) -> Account | Any:
+def _account(account_id: str) -> Account:
     account = services().pool.get(account_id)
-    return account if account is not None else api_error(404, f"No account {account_id}", "not_found")
+    if account is None:
+        raise NotFound(f"No account {account_id}")  # the app's handler answers a JSON 404
+    return account
 
 
 @accounts_api.post("/accounts/<account_id>/refresh")
 @require_api_key
 def refresh_account(account_id: str) -> Any:
     """Refresh the account's tokens now, then probe it (its usage snapshot)."""
-    account = _account_or_404(account_id)
-    if not isinstance(account, Account):
-        return account
-    svc = services()
+    account, svc = _account(account_id), services()
     assert svc.tokens is not None and svc.backend is not None
     try:
         svc.run_on_loop(svc.tokens.refresh(account.id, reason="forced"))
     except OAuthError as exc:
-        return api_error(502 if not exc.permanent else 409, str(exc), exc.code)
+        return api_error(409 if exc.permanent else 502, str(exc), exc.code)
     probe = svc.run_on_loop(svc.backend.refresh_usage([account]), timeout=60)
     return jsonify({"account": account_view(account, with_quota=True), "probe_error": probe.get(account.id)})
 
@@ -152,10 +152,7 @@ def refresh_account(account_id: str) -> Any:
 @require_api_key
 def account_quota(account_id: str) -> Any:
     """Ask the backend (``/wham/usage``) for this account's quota now."""
-    account = _account_or_404(account_id)
-    if not isinstance(account, Account):
-        return account
-    svc = services()
+    account, svc = _account(account_id), services()
     assert svc.backend is not None
     try:
         _, usage = svc.run_on_loop(svc.backend.usage(account), timeout=60)

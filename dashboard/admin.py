@@ -4,6 +4,7 @@ once), usage statistics and the request log (from SQLite's request_log)."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from flask import Blueprint, jsonify, request
@@ -14,107 +15,88 @@ from dashboard.security import api_error, json_body, require_api_key, services
 
 admin_api = Blueprint("admin", __name__, url_prefix="/admin")
 
-
-def _rotation() -> dict[str, Any]:
-    cfg = services().cfg
-    return {
-        "rotation_strategy": cfg.get("auth.rotation_strategy"),
-        "session_affinity": bool(cfg.get("auth.session_affinity", True)),
-        "plan_routing": bool(cfg.get("auth.plan_routing", True)),
-        "strategies": list(STRATEGIES),
-        "plan_models": services().pool.plans.snapshot(),  # what each plan's model list said
-    }
+Check = Callable[[Any], str | None]  # a setting's value → what is wrong with it, or None
 
 
-@admin_api.get("/rotation-settings")
-@require_api_key
-def rotation_settings() -> Any:
-    return jsonify(_rotation())
+def _boolean(value: Any) -> str | None:
+    return None if isinstance(value, bool) else "must be true or false"
 
 
-@admin_api.post("/rotation-settings")
-@require_api_key
-def set_rotation_settings() -> Any:
-    body = json_body() or {}
-    patch: dict[str, Any] = {}
-    if "rotation_strategy" in body:
-        if body["rotation_strategy"] not in STRATEGIES:
-            return api_error(400, f"rotation_strategy must be one of: {', '.join(STRATEGIES)}", "invalid_request")
-        patch["rotation_strategy"] = body["rotation_strategy"]
-    for flag in ("session_affinity", "plan_routing"):
-        if flag in body:
-            if not isinstance(body[flag], bool):
-                return api_error(400, f"{flag} must be true or false", "invalid_request")
-            patch[flag] = body[flag]
-    if not patch:
-        return api_error(400, "Nothing to change: give rotation_strategy, session_affinity or plan_routing", "invalid_request")
-    services().config.update_local({"auth": patch})
-    return jsonify({"success": True, **_rotation()})
+def _one_of(choices: tuple[str, ...]) -> Check:
+    return lambda value: None if value in choices else f"must be one of: {', '.join(choices)}"
 
 
-def _quota() -> dict[str, Any]:
-    cfg = services().cfg
-    return {key: cfg.get(f"quota.{key}") for key in ("refresh_interval_minutes", "warning_thresholds", "skip_exhausted")}
+def _minutes(value: Any) -> str | None:
+    ok = isinstance(value, int) and not isinstance(value, bool) and value >= 0
+    return None if ok else "must be an integer >= 0"
 
 
-def _valid_thresholds(value: Any) -> bool:
+def _thresholds(value: Any) -> str | None:
+    """A list for both windows, or the seed's ``{"primary": [...], "secondary": [...]}``."""
     lists = list(value.values()) if isinstance(value, dict) and set(value) <= {"primary", "secondary"} else [value]
-    return all(
+    ok = all(
         isinstance(items, list) and all(isinstance(t, int) and not isinstance(t, bool) and 1 <= t <= 100 for t in items)
         for items in lists
     )
+    return None if ok else "integers 1-100, as a list or {\"primary\": [...], \"secondary\": [...]}"
 
 
-@admin_api.get("/quota-settings")
-@require_api_key
-def quota_settings() -> Any:
-    return jsonify(_quota())
+def _settings(path: str, section: str, checks: dict[str, Check], extra: Callable[[], dict[str, Any]] | None = None) -> None:
+    """``GET``/``POST /admin/<path>``: the ``section.<key>`` settings of ``checks``; a POST saves the
+    keys it gives to local.yaml (ConfigStore.update_local), which applies them at once."""
+
+    def view() -> dict[str, Any]:
+        cfg = services().cfg
+        return {**{key: cfg.get(f"{section}.{key}") for key in checks}, **(extra() if extra else {})}
+
+    def show() -> Any:
+        return jsonify(view())
+
+    def save() -> Any:
+        body = json_body() or {}
+        patch = {key: body[key] for key in checks if key in body}
+        if not patch:
+            return api_error(400, f"Nothing to change: give any of {', '.join(checks)}", "invalid_request")
+        for key, value in patch.items():
+            if problem := checks[key](value):
+                return api_error(400, f"{key} {problem}", "invalid_request")
+        services().config.update_local({section: patch})
+        return jsonify({"success": True, **view()})
+
+    name = path.replace("-", "_")
+    admin_api.add_url_rule(f"/{path}", name, require_api_key(show), methods=["GET"])
+    admin_api.add_url_rule(f"/{path}", f"set_{name}", require_api_key(save), methods=["POST"])
 
 
-@admin_api.post("/quota-settings")
-@require_api_key
-def set_quota_settings() -> Any:
-    body = json_body() or {}
-    patch: dict[str, Any] = {}
-    if "refresh_interval_minutes" in body:
-        value = body["refresh_interval_minutes"]
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            return api_error(400, "refresh_interval_minutes must be an integer >= 0", "invalid_request")
-        patch["refresh_interval_minutes"] = value
-    if "warning_thresholds" in body:
-        if not _valid_thresholds(body["warning_thresholds"]):
-            return api_error(400, "warning_thresholds: integers 1-100, as a list or {\"primary\": [...], \"secondary\": [...]}", "invalid_request")
-        patch["warning_thresholds"] = body["warning_thresholds"]
-    if "skip_exhausted" in body:
-        if not isinstance(body["skip_exhausted"], bool):
-            return api_error(400, "skip_exhausted must be true or false", "invalid_request")
-        patch["skip_exhausted"] = body["skip_exhausted"]
-    if not patch:
-        return api_error(400, "Nothing to change", "invalid_request")
-    services().config.update_local({"quota": patch})
-    return jsonify({"success": True, **_quota()})
+_settings("rotation-settings", "auth",
+          {"rotation_strategy": _one_of(STRATEGIES), "session_affinity": _boolean, "plan_routing": _boolean},
+          lambda: {"strategies": list(STRATEGIES), "plan_models": services().pool.plans.snapshot()})  # fmt: skip
+_settings("quota-settings", "quota",
+          {"refresh_interval_minutes": _minutes, "warning_thresholds": _thresholds, "skip_exhausted": _boolean})  # fmt: skip
 
 
-def _hours() -> float | None | Any:
-    """``?hours=N`` (default 24) as a start time; ``hours=all`` → None."""
+def _since() -> float | None:
+    """``?hours=N`` (default 24) as a start time; ``hours=all`` → None. Raises ValueError."""
     raw = request.args.get("hours", "24")
     if raw == "all":
         return None
-    try:
-        hours = float(raw)
-    except ValueError:
-        hours = 0
+    hours = float(raw)
     if hours <= 0:
-        return api_error(400, "hours must be a positive number or 'all'", "invalid_request")
+        raise ValueError(raw)
     return time.time() - hours * 3600
+
+
+def _bad_hours() -> Any:
+    return api_error(400, "hours must be a positive number or 'all'", "invalid_request")
 
 
 @admin_api.get("/usage-stats/summary")
 @require_api_key
 def usage_summary() -> Any:
-    since = _hours()
-    if since is not None and not isinstance(since, float):
-        return since
+    try:
+        since = _since()
+    except ValueError:
+        return _bad_hours()
     summary = services().request_log.summary(since)
     labels = {a.id: a.email or a.label for a in services().pool.all()}
     for row in summary["by_account"]:
@@ -128,10 +110,11 @@ def usage_history() -> Any:
     granularity = request.args.get("granularity", "hourly")
     if granularity not in BUCKETS:
         return api_error(400, f"granularity must be one of: {', '.join(BUCKETS)}", "invalid_request")
-    since = _hours()
-    if since is not None and not isinstance(since, float):
-        return since
-    points = services().request_log.history(0.0 if since is None else since, granularity)
+    try:
+        since = _since()
+    except ValueError:
+        return _bad_hours()
+    points = services().request_log.history(since or 0.0, granularity)
     return jsonify({"granularity": granularity, "hours": request.args.get("hours", "24"), "data_points": points})
 
 
