@@ -48,6 +48,7 @@ logger = logging.getLogger(__name__)
 
 USE_MARGIN = 10.0  # a request waits for a refresh when its access token has less left than this
 MIN_REFRESH_INTERVAL = 60.0  # after a refresh, the next scheduled one waits at least this long
+COMMIT_ATTEMPTS = 3
 BUSY_POLL = 0.25
 
 
@@ -74,6 +75,7 @@ class TokenManager:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._failures: dict[str, int] = {}
         self._retry_at: dict[str, float] = {}
+        self._unsaved: set[str] = set()  # accounts whose live tokens failed to reach the disk
 
     # --- lifecycle -------------------------------------------------------------------------------
 
@@ -159,7 +161,7 @@ class TokenManager:
         task = self._running.get(account_id)
         if task is None:
             assert self._loop is not None
-            task = self._running[account_id] = self._loop.create_task(self._refresh(account, reason))
+            task = self._running[account_id] = self._loop.create_task(self._refresh_guarded(account, reason))
             task.add_done_callback(lambda _: self._running.pop(account_id, None))
         return await asyncio.shield(task)  # a caller that goes away must not abort the refresh
 
@@ -171,6 +173,16 @@ class TokenManager:
             return False
         pid_text = holder.split(":", 1)[0]
         return pid_text.isdigit() and int(pid_text) != os.getpid() and _pid_alive(int(pid_text))
+
+    async def _refresh_guarded(self, account: Account, reason: str) -> Account:
+        """A bug or a broken disk must surface as a (temporary) refresh failure, not a 500."""
+        try:
+            return await self._refresh(account, reason)
+        except OAuthError:
+            raise
+        except Exception as exc:
+            logger.exception("account %s: token refresh failed unexpectedly", account.id)
+            raise OAuthError(0, "internal_error", f"{type(exc).__name__}: {exc}") from None
 
     async def _refresh(self, account: Account, reason: str) -> Account:
         if timer := self._timers.pop(account.id, None):
@@ -185,7 +197,9 @@ class TokenManager:
             raise OAuthError(0, "account_removed", f"account {account.id} no longer exists")
         if claim.busy:
             raise OAuthError(0, "refresh_busy", "another process kept refreshing this account")
-        if (stored.refresh_token, stored.access_token) != (account.refresh_token, account.access_token):
+        if account.id in self._unsaved:
+            stored = account  # memory holds the live tokens the disk could not take; the stored ones are dead
+        elif (stored.refresh_token, stored.access_token) != (account.refresh_token, account.access_token):
             # Rotated elsewhere (another process, a re-import): adopt, and refresh only if still needed.
             self._pool.set_tokens(account, {name: getattr(stored, name) for name in TOKEN_FIELDS})
             if stored.refresh_token and not stored.is_expired(margin=self._setting("refresh_margin_seconds", 300)) and reason != "forced":
@@ -217,7 +231,19 @@ class TokenManager:
         state: dict[str, Any] = {"refresh_error": None}
         if account.status == "expired" or account.id in self._retry_at:
             state.update(status="active", cooldown_until=None, last_error=None)
-        await asyncio.to_thread(self._store.commit_tokens, account.id, values, state)
+        for attempt in range(COMMIT_ATTEMPTS):
+            try:
+                await asyncio.to_thread(self._store.commit_tokens, account.id, values, state)
+                self._unsaved.discard(account.id)
+                break
+            except Exception:
+                if attempt + 1 == COMMIT_ATTEMPTS:
+                    # The old refresh token is dead; the new one must at least live on in memory.
+                    logger.critical("account %s: the refreshed tokens could NOT be saved; they live only in this "
+                                    "process until a later refresh saves its successor", account.id, exc_info=True)  # fmt: skip
+                    self._unsaved.add(account.id)
+                    break
+                await asyncio.sleep(0.2 * (attempt + 1))
         self._pool.set_tokens(account, values, state)
         self._failures.pop(account.id, None)
         self._retry_at.pop(account.id, None)
