@@ -271,6 +271,8 @@ class Pipeline:
             return NoAccountError(400, "model_not_supported", f"The model '{turn.model.id}' is not available on the plan of any usable account.")
         if state.plan_excluded and last_error is not None:
             return last_error
+        if state.serving and last_error is not None:
+            return last_error  # accounts that could serve all failed this turn: say how the last one did
         if state.rate_limited_until:
             wait = max(1.0, state.rate_limited_until - now)
             return NoAccountError(429, "rate_limit_exceeded", f"Every account has reached its usage limit; the first one is available again in {wait:.0f}s.", retry_after=wait)

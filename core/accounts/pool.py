@@ -184,8 +184,7 @@ class AccountPool:
             runtime = self._runtime.setdefault(account.id, _Runtime())
             runtime.in_flight += 1
             runtime.served += 1
-            account.last_used_at = now
-        self._persist(account)
+            account.last_used_at = now  # written with the next state change, or at shutdown
         return account
 
     def _candidate(self, account: Account, now: float) -> Candidate:
@@ -263,6 +262,7 @@ class AccountPool:
         cfg = self._config.current
         now = time.time()
         with self._lock:
+            before = (account.quota, account.status)
             account.quota = account.quota.merged(quota) if account.quota else quota
             until = account.quota.exhausted_until(now)
             if until and cfg.get("quota.skip_exhausted", True) and account.status == "active":
@@ -275,7 +275,9 @@ class AccountPool:
                     logger.warning("account %s (%s): %s quota window at %.0f%% (threshold %g%%)",
                                    account.id, account.email or "?", name, window.used(now), level)  # fmt: skip
                 runtime.warned[name] = level or 0
-        self._persist(account)
+            changed = before[1] != account.status or before[0] is None or not before[0].same_usage(account.quota)
+        if changed:  # not a write per response when nothing moved
+            self._persist(account)
 
     def set_cookie(self, account: Account, cf_clearance: str) -> None:
         with self._lock:
@@ -357,4 +359,6 @@ class AccountPool:
         return self._writer.flush(timeout)
 
     def close(self) -> None:
+        for account in self.all():  # last_used_at is not written on every request
+            self._persist(account)
         self._writer.close()

@@ -98,6 +98,11 @@ class Quota:
         """The binding (highest) usage of the ``codex`` windows."""
         return max((w.used(now) for w in self.windows()), default=0.0)
 
+    def same_usage(self, other: Quota) -> bool:
+        """Nothing worth saving changed (the observation time aside)."""
+        return (self.primary, self.secondary, self.credits, self.extra, self.plan_type) == (
+            other.primary, other.secondary, other.credits, other.extra, other.plan_type)  # fmt: skip
+
     def merged(self, newer: Quota) -> Quota:
         """A header snapshot lacks what /wham/usage told us (plan, extra limits): keep those."""
         return Quota(
