@@ -41,6 +41,7 @@ class AccountBackend:
         self._tokens = tokens
         self._transport = transport
         self._catalog_task: asyncio.Task[None] | None = None
+        self._catalogs_wanted = False
 
     async def _get(self, account: Account, path: str) -> Any:
         account = await self._tokens.ensure_fresh(account)
@@ -92,20 +93,23 @@ class AccountBackend:
 
     def refresh_catalogs(self) -> None:
         """On the loop: fetch the catalogue of every plan we have accounts on but no fresh list for
-        (in the background; one at a time)."""
+        (in the background, one fetch at a time; a call during a run makes it look once more)."""
         if not self._config.current.get("auth.plan_routing", True):
             return
+        self._catalogs_wanted = True
         if self._catalog_task is None or self._catalog_task.done():
             self._catalog_task = asyncio.get_running_loop().create_task(self._refresh_catalogs())
 
     async def _refresh_catalogs(self) -> None:
-        accounts = [a for a in self._pool.all() if a.status == "active"]
-        for plan in sorted(self._pool.plans.stale(a.plan for a in accounts)):
-            account = next(a for a in accounts if a.plan == plan)
-            try:
-                slugs = await self.models(account)
-            except UpstreamError as exc:
-                logger.warning("could not fetch the model list of plan %s (via %s): %s", plan, account.id, exc)
-                continue
-            self._pool.plans.record_catalog(plan, slugs)
-            logger.info("plan %s serves %d models", plan, len(slugs))
+        while self._catalogs_wanted:
+            self._catalogs_wanted = False
+            accounts = [a for a in self._pool.all() if a.status == "active"]
+            for plan in sorted(self._pool.plans.stale(a.plan for a in accounts)):
+                account = next(a for a in accounts if a.plan == plan)
+                try:
+                    slugs = await self.models(account)
+                except UpstreamError as exc:
+                    logger.warning("could not fetch the model list of plan %s (via %s): %s", plan, account.id, exc)
+                    continue
+                self._pool.plans.record_catalog(plan, slugs)
+                logger.info("plan %s serves %d models", plan, len(slugs))
