@@ -8,16 +8,17 @@ from flask import Blueprint, jsonify, redirect, request
 
 from core.accounts.login import LoginError
 from core.accounts.oauth import OAuthError
-from dashboard.security import api_error, json_body, require_api_key, services
+from dashboard.security import api_error, json_body, require_api_key, require_key_or_loopback, services
 
 login_api = Blueprint("login", __name__, url_prefix="/auth")
 
 
 @login_api.get("/login")
-@require_api_key
+@require_key_or_loopback
 def start_login() -> Any:
     """Start a browser login. JSON with the authorize URL (and whether the callback listener runs);
-    ``?redirect=1`` answers a redirect to it instead, for a browser opening this link."""
+    ``?redirect=1`` answers a redirect to it instead, for the dashboard's link. From this machine
+    no key is needed: the login only adds the account the user logs in with."""
     started = services().login.start_browser()
     if request.args.get("redirect") in ("1", "true"):
         return redirect(started["auth_url"], code=302)

@@ -87,11 +87,13 @@ def test_pasting_the_redirected_url_completes_a_remote_login(login_proxy: ProxyP
     refusal = login_proxy.api("POST", "/auth/login/callback",
                               json={"url": f"{denied['redirect_uri']}?error=access_denied&error_description=nope&state={denied['state']}"})
     assert refusal.status_code == 400 and "nope" in refusal.json()["error"]["message"]
-    assert login_proxy.api("GET", "/auth/login", headers={"Authorization": "Bearer wrong"}).status_code == 401
+    assert login_proxy.api("POST", "/auth/login/callback", json={"url": redirected}, headers={"Authorization": "Bearer x"}).status_code == 401
 
 
-def test_browser_redirect_form_of_the_login_link(login_proxy: ProxyProcess) -> None:
-    response = login_proxy.api("GET", "/auth/login?redirect=1", follow_redirects=False)
+def test_the_dashboard_link_redirects_to_the_authorize_page(login_proxy: ProxyProcess) -> None:
+    page = httpx.get(login_proxy.origin + "/")
+    assert 'href="/auth/login?redirect=1"' in page.text
+    response = httpx.get(login_proxy.origin + "/auth/login?redirect=1", follow_redirects=False)  # this machine: no key
     assert response.status_code == 302 and "/oauth/authorize?" in response.headers["location"]
 
 
