@@ -18,7 +18,7 @@ from core.accounts.quota import Quota
 STATUSES = ("active", "rate_limited", "cooldown", "expired", "banned", "disabled")
 WAITING = frozenset({"rate_limited", "cooldown"})  # statuses that end by themselves at cooldown_until
 SECRET_FIELDS = frozenset({"access_token", "refresh_token", "id_token", "cf_clearance"})
-STATE_FIELDS = ("status", "cooldown_until", "last_error", "last_used_at", "quota", "refresh_error", "cf_clearance")
+STATE_FIELDS = frozenset({"status", "cooldown_until", "last_error", "last_used_at", "quota", "refresh_error", "cf_clearance"})
 
 
 def account_entry_id(chatgpt_account_id: str, chatgpt_user_id: str | None) -> str:

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from core.accounts.model import WAITING, Account
+from core.accounts.model import STATE_FIELDS, WAITING, Account
 from core.accounts.plans import PlanModels
 from core.accounts.quota import Member, Quota, crossed, thresholds_for, warnings_for
 from core.accounts.strategies import Candidate, RotationState, pick
@@ -303,13 +303,13 @@ class AccountPool:
             self._persist(account)
         return [a.id for a in changed]
 
-    def set_tokens(self, account: Account, tokens: dict[str, Any], state: dict[str, Any] | None = None) -> None:
-        """Tokens (and state) the token manager has already committed. The state is queued again so
-        that no older pending state write lands after that commit."""
+    def committed(self, account: Account, fields: dict[str, Any]) -> None:
+        """Fields (tokens, state) the token manager has already committed to SQLite. State fields
+        are queued again all the same, so that no older pending state write lands after that commit."""
         with self._lock:
-            for name, value in {**tokens, **(state or {})}.items():
+            for name, value in fields.items():
                 setattr(account, name, value)
-        if state:
+        if STATE_FIELDS & fields.keys():
             self._persist(account)
 
     def update(self, account: Account, **state: Any) -> None:

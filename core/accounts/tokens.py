@@ -201,7 +201,7 @@ class TokenManager:
             stored = account  # memory holds the live tokens the disk could not take; the stored ones are dead
         elif (stored.refresh_token, stored.access_token) != (account.refresh_token, account.access_token):
             # Rotated elsewhere (another process, a re-import): adopt, and refresh only if still needed.
-            self._pool.set_tokens(account, {name: getattr(stored, name) for name in TOKEN_FIELDS})
+            self._pool.committed(account, {name: getattr(stored, name) for name in TOKEN_FIELDS})
             if stored.refresh_token and not stored.is_expired(margin=self._setting("refresh_margin_seconds", 300)) and reason != "forced":
                 await asyncio.to_thread(self._store.release_refresh, account.id, self.owner)
                 self.schedule(account.id)
@@ -244,7 +244,7 @@ class TokenManager:
                     self._unsaved.add(account.id)
                     break
                 await asyncio.sleep(0.2 * (attempt + 1))
-        self._pool.set_tokens(account, values, state)
+        self._pool.committed(account, {**values, **state})
         self._failures.pop(account.id, None)
         self._retry_at.pop(account.id, None)
         logger.info("account %s: tokens refreshed, valid until %s", account.id, time.ctime(values["expires_at"] or 0))
@@ -264,8 +264,7 @@ class TokenManager:
             else:
                 status = account.status  # its access token still works: serve until it expires
             logger.error("account %s: %s (status %s)", account.id, message, status)
-            await asyncio.to_thread(self._store.release_refresh, account.id, self.owner)
-            self._pool.update(account, status=status, refresh_error=message[:500], last_error=message[:500])
+            await self._release(account, status=status, refresh_error=message[:500], last_error=message[:500])
             self._failures.pop(account.id, None)
             self._retry_at.pop(account.id, None)
             return
@@ -274,10 +273,14 @@ class TokenManager:
         delay = min(cap, base * 3 ** (failures - 1)) * random.uniform(0.7, 1.3)
         retry_at = self._retry_at[account.id] = now + delay
         logger.warning("account %s: token refresh failed (%s); attempt %d, retrying in %.1fs", account.id, exc, failures, delay)
-        await asyncio.to_thread(self._store.release_refresh, account.id, self.owner)
         message = f"token refresh failed: {exc.code}: {exc.message}"[:500]
-        if account.is_expired(now, margin=USE_MARGIN):
-            self._pool.update(account, status="cooldown", cooldown_until=retry_at, last_error=message)
+        if account.is_expired(now, margin=USE_MARGIN):  # it cannot serve until the retry works
+            await self._release(account, status="cooldown", cooldown_until=retry_at, last_error=message)
         else:
-            self._pool.update(account, last_error=message)
+            await self._release(account, last_error=message)
         self.schedule(account.id, at=retry_at)
+
+    async def _release(self, account: Account, **state: Any) -> None:
+        """Clear our marker and record why, in one commit; then the same state in memory."""
+        await asyncio.to_thread(self._store.release_refresh, account.id, self.owner, state)
+        self._pool.committed(account, state)
