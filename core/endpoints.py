@@ -36,7 +36,9 @@ logger = logging.getLogger(__name__)
 
 VERSION = "0.1.0"
 CONTROL_PLANE_PREFIXES = ("/auth/", "/admin/", "/dashboard", "/static/", "/api/dashboard")
-CONTROL_PLANE_EXACT = frozenset({"/", "/auth", "/admin", "/favicon.ico"})
+CONTROL_PLANE_EXACT = frozenset({"/", "/auth", "/admin", "/favicon.ico",
+                                 # the pooled usage view, where Codex CLI looks for its limits
+                                 "/backend-api/wham/usage", "/backend-api/codex/usage", "/api/codex/usage"})
 
 
 @dataclass(slots=True)

@@ -15,6 +15,7 @@ import logging
 import time
 from typing import Any, Protocol
 
+from core.accounts.quota import usage_headers
 from core.codex.errors import UpstreamError
 from core.endpoints import Job
 from core.pipeline import TurnStream
@@ -25,7 +26,6 @@ from core.upstream.tap import tapping
 logger = logging.getLogger(__name__)
 
 CLIENT_CLOSED = 499
-_QUOTA_HEADER_PREFIX = "x-codex-"
 
 
 class Sink(Protocol):
@@ -44,13 +44,14 @@ def _stream_headers(translator: Any) -> dict[str, str]:
     return dict(SSE_HEADERS) if content_type.startswith("text/event-stream") else {**SSE_HEADERS, "content-type": content_type}
 
 
-def _relayed_headers(turn: TurnStream, protocol_name: str) -> dict[str, str]:
-    """Quota headers are useful to any client; the sticky-routing turn state only to Responses ones."""
-    return {
-        name: value
-        for name, value in turn.headers.items()
-        if name.startswith(_QUOTA_HEADER_PREFIX) and (name != "x-codex-turn-state" or protocol_name == "responses")
-    }
+def _relayed_headers(services: Services, turn: TurnStream, protocol_name: str) -> dict[str, str]:
+    """The pool's quota as ``x-codex-*`` headers (the serving account's own would make a client
+    that reads them — Codex CLI — stop when that one account runs out); the sticky-routing turn
+    state of the serving account only to Responses clients."""
+    headers = usage_headers(services.pooled_quota())
+    if protocol_name == "responses" and (state := turn.headers.get("x-codex-turn-state")):
+        headers["x-codex-turn-state"] = state
+    return headers
 
 
 class Exchange:
@@ -144,7 +145,7 @@ class Exchange:
                 starting.cancel()
 
         if not committed:
-            relayed = _relayed_headers(turn, self.job.prepared.turn.protocol)
+            relayed = _relayed_headers(self.services, turn, self.job.prepared.turn.protocol)
             await self.sink.start(200, {**_stream_headers(translator), **relayed, **self.job.extra_headers})
         self.status = 200
         watchdog = asyncio.ensure_future(self._keepalive(translator))

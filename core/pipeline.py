@@ -9,20 +9,26 @@ a tool call) or finished. Everything that goes wrong before that — an HTTP err
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from http.cookies import CookieError, SimpleCookie
+from typing import Any, TypeVar
 
 import orjson
 
+from core.accounts.backend import account_headers, cookie_header
 from core.accounts.model import Account
+from core.accounts.oauth import OAuthError
 from core.accounts.pool import AccountPool
+from core.accounts.quota import parse_headers
+from core.accounts.tokens import TokenManager
 from core.catalog import ResolvedModel
-from core.codex.errors import FATAL, RETRY_SAME, ROTATE, UpstreamError, classify_http
+from core.codex.errors import FATAL, RETRY_SAME, ROTATE, UpstreamError, classify_http, is_unsupported_model
 from core.codex.events import PRELUDE_EVENTS, TERMINAL_EVENTS, CodexStreamParser, Delta, Failed, Finished
-from core.codex.headers import account_installation_id, base_headers, responses_headers
+from core.codex.headers import account_installation_id, responses_headers
 from core.codex.request import finalize_body, finalize_compact_body, scoped_conversation_id, without_reasoning_items
 from core.codex.sse import SSEParser
 from core.config import ConfigStore
@@ -72,6 +78,7 @@ class TurnStream:
         self._upstream = upstream
         self._buffered = buffered
         self._live = live  # None when the buffered events already include the terminal one
+        self.on_close: Callable[[], None] | None = None  # releases the account's in-flight slot in the pool
 
     async def events(self) -> AsyncIterator[UpstreamEvent]:
         """Buffered events, then the live stream. A stream that ends without a terminal event (or
@@ -97,6 +104,9 @@ class TurnStream:
             await self.aclose()
 
     async def aclose(self) -> None:
+        on_close, self.on_close = self.on_close, None
+        if on_close is not None:
+            on_close()
         await self._upstream.aclose()
 
 
@@ -133,63 +143,165 @@ def _foreign_reasoning(err: UpstreamError) -> bool:
     return "invalid_encrypted_content" in f"{err.code} {err.message}"
 
 
+T = TypeVar("T")
+Attempt = Callable[[Account, int], Awaitable[T]]  # one try of the turn on one account
+
+
+def _cf_clearance(set_cookies: list[str]) -> str | None:
+    for header in set_cookies:
+        cookie = SimpleCookie()
+        try:
+            cookie.load(header)
+        except CookieError:
+            continue
+        if "cf_clearance" in cookie:
+            return cookie["cf_clearance"].value
+    return None
+
+
 class Pipeline:
-    def __init__(self, config: ConfigStore, pool: AccountPool, transport: UpstreamTransport, installation_id: str) -> None:
+    def __init__(self, config: ConfigStore, pool: AccountPool, tokens: TokenManager, transport: UpstreamTransport,
+                 installation_id: str) -> None:
         self._config = config
         self._pool = pool
+        self._tokens = tokens
         self._transport = transport
         self._installation_id = installation_id
 
     async def start(self, turn: Turn) -> TurnStream:
         """Run ``turn`` until it commits on some account; raise the final UpstreamError otherwise."""
+
+        async def attempt(account: Account, attempts: int) -> TurnStream:
+            stream = await self._open(account, turn)
+            committed = await self._prime(account, stream, attempts)
+            self._pool.bind(turn.conversation_key, account)
+            return committed
+
+        _, committed = await self._serve(turn, attempt)
+        return committed
+
+    async def compact(self, turn: Turn) -> tuple[Account, bytes]:
+        """``/responses/compact``: a plain JSON call, with the same account choice and failover."""
+
+        async def attempt(account: Account, attempts: int) -> bytes:
+            cfg = self._config.current
+            conversation_id, installation_id = self._identity(account, turn)
+            headers = account_headers(cfg, account)
+            headers.update({"Content-Type": "application/json", "Accept": "application/json",
+                            "OpenAI-Beta": "responses_websockets=2026-02-06", "x-client-request-id": conversation_id,
+                            "x-codex-installation-id": installation_id})
+            url = cfg.get("api.base_url").rstrip("/") + "/codex/responses/compact"
+            reply = await self._transport.request("POST", url, headers, finalize_compact_body(turn.body),
+                                                  timeout=float(cfg.get("api.timeout_seconds") or 600))
+            self._observe(account, reply.headers, [])
+            if reply.status >= 400:
+                raise classify_http(reply.status, reply.headers, reply.body)
+            return reply.body
+
+        return await self._serve(turn, attempt)
+
+    async def _serve(self, turn: Turn, attempt: Attempt[T]) -> tuple[Account, T]:
+        """Try ``attempt`` on accounts until one succeeds: same-account retries for transient
+        errors, one token refresh for a 401, then the next account the pool offers. A TurnStream
+        result keeps the account's in-flight slot until it is closed."""
         excluded: set[str] = set()
-        last_error: UpstreamError | None = None
-        attempts = 0
-        account = self._choose(turn, excluded, last_error)
-        same_account_retries = 0
-        while True:
-            attempts += 1
-            try:
-                stream = await self._open(account, turn)
-                return await self._prime(account, stream, attempts)
-            except UpstreamError as err:
-                last_error = err
-                logger.info("turn attempt %d on %s failed: %s", attempts, account.id, err)
-                self._pool.apply_error(account, err, float(self._config.current.get("auth.rate_limit_backoff_seconds") or 60))
-                if _foreign_reasoning(err) and (stripped := without_reasoning_items(turn.body)) is not None:
-                    # Reasoning sealed by another account (the conversation failed over) cannot be
-                    # replayed here; the turn still works without it.
-                    turn.body = stripped
+        holding = account = self._choose(turn, excluded, None)  # its in-flight slot is ours to release
+        attempts = same_account_retries = 0
+        reauthorized = False
+        try:
+            while True:
+                attempts += 1
+                sent_token = account.access_token
+                try:
+                    account = await self._tokens.ensure_fresh(account)
+                    sent_token = account.access_token
+                    result = await attempt(account, attempts)
+                except UpstreamError as err:
+                    logger.info("turn attempt %d on %s failed: %s", attempts, account.id, err)
+                    if _foreign_reasoning(err) and (stripped := without_reasoning_items(turn.body)) is not None:
+                        # Reasoning sealed by another account (the conversation failed over) cannot be
+                        # replayed here; the turn still works without it.
+                        turn.body = stripped
+                        continue
+                    if (err.status == 401 and err.account_effect == "expired" and not reauthorized
+                            and account.refresh_token and not account.refresh_error):
+                        reauthorized = True
+                        if await self._reauthorize(account, sent_token):
+                            continue  # one refresh, then the same account again
+                    self._pool.apply_error(account, err)
+                    if err.code == "model_not_supported" or is_unsupported_model(err.message):
+                        self._pool.plans.learn_refused(account.plan, turn.model.id)
+                    if err.action == RETRY_SAME and same_account_retries < len(SAME_ACCOUNT_RETRY_DELAYS):
+                        await asyncio.sleep(SAME_ACCOUNT_RETRY_DELAYS[same_account_retries])
+                        same_account_retries += 1
+                        continue
+                    self._pool.release(account)
+                    holding = None
+                    if err.action == FATAL or len(excluded) + 1 >= MAX_ACCOUNTS_PER_TURN:
+                        raise
+                    excluded.add(account.id)
+                    holding = account = self._choose(turn, excluded, err)
+                    same_account_retries = 0
+                    reauthorized = False
                     continue
-                if err.action == FATAL:
-                    raise
-                if err.action == RETRY_SAME and same_account_retries < len(SAME_ACCOUNT_RETRY_DELAYS):
-                    await asyncio.sleep(SAME_ACCOUNT_RETRY_DELAYS[same_account_retries])
-                    same_account_retries += 1
-                    continue
-                excluded.add(account.id)
-                if len(excluded) >= MAX_ACCOUNTS_PER_TURN:
-                    raise
-                account = self._choose(turn, excluded, last_error)
-                same_account_retries = 0
+                if isinstance(result, TurnStream):
+                    result.on_close = functools.partial(self._pool.release, account)
+                else:
+                    self._pool.release(account)
+                holding = None
+                return account, result
+        finally:
+            if holding is not None:  # cancelled (the client left) or failed outside the upstream call
+                self._pool.release(holding)
+
+    async def _reauthorize(self, account: Account, sent_token: str) -> bool:
+        """After a 401: refresh the account's tokens once (unless that already happened since
+        ``sent_token`` went out). True when it now holds a token worth another try."""
+        try:
+            await self._tokens.refresh(account.id, stale=sent_token, reason="upstream 401")
+        except OAuthError as exc:
+            logger.info("refresh after a 401 on %s failed: %s", account.id, exc)
+            return False
+        return account.access_token != sent_token
 
     def _choose(self, turn: Turn, excluded: set[str], last_error: UpstreamError | None) -> Account:
-        account = self._pool.choose(turn.model.id, excluded)
+        account = self._pool.choose(turn.model.id, turn.conversation_key, excluded)
         if account is not None:
             return account
-        if last_error is not None and last_error.action != RETRY_SAME:
-            raise last_error
-        if not self._pool.all():
-            raise NoAccountError(401, "not_authenticated", "No ChatGPT account is configured. Add one at / or POST /auth/accounts.")
-        available_at = self._pool.next_available_at()
-        if available_at:
-            wait = max(1.0, available_at - time.time())
-            raise NoAccountError(429, "rate_limit_exceeded", f"All accounts are rate limited; retry in {wait:.0f}s.", retry_after=wait)
-        raise last_error or NoAccountError(503, "no_available_accounts", "No usable ChatGPT account (all expired, banned or disabled).")
+        raise self._unavailable(turn, last_error)
+
+    def _unavailable(self, turn: Turn, last_error: UpstreamError | None) -> UpstreamError:
+        """The clearest error when no account can take the turn, with when to retry if it will pass."""
+        state = self._pool.availability(turn.model.id)
+        now = time.time()
+        if state.total == 0:
+            return NoAccountError(401, "not_authenticated", "No ChatGPT account is configured. Log in at /auth/login or add one with POST /auth/accounts.")
+        if state.plan_excluded and (last_error is None or last_error.code != "model_not_supported"):
+            return NoAccountError(400, "model_not_supported", f"The model '{turn.model.id}' is not available on the plan of any usable account.")
+        if state.plan_excluded and last_error is not None:
+            return last_error
+        if state.serving and last_error is not None:
+            return last_error  # accounts that could serve all failed this turn: say how the last one did
+        if state.rate_limited_until:
+            wait = max(1.0, state.rate_limited_until - now)
+            return NoAccountError(429, "rate_limit_exceeded", f"Every account has reached its usage limit; the first one is available again in {wait:.0f}s.", retry_after=wait)
+        if state.cooldown_until:
+            wait = max(1.0, state.cooldown_until - now)
+            return NoAccountError(503, "upstream_blocked", f"The upstream is blocking every account (Cloudflare); retry in {wait:.0f}s.", retry_after=wait)
+        if last_error is not None:
+            return last_error
+        return NoAccountError(503, "no_available_accounts", "No usable ChatGPT account: all are expired, banned or disabled. Log in again at /auth/login.")
 
     def _identity(self, account: Account, turn: Turn) -> tuple[str, str]:
         key = turn.conversation_key or f"req-{time.monotonic_ns()}"
         return scoped_conversation_id(account.id, key), account_installation_id(self._installation_id, account.id)
+
+    def _observe(self, account: Account, headers: dict[str, str], set_cookies: list[str]) -> None:
+        """What every answer tells about the account: its quota, and a Cloudflare clearance."""
+        if (quota := parse_headers(headers, time.time())) is not None:
+            self._pool.record_quota(account, quota)
+        if (clearance := _cf_clearance(set_cookies)) is not None:
+            self._pool.set_cookie(account, clearance)
 
     async def _open(self, account: Account, turn: Turn) -> UpstreamStream:
         cfg = self._config.current
@@ -202,8 +314,10 @@ class Pipeline:
             installation_id=installation_id,
             forwarded=turn.forwarded_headers,
         )
+        headers.update(cookie_header(account))
         body = finalize_body(turn.body, conversation_id=conversation_id, installation_id=installation_id)
         stream = await self._transport.open_stream(cfg.get("api.base_url").rstrip("/") + "/codex/responses", headers, body)
+        self._observe(account, stream.headers, stream.set_cookies)
         if stream.status >= 400:
             raw = await stream.read()
             raise classify_http(stream.status, stream.headers, raw)
@@ -236,29 +350,3 @@ class Pipeline:
             raise
         await upstream.aclose()
         raise UpstreamError(502, "stream_disconnected", "Upstream stream closed before any output", action=ROTATE)
-
-    async def compact(self, turn: Turn) -> tuple[Account, bytes]:
-        """``/responses/compact``: a plain JSON call, with the same account choice and failover."""
-        excluded: set[str] = set()
-        last_error: UpstreamError | None = None
-        while True:
-            account = self._choose(turn, excluded, last_error)
-            cfg = self._config.current
-            conversation_id, installation_id = self._identity(account, turn)
-            headers = base_headers(cfg, account.access_token, account.chatgpt_account_id)
-            headers.update({"Content-Type": "application/json", "Accept": "application/json",
-                            "OpenAI-Beta": "responses_websockets=2026-02-06", "x-client-request-id": conversation_id,
-                            "x-codex-installation-id": installation_id})
-            url = cfg.get("api.base_url").rstrip("/") + "/codex/responses/compact"
-            try:
-                reply = await self._transport.request("POST", url, headers, finalize_compact_body(turn.body),
-                                                      timeout=float(cfg.get("api.timeout_seconds") or 600))
-                if reply.status >= 400:
-                    raise classify_http(reply.status, reply.headers, reply.body)
-                return account, reply.body
-            except UpstreamError as err:
-                last_error = err
-                self._pool.apply_error(account, err)
-                if err.action == FATAL or len(excluded) + 1 >= MAX_ACCOUNTS_PER_TURN:
-                    raise
-                excluded.add(account.id)

@@ -6,15 +6,19 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import time
 import uuid
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
-from core.accounts import oauth
+from core.accounts import oauth, quota
+from core.accounts.backend import AccountBackend
+from core.accounts.login import LoginService
 from core.accounts.oauth import TokenSet
 from core.accounts.pool import AccountPool
 from core.accounts.service import AccountService
+from core.accounts.tokens import TokenManager
 from core.catalog import ModelCatalog
 from core.config import Config, ConfigStore
 from core.pipeline import Pipeline
@@ -42,7 +46,7 @@ class Services:
         cfg = self.config.current
         self.db = Database(cfg.db_path)
         self.account_store = AccountStore(self.db)
-        self.pool = AccountPool(self.account_store)
+        self.pool = AccountPool(self.account_store, self.config)
         self.pool.load()
         self.accounts = AccountService(self.account_store, self.pool, self._refresh_blocking)
         self.request_log = RequestLog(self.db)
@@ -51,7 +55,10 @@ class Services:
         self.config.on_change(self._config_changed)
         self.loop: asyncio.AbstractEventLoop | None = None
         self.transport: UpstreamTransport | None = None
+        self.tokens: TokenManager | None = None
+        self.backend: AccountBackend | None = None
         self.pipeline: Pipeline | None = None
+        self.login = LoginService(self)
 
     @property
     def cfg(self) -> Config:
@@ -61,19 +68,32 @@ class Services:
         self.catalog = ModelCatalog.from_config(cfg)
 
     async def start(self) -> None:
-        """Create what must live on the event loop (the curl_cffi session)."""
-        self.loop = asyncio.get_running_loop()
+        """Create what must live on the event loop (the curl_cffi session, the token timers), then
+        recover refreshes a previous process left half-done."""
+        loop = self.loop = asyncio.get_running_loop()
         self.transport = UpstreamTransport(self.cfg)
-        self.pipeline = Pipeline(self.config, self.pool, self.transport, self.installation_id)
+        self.tokens = TokenManager(self.config, self.pool, self.account_store, self.transport)
+        self.backend = backend = AccountBackend(self.config, self.pool, self.tokens, self.transport)
+        self.pipeline = Pipeline(self.config, self.pool, self.tokens, self.transport, self.installation_id)
+        await self.tokens.start()
+        backend.refresh_catalogs()
+        self.pool.on_change(lambda _: loop.call_soon_threadsafe(backend.refresh_catalogs))
 
     async def stop(self) -> None:
+        if self.tokens is not None:
+            self.tokens.stop()
         if self.transport is not None:
             await self.transport.close()
         await asyncio.to_thread(self.close_sync)
 
     def close_sync(self) -> None:
+        self.login.close()
         self.request_log.close()
         self.pool.close()
+
+    def pooled_quota(self) -> dict[str, Any]:
+        """The pool's remaining quota seen as one account (core.accounts.quota.pooled)."""
+        return quota.pooled(self.pool.members(), time.time())
 
     def _refresh_blocking(self, refresh_token: str) -> TokenSet:
         assert self.transport is not None

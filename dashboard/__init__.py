@@ -13,7 +13,10 @@ from werkzeug.exceptions import HTTPException
 
 from core.services import Services
 from dashboard.accounts import accounts_api
+from dashboard.admin import admin_api
+from dashboard.login import login_api
 from dashboard.pages import pages
+from dashboard.usage import usage_api
 
 
 class OrjsonProvider(JSONProvider):
@@ -28,8 +31,8 @@ def create_app(services: Services) -> Flask:
     app = Flask(__name__)
     app.json = OrjsonProvider(app)
     app.extensions["codex"] = services
-    app.register_blueprint(accounts_api)
-    app.register_blueprint(pages)
+    for blueprint in (accounts_api, login_api, admin_api, usage_api, pages):
+        app.register_blueprint(blueprint)
     app.register_error_handler(HTTPException, _json_error)
     app.register_error_handler(Exception, _unexpected_error)
     # werkzeug logs every request at INFO; mitmproxy's own flow log already shows them.

@@ -1,54 +1,168 @@
-"""Management API for ChatGPT accounts: ``/auth/accounts`` (shapes as the seed's README)."""
+"""Management API for ChatGPT accounts under ``/auth`` (shapes as the seed's README).
+
+Tokens never appear in an answer, except in the full export (``GET /auth/accounts/export``),
+which exists to move accounts and is therefore a secret itself.
+"""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from flask import Blueprint, jsonify, request
+from werkzeug.exceptions import NotFound
 
+from core.accounts.model import Account
+from core.accounts.oauth import OAuthError
+from core.accounts.quota import warnings_for
 from core.accounts.service import AccountInputError
-from dashboard.security import api_error, require_api_key, services
+from core.codex.errors import UpstreamError
+from dashboard.security import api_error, json_body, require_api_key, services
 
 accounts_api = Blueprint("accounts", __name__, url_prefix="/auth")
 
 
-def _json_body() -> dict[str, Any] | None:
-    body = request.get_json(silent=True)
-    return body if isinstance(body, dict) else None
+def account_view(account: Account, with_quota: bool = False) -> dict[str, Any]:
+    view = account.public()
+    quota = view.pop("quota")
+    if with_quota:
+        now = time.time()
+        view["quota"] = quota and {
+            **quota,
+            "exhausted_until": account.quota.exhausted_until(now) if account.quota else None,
+            "warnings": warnings_for(account.quota, services().cfg.get("quota.warning_thresholds"), now),
+        }
+    return view
+
+
+def _ids(body: dict[str, Any] | None) -> list[str] | None:
+    ids = body.get("ids") if body is not None else None
+    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+        return None
+    return ids
 
 
 @accounts_api.get("/accounts")
 @require_api_key
 def list_accounts() -> Any:
-    return jsonify({"accounts": [a.public() for a in services().accounts.list()]})
+    """``?quota=true`` adds each account's last rate-limit snapshot; ``?quota=fresh`` asks the
+    backend for it first (one ``/wham/usage`` call per account)."""
+    svc = services()
+    mode = request.args.get("quota", "").lower()
+    errors: dict[str, str] = {}
+    if mode == "fresh":
+        assert svc.backend is not None
+        errors = svc.run_on_loop(svc.backend.refresh_usage(svc.pool.all()), timeout=90)
+    with_quota = mode in ("true", "1", "fresh")
+    body: dict[str, Any] = {"accounts": [account_view(a, with_quota) for a in svc.accounts.list()]}
+    if errors:
+        body["quota_errors"] = errors
+    return jsonify(body)
 
 
 @accounts_api.post("/accounts")
 @require_api_key
 def add_account() -> Any:
-    body = _json_body()
+    body = json_body()
     if body is None:
         return api_error(400, "Request body must be a JSON object", "invalid_request")
     try:
         account, created = services().accounts.add(body)
     except AccountInputError as exc:
         return api_error(400, str(exc), "invalid_account")
-    return jsonify({"account": account.public(), "created": created}), 201 if created else 200
+    return jsonify({"account": account_view(account), "created": created}), 201 if created else 200
 
 
 @accounts_api.post("/accounts/import")
 @require_api_key
 def import_accounts() -> Any:
-    body = _json_body()
+    body = json_body()
     entries = body.get("accounts") if body is not None else None
     if not isinstance(entries, list):
         return api_error(400, "Body must be {\"accounts\": [...]}", "invalid_request")
     return jsonify(services().accounts.import_many(entries).as_dict())
 
 
+@accounts_api.get("/accounts/export")
+@require_api_key
+def export_accounts() -> Any:
+    """The import format. Full: every token (keep the file secret). ``?format=minimal``: refresh
+    tokens and labels only. Either way, importing elsewhere redeems the refresh token, which then
+    stops working here: an export moves accounts, it does not share them."""
+    minimal = request.args.get("format") == "minimal"
+    response = jsonify({"accounts": services().accounts.export(minimal=minimal)})
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@accounts_api.post("/accounts/batch-delete")
+@require_api_key
+def batch_delete() -> Any:
+    ids = _ids(json_body())
+    if ids is None:
+        return api_error(400, "Body must be {\"ids\": [\"acct_...\", ...]}", "invalid_request")
+    removed = services().accounts.remove(ids)
+    return jsonify({"deleted": len(removed), "ids": removed, "missing": [i for i in ids if i not in removed]})
+
+
+@accounts_api.post("/accounts/batch-status")
+@require_api_key
+def batch_status() -> Any:
+    body = json_body()
+    ids = _ids(body)
+    if ids is None or body is None:
+        return api_error(400, "Body must be {\"ids\": [...], \"status\": \"active\" | \"disabled\"}", "invalid_request")
+    try:
+        changed = services().accounts.set_status(ids, str(body.get("status")))
+    except AccountInputError as exc:
+        return api_error(400, str(exc), "invalid_request")
+    return jsonify({"updated": len(changed), "ids": changed, "missing": [i for i in ids if i not in changed]})
+
+
 @accounts_api.delete("/accounts/<account_id>")
 @require_api_key
 def delete_account(account_id: str) -> Any:
-    if not services().accounts.remove(account_id):
-        return api_error(404, f"No account {account_id}", "not_found")
+    if not services().accounts.remove([account_id]):
+        raise NotFound(f"No account {account_id}")
     return jsonify({"deleted": account_id})
+
+
+def _account(account_id: str) -> Account:
+    account = services().pool.get(account_id)
+    if account is None:
+        raise NotFound(f"No account {account_id}")  # the app's handler answers a JSON 404
+    return account
+
+
+@accounts_api.post("/accounts/<account_id>/refresh")
+@require_api_key
+def refresh_account(account_id: str) -> Any:
+    """Refresh the account's tokens now, then probe it (its usage snapshot)."""
+    account, svc = _account(account_id), services()
+    assert svc.tokens is not None and svc.backend is not None
+    try:
+        svc.run_on_loop(svc.tokens.refresh(account.id, reason="forced"))
+    except OAuthError as exc:
+        return api_error(409 if exc.permanent else 502, str(exc), exc.code)
+    probe = svc.run_on_loop(svc.backend.refresh_usage([account]), timeout=60)
+    return jsonify({"account": account_view(account, with_quota=True), "probe_error": probe.get(account.id)})
+
+
+@accounts_api.get("/accounts/<account_id>/quota")
+@require_api_key
+def account_quota(account_id: str) -> Any:
+    """Ask the backend (``/wham/usage``) for this account's quota now."""
+    account, svc = _account(account_id), services()
+    assert svc.backend is not None
+    try:
+        _, usage = svc.run_on_loop(svc.backend.usage(account), timeout=60)
+    except UpstreamError as exc:
+        return api_error(exc.status if 400 <= exc.status < 600 else 502, exc.message, exc.code)
+    return jsonify({"account_id": account.id, "quota": account_view(account, with_quota=True)["quota"], "usage": usage})
+
+
+@accounts_api.get("/quota/warnings")
+@require_api_key
+def quota_warnings() -> Any:
+    svc = services()
+    return jsonify({"thresholds": svc.cfg.get("quota.warning_thresholds"), "warnings": svc.pool.warnings()})

@@ -37,8 +37,19 @@ def presented_key() -> str | None:
     return None
 
 
+def json_body() -> dict[str, Any] | None:
+    body = request.get_json(silent=True)
+    return body if isinstance(body, dict) else None
+
+
 def api_error(status: int, message: str, code: str) -> Any:
     return jsonify({"error": {"message": message, "type": "invalid_request_error", "code": code}}), status
+
+
+def has_valid_key() -> bool:
+    expected = services().cfg.proxy_api_key
+    given = presented_key()
+    return bool(expected and given and hmac.compare_digest(given.encode(), expected.encode()))
 
 
 def require_api_key(view: F) -> F:
@@ -46,13 +57,24 @@ def require_api_key(view: F) -> F:
 
     @functools.wraps(view)
     def guarded(*args: Any, **kwargs: Any) -> Any:
-        expected = services().cfg.proxy_api_key
-        if expected:
-            given = presented_key()
-            if not given or not hmac.compare_digest(given.encode(), expected.encode()):
+        if services().cfg.proxy_api_key:
+            if not has_valid_key():
                 return api_error(401, "Invalid or missing proxy API key", "invalid_api_key")
         elif not is_loopback():
             return api_error(403, "Set server.proxy_api_key to manage the proxy from another machine", "forbidden")
+        return view(*args, **kwargs)
+
+    return guarded  # type: ignore[return-value]
+
+
+def require_key_or_loopback(view: F) -> F:
+    """The proxy key, or any caller on this machine. For read-only views a local client asks for
+    with credentials of its own (Codex CLI sends its ChatGPT token to the usage endpoint)."""
+
+    @functools.wraps(view)
+    def guarded(*args: Any, **kwargs: Any) -> Any:
+        if not (is_loopback() or has_valid_key()):
+            return api_error(401, "Invalid or missing proxy API key", "invalid_api_key")
         return view(*args, **kwargs)
 
     return guarded  # type: ignore[return-value]

@@ -80,3 +80,23 @@ def openai_client(proxy: ProxyProcess) -> Any:
     from openai import OpenAI
 
     return OpenAI(base_url=proxy.base_url, api_key=proxy.key, max_retries=0, timeout=30)
+
+
+DEFAULT_ROTATION = {"rotation_strategy": "least_used", "session_affinity": True, "plan_routing": True}
+DEFAULT_QUOTA = {"warning_thresholds": [80, 95], "skip_exhausted": True, "refresh_interval_minutes": 5}
+
+
+@pytest.fixture
+def pool_proxy(shared_proxy: ProxyProcess, fake: FakeCodexThread) -> ProxyProcess:
+    """The shared proxy with no account at all and the default rotation and quota settings."""
+    shared_proxy.remove_all_accounts()
+    for path, settings in (("/admin/rotation-settings", DEFAULT_ROTATION), ("/admin/quota-settings", DEFAULT_QUOTA)):
+        assert shared_proxy.api("POST", path, json=settings).status_code == 200
+    return shared_proxy
+
+
+@pytest.fixture
+def pool_client(pool_proxy: ProxyProcess) -> Any:
+    from openai import OpenAI
+
+    return OpenAI(base_url=pool_proxy.base_url, api_key=pool_proxy.key, max_retries=0, timeout=30)

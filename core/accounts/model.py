@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import hashlib
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from typing import Any
 
-from core.accounts.claims import TokenClaims
+import orjson
 
-STATUSES = ("active", "expired", "rate_limited", "banned", "disabled")
-SECRET_FIELDS = frozenset({"access_token", "refresh_token", "id_token"})
+from core.accounts.claims import TokenClaims
+from core.accounts.quota import Quota
+
+# active: serves. rate_limited: quota used up (or 402/429) until cooldown_until. cooldown: blocked
+# by Cloudflare until cooldown_until. expired: needs a new login. banned: the backend refused the
+# account. disabled: switched off by the user.
+STATUSES = ("active", "rate_limited", "cooldown", "expired", "banned", "disabled")
+WAITING = frozenset({"rate_limited", "cooldown"})  # statuses that end by themselves at cooldown_until
+SECRET_FIELDS = frozenset({"access_token", "refresh_token", "id_token", "cf_clearance"})
+STATE_FIELDS = frozenset({"status", "cooldown_until", "last_error", "last_used_at", "quota", "refresh_error", "cf_clearance"})
 
 
 def account_entry_id(chatgpt_account_id: str, chatgpt_user_id: str | None) -> str:
@@ -37,6 +45,9 @@ class Account:
     last_used_at: float | None = None
     cooldown_until: float | None = None  # rate_limited / cooldown: not chosen before this time
     last_error: str | None = None
+    quota: Quota | None = None  # the last rate-limit snapshot
+    refresh_error: str | None = None  # a permanent refresh failure: no more refresh attempts
+    cf_clearance: str | None = None  # the one Cloudflare cookie worth replaying (codex-protocol §9.14)
 
     @classmethod
     def from_tokens(
@@ -66,16 +77,38 @@ class Account:
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Account:
         names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in row.items() if k in names})
+        values = {k: v for k, v in row.items() if k in names}
+        raw = values.get("quota")
+        values["quota"] = Quota.from_dict(orjson.loads(raw)) if isinstance(raw, (str, bytes)) and raw else None
+        return cls(**values)
 
     def to_row(self) -> dict[str, Any]:
-        return asdict(self)
+        row = {f.name: getattr(self, f.name) for f in fields(self)}
+        row["quota"] = encode_quota(self.quota)
+        return row
 
-    def is_expired(self, now: float | None = None) -> bool:
-        return self.expires_at is None or self.expires_at <= (now or time.time())
+    def state_row(self) -> dict[str, Any]:
+        """The fields the pool changes as it runs (never the tokens)."""
+        row = {name: getattr(self, name) for name in STATE_FIELDS}
+        row["quota"] = encode_quota(self.quota)
+        return row
+
+    def adopt(self, other: Account) -> None:
+        """Take every stored field of ``other`` (same id), keeping this object's identity."""
+        for f in fields(self):
+            setattr(self, f.name, getattr(other, f.name))
+
+    def is_expired(self, now: float | None = None, margin: float = 0.0) -> bool:
+        return self.expires_at is None or self.expires_at - margin <= (time.time() if now is None else now)
 
     def public(self) -> dict[str, Any]:
-        """What the management API may show: everything but the tokens."""
-        row = {k: v for k, v in asdict(self).items() if k not in SECRET_FIELDS}
+        """What the management API may show: everything but the secrets."""
+        row = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in SECRET_FIELDS}
+        row["quota"] = self.quota.to_dict() if self.quota else None
         row["has_refresh_token"] = bool(self.refresh_token)
+        row["needs_login"] = self.status == "expired" or bool(self.refresh_error)
         return row
+
+
+def encode_quota(quota: Quota | None) -> str | None:
+    return orjson.dumps(quota.to_dict()).decode() if quota else None

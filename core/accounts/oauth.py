@@ -1,13 +1,19 @@
-"""Calls to the OAuth token endpoint (codex-protocol.md §6.3): exchanging a refresh token.
+"""Calls to the OAuth server (codex-protocol.md §6): PKCE authorize URLs, the code exchange, the
+refresh grant and the device-code flow. Every endpoint comes from ``auth.oauth_*`` config, so tests
+and the demo aim them at the fake.
 
-Refresh tokens are single-use, so the caller must persist what comes back before using it.
+Refresh tokens are single-use: whoever calls ``refresh`` must make what comes back durable before
+using it (core/accounts/tokens.py).
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import secrets
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import orjson
 
@@ -15,6 +21,8 @@ from core.codex.errors import UpstreamError
 from core.config import Config
 from core.upstream.transport import UpstreamTransport
 
+DEFAULT_SCOPE = "openid profile email offline_access"
+REFRESH_SCOPE = "openid profile email"
 # Token-endpoint error codes that mean the refresh token will never work again.
 PERMANENT_REFRESH_ERRORS = frozenset(
     {"refresh_token_expired", "refresh_token_reused", "refresh_token_invalidated", "invalid_grant", "invalid_token", "access_denied"}
@@ -28,46 +36,177 @@ class TokenSet:
     id_token: str | None
 
 
-class RefreshError(Exception):
+class OAuthError(Exception):
+    """The OAuth server said no (or could not be reached: status 0)."""
+
     def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(f"token refresh failed ({status} {code}): {message}")
+        super().__init__(f"OAuth request failed ({status} {code}): {message}")
         self.status = status
         self.code = code
-        self.permanent = code in PERMANENT_REFRESH_ERRORS or "deactivated" in message.lower()
+        self.message = message
+
+    @property
+    def permanent(self) -> bool:
+        """The refresh token is dead: retrying cannot help, only a new login."""
+        return self.code in PERMANENT_REFRESH_ERRORS or "deactivated" in self.message.lower()
+
+    @property
+    def deactivated(self) -> bool:
+        return "deactivated" in self.message.lower() or self.code == "account_deactivated"
 
 
-def _error_code(body: Any) -> tuple[str, str]:
+@dataclass(frozen=True, slots=True)
+class Endpoints:
+    client_id: str
+    authorize: str
+    token: str
+    redirect_uri: str
+    scope: str
+    device_code: str
+    device_token: str
+    device_verification: str
+    device_redirect_uri: str
+
+    @classmethod
+    def of(cls, cfg: Config) -> Endpoints:
+        issuer = str(cfg.get("auth.oauth_issuer") or "https://auth.openai.com").rstrip("/")
+
+        def url(key: str, path: str) -> str:
+            return str(cfg.get(f"auth.{key}") or issuer + path)
+
+        return cls(
+            client_id=str(cfg.get("auth.oauth_client_id")),
+            authorize=url("oauth_authorize_url", "/oauth/authorize"),
+            token=url("oauth_token_url", "/oauth/token"),
+            redirect_uri=str(cfg.get("auth.oauth_redirect_uri") or "http://localhost:1455/auth/callback"),
+            scope=str(cfg.get("auth.oauth_scope") or DEFAULT_SCOPE),
+            device_code=url("oauth_device_code_url", "/api/accounts/deviceauth/usercode"),
+            device_token=url("oauth_device_token_url", "/api/accounts/deviceauth/token"),
+            device_verification=url("oauth_device_verification_url", "/codex/device"),
+            device_redirect_uri=url("oauth_device_redirect_uri", "/deviceauth/callback"),
+        )
+
+
+# --- browser PKCE (§6.2) ------------------------------------------------------------------------
+
+
+def pkce_pair() -> tuple[str, str]:
+    """(verifier, S256 challenge): 64 random bytes as base64url, like codex-rs."""
+    verifier = base64.urlsafe_b64encode(secrets.token_bytes(64)).rstrip(b"=").decode()
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    return verifier, challenge
+
+
+def authorize_url(endpoints: Endpoints, challenge: str, state: str) -> str:
+    """The authorize URL with the parameters in the official client's order; spaces as %20."""
+    params = {
+        "response_type": "code",
+        "client_id": endpoints.client_id,
+        "redirect_uri": endpoints.redirect_uri,
+        "scope": endpoints.scope,
+        "code_challenge": challenge,
+        "code_challenge_method": "S256",
+        "id_token_add_organizations": "true",
+        "codex_cli_simplified_flow": "true",
+        "state": state,
+        "originator": "codex_cli_rs",
+    }
+    separator = "&" if "?" in endpoints.authorize else "?"
+    return endpoints.authorize + separator + urlencode(params, quote_via=quote)
+
+
+# --- the token endpoint ----------------------------------------------------------------------------
+
+
+def _error_of(status: int, body: Any, raw: bytes) -> OAuthError:
+    code, message = "", ""
     if isinstance(body, dict):
         err = body.get("error")
         if isinstance(err, dict):
-            return str(err.get("code") or err.get("type") or ""), str(err.get("message") or "")
-        if isinstance(err, str):
-            return err, str(body.get("error_description") or err)
-        if body.get("code"):
-            return str(body["code"]), str(body.get("message") or body["code"])
-    return "", ""
+            code, message = str(err.get("code") or err.get("type") or ""), str(err.get("message") or "")
+        elif isinstance(err, str):
+            code, message = err, str(body.get("error_description") or err)
+        elif body.get("code"):
+            code, message = str(body["code"]), str(body.get("message") or body["code"])
+    return OAuthError(status, code or "oauth_error", message or raw[:300].decode("utf-8", "replace") or f"HTTP {status}")
+
+
+async def _post(transport: UpstreamTransport, url: str, body: bytes, content_type: str, timeout: float) -> tuple[int, Any, bytes]:
+    headers = {"Content-Type": content_type, "Accept": "application/json"}
+    try:
+        reply = await transport.request("POST", url, headers, body, timeout=timeout)
+    except UpstreamError as exc:
+        raise OAuthError(0, "network_error", exc.message) from None
+    try:
+        parsed = orjson.loads(reply.body) if reply.body else None
+    except orjson.JSONDecodeError:
+        parsed = None
+    return reply.status, parsed, reply.body
+
+
+async def _token_grant(transport: UpstreamTransport, endpoints: Endpoints, form: dict[str, str], timeout: float) -> dict[str, Any]:
+    body = urlencode({k: v for k, v in form.items() if v is not None}).encode()
+    status, parsed, raw = await _post(transport, endpoints.token, body, "application/x-www-form-urlencoded", timeout)
+    if status != 200 or not isinstance(parsed, dict) or not parsed.get("access_token"):
+        raise _error_of(status, parsed, raw)
+    return parsed
 
 
 async def refresh(transport: UpstreamTransport, cfg: Config, refresh_token: str) -> TokenSet:
-    """One refresh-token grant. Keeps the old refresh token when none comes back."""
-    url = str(cfg.get("auth.oauth_issuer")).rstrip("/") + "/oauth/token"
-    form = {"grant_type": "refresh_token", "client_id": cfg.get("auth.oauth_client_id"), "refresh_token": refresh_token}
-    try:
-        reply = await transport.request(
-            "POST", url, {"Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json"},
-            _form(form), timeout=30.0,
-        )
-    except UpstreamError as exc:
-        raise RefreshError(0, "network_error", exc.message) from None
-    try:
-        body = orjson.loads(reply.body) if reply.body else {}
-    except orjson.JSONDecodeError:
-        body = {}
-    if reply.status != 200 or not isinstance(body, dict) or not body.get("access_token"):
-        code, message = _error_code(body)
-        raise RefreshError(reply.status, code or "refresh_failed", message or reply.body[:300].decode("utf-8", "replace"))
+    """One refresh-token grant. Keeps the old refresh token when none comes back (§6.3)."""
+    endpoints = Endpoints.of(cfg)
+    form = {"grant_type": "refresh_token", "client_id": endpoints.client_id, "refresh_token": refresh_token, "scope": REFRESH_SCOPE}
+    body = await _token_grant(transport, endpoints, form, float(cfg.get("auth.refresh_timeout_seconds") or 30))
     return TokenSet(body["access_token"], body.get("refresh_token") or refresh_token, body.get("id_token"))
 
 
-def _form(fields: dict[str, Any]) -> bytes:
-    return urlencode({k: v for k, v in fields.items() if v is not None}).encode()
+async def exchange_code(transport: UpstreamTransport, cfg: Config, code: str, verifier: str, redirect_uri: str) -> TokenSet:
+    """An authorization code (browser or device flow) for tokens."""
+    endpoints = Endpoints.of(cfg)
+    form = {"grant_type": "authorization_code", "client_id": endpoints.client_id, "code": code,
+            "redirect_uri": redirect_uri, "code_verifier": verifier}  # fmt: skip
+    body = await _token_grant(transport, endpoints, form, 30.0)
+    return TokenSet(body["access_token"], body.get("refresh_token"), body.get("id_token"))
+
+
+# --- device code (§6.4) ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceCode:
+    device_auth_id: str
+    user_code: str
+    interval: float
+    verification_url: str
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceGrant:
+    authorization_code: str
+    code_verifier: str
+
+
+async def device_start(transport: UpstreamTransport, cfg: Config) -> DeviceCode:
+    endpoints = Endpoints.of(cfg)
+    status, body, raw = await _post(transport, endpoints.device_code, orjson.dumps({"client_id": endpoints.client_id}),
+                                    "application/json", 30.0)  # fmt: skip
+    code = (body.get("user_code") or body.get("usercode")) if isinstance(body, dict) else None
+    if status != 200 or not code or not body.get("device_auth_id"):
+        raise _error_of(status, body, raw)
+    try:
+        interval = max(1.0, float(body.get("interval") or 5))
+    except (TypeError, ValueError):
+        interval = 5.0
+    return DeviceCode(str(body["device_auth_id"]), str(code), interval, endpoints.device_verification)
+
+
+async def device_poll(transport: UpstreamTransport, cfg: Config, device: DeviceCode) -> DeviceGrant | None:
+    """One poll: the grant once the user approved, None while pending (403/404)."""
+    endpoints = Endpoints.of(cfg)
+    payload = orjson.dumps({"device_auth_id": device.device_auth_id, "user_code": device.user_code})
+    status, body, raw = await _post(transport, endpoints.device_token, payload, "application/json", 30.0)
+    if status in (403, 404):
+        return None
+    if status != 200 or not isinstance(body, dict) or not body.get("authorization_code") or not body.get("code_verifier"):
+        raise _error_of(status, body, raw)
+    return DeviceGrant(str(body["authorization_code"]), str(body["code_verifier"]))

@@ -1,8 +1,10 @@
-"""The in-memory account pool: which account serves the next request, and what a failure does to it.
+"""The in-memory account pool: which account serves the next request, and what the backend's
+answers (errors, rate-limit headers) do to an account.
 
-The pool is read on the event loop for every request and written from the dashboard's threads, so
-its state sits behind one lock held only for dictionary work; SQLite writes happen on a single
-background thread in the order they were made.
+The pool is read on the event loop for every request and written from the control plane's
+threads, so its state sits behind one lock held only for dictionary work. State changes are
+persisted by a background writer (coalesced per account); token changes never go through here
+(core/accounts/tokens.py commits those itself, before they are used).
 """
 
 from __future__ import annotations
@@ -10,28 +12,97 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
 
-from core.accounts.model import Account
+from core.accounts.model import STATE_FIELDS, WAITING, Account
+from core.accounts.plans import PlanModels
+from core.accounts.quota import Member, Quota, crossed, thresholds_for, warnings_for
+from core.accounts.strategies import Candidate, RotationState, pick
 from core.codex.errors import UpstreamError
+from core.config import ConfigStore
 from core.store.accounts import AccountStore
+from core.store.writer import BatchWriter
 
 logger = logging.getLogger(__name__)
 
+AFFINITY_LIMIT = 20_000
+StateChange = tuple[str, dict[str, Any]]
+
+
+@dataclass(slots=True)
+class _Runtime:
+    """What the pool knows about an account only while this process runs."""
+
+    in_flight: int = 0
+    served: int = 0
+    warned: dict[str, float] = field(default_factory=dict)  # window -> highest threshold logged
+
+
+@dataclass(frozen=True, slots=True)
+class Availability:
+    """Why no account could be chosen, for the client's error."""
+
+    total: int
+    serving: int  # accounts that are active right now
+    plan_excluded: bool  # some could serve, but none on a plan that has the model
+    rate_limited_until: float | None  # earliest end of a quota/429 wait
+    cooldown_until: float | None  # earliest end of a Cloudflare cooldown
+
+
+class Affinity:
+    """conversation key -> account id, least recently used first out, entries expire."""
+
+    def __init__(self) -> None:
+        self._map: OrderedDict[str, tuple[str, float]] = OrderedDict()
+
+    def get(self, key: str, now: float) -> str | None:
+        entry = self._map.get(key)
+        if entry is None or entry[1] <= now:
+            return None
+        self._map.move_to_end(key)
+        return entry[0]
+
+    def bind(self, key: str, account_id: str, expires_at: float) -> None:
+        self._map[key] = (account_id, expires_at)
+        self._map.move_to_end(key)
+        while len(self._map) > AFFINITY_LIMIT:
+            self._map.popitem(last=False)
+
+    def forget(self, account_ids: set[str]) -> None:
+        for key in [k for k, (a, _) in self._map.items() if a in account_ids]:
+            del self._map[key]
+
 
 class AccountPool:
-    def __init__(self, store: AccountStore) -> None:
+    def __init__(self, store: AccountStore, config: ConfigStore, plans: PlanModels | None = None) -> None:
         self._store = store
+        self._config = config
+        self.plans = plans or PlanModels()
         self._lock = threading.Lock()
         self._accounts: dict[str, Account] = {}
-        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="account-writer")
+        self._runtime: dict[str, _Runtime] = {}
+        self._rotation = RotationState()
+        self._affinity = Affinity()
+        self._listeners: list[Callable[[str], None]] = []
+        self._writer: BatchWriter[StateChange] = BatchWriter(
+            "account-state-writer", self._write_states, key=lambda change: change[0],
+            merge=lambda old, new: (new[0], {**old[1], **new[1]}),
+        )  # fmt: skip
+
+    # --- membership ------------------------------------------------------------------------------
 
     def load(self) -> None:
         """Read every account from SQLite (call off the event loop)."""
         accounts = self._store.all()
         with self._lock:
             self._accounts = {a.id: a for a in accounts}
+
+    def on_change(self, listener: Callable[[str], None]) -> None:
+        """``listener(account_id)`` after an account is added, replaced or removed (any thread)."""
+        self._listeners.append(listener)
 
     def all(self) -> list[Account]:
         with self._lock:
@@ -41,67 +112,253 @@ class AccountPool:
         with self._lock:
             return self._accounts.get(account_id)
 
-    def put(self, account: Account) -> None:
-        """Adopt an account that the caller has already committed to SQLite."""
+    def put(self, account: Account) -> Account:
+        """Adopt an account the caller has already committed to SQLite. An existing one keeps its
+        identity (turns in flight hold it) and takes the new fields."""
         with self._lock:
-            self._accounts[account.id] = account
+            current = self._accounts.get(account.id)
+            if current is None:
+                current = self._accounts[account.id] = account
+            else:
+                current.adopt(account)
+        self._notify(account.id)
+        return current
 
-    def remove(self, account_id: str) -> None:
+    def remove(self, account_ids: Iterable[str]) -> None:
+        ids = set(account_ids)
         with self._lock:
-            self._accounts.pop(account_id, None)
+            for account_id in ids:
+                self._accounts.pop(account_id, None)
+                self._runtime.pop(account_id, None)
+            self._affinity.forget(ids)
+        for account_id in ids:
+            self._notify(account_id)
 
-    def _usable(self, account: Account, now: float) -> bool:
-        if account.status == "active":
-            return True
-        if account.status == "rate_limited" and (account.cooldown_until or 0) <= now:
-            account.status = "active"  # its window reset: back in rotation
+    def _notify(self, account_id: str) -> None:
+        for listener in self._listeners:
+            try:
+                listener(account_id)
+            except Exception:
+                logger.exception("account listener failed")
+
+    # --- choosing --------------------------------------------------------------------------------
+
+    def _refresh_waiting(self, account: Account, now: float) -> None:
+        """A wait that is over ends here (called under the lock)."""
+        if account.status in WAITING and (account.cooldown_until or 0) <= now:
+            account.status = "active"
             account.cooldown_until = None
             self._persist(account)
-            return True
-        return False
+        elif account.status == "active" and account.refresh_error and account.is_expired(now):
+            account.status = "expired"  # its refresh token is dead and now its access token too
+            self._persist(account)
 
-    def choose(self, model: str, exclude: Iterable[str] = ()) -> Account | None:
-        """The account to serve ``model`` next: here simply the first usable one."""
-        excluded = set(exclude)
+    def _serving(self, now: float, exclude: set[str]) -> list[Account]:
+        skip_exhausted = bool(self._config.current.get("quota.skip_exhausted", True))
+        serving = []
+        for account in self._accounts.values():
+            self._refresh_waiting(account, now)
+            if account.id in exclude or account.status != "active":
+                continue
+            if skip_exhausted and account.quota is not None and account.quota.exhausted_until(now):
+                continue
+            serving.append(account)
+        return serving
+
+    def choose(self, model: str, conversation_key: str | None = None, exclude: Iterable[str] = ()) -> Account | None:
+        """The account to serve ``model`` next, counted as in flight until ``release``."""
+        cfg = self._config.current
         now = time.time()
         with self._lock:
-            for account in self._accounts.values():
-                if account.id not in excluded and self._usable(account, now):
-                    account.last_used_at = now
-                    return account
-        return None
+            routed = [a for a in self._serving(now, set(exclude)) if self.plans.serves(a.plan, model)]
+            if not routed:
+                return None
+            account = None
+            if conversation_key and cfg.get("auth.session_affinity", True):
+                bound = self._affinity.get(conversation_key, now)
+                account = next((a for a in routed if a.id == bound), None)
+            if account is None:
+                strategy = str(cfg.get("auth.rotation_strategy") or "least_used")
+                chosen = pick(strategy, [self._candidate(a, now) for a in routed], self._rotation)
+                account = self._accounts[chosen.id]
+            runtime = self._runtime.setdefault(account.id, _Runtime())
+            runtime.in_flight += 1
+            runtime.served += 1
+            account.last_used_at = now  # written with the next state change, or at shutdown
+        return account
 
-    def next_available_at(self) -> float | None:
-        """When the earliest rate-limited account comes back (for the client's retry hint)."""
+    def _candidate(self, account: Account, now: float) -> Candidate:
+        runtime = self._runtime.get(account.id) or _Runtime()
+        return Candidate(
+            id=account.id,
+            order=(account.added_at, account.id),
+            in_flight=runtime.in_flight,
+            used_percent=account.quota.used(now) if account.quota else 0.0,
+            served=runtime.served,
+            last_used_at=account.last_used_at or 0.0,
+        )
+
+    def release(self, account: Account) -> None:
+        """The request ``choose`` counted is over (it was answered, failed or moved on)."""
         with self._lock:
-            times = [a.cooldown_until for a in self._accounts.values() if a.status == "rate_limited" and a.cooldown_until]
-        return min(times) if times else None
+            runtime = self._runtime.get(account.id)
+            if runtime is not None and runtime.in_flight > 0:
+                runtime.in_flight -= 1
 
-    def apply_error(self, account: Account, error: UpstreamError, default_backoff: float = 60.0) -> None:
+    def bind(self, conversation_key: str | None, account: Account) -> None:
+        """Keep ``conversation_key`` on ``account`` while it can serve (prompt-cache hits)."""
+        if not conversation_key:
+            return
+        ttl = float(self._config.current.get("auth.affinity_ttl_minutes") or 240) * 60
+        with self._lock:
+            self._affinity.bind(conversation_key, account.id, time.time() + ttl)
+
+    def availability(self, model: str) -> Availability:
+        now = time.time()
+        with self._lock:
+            serving = self._serving(now, set())
+            waits = [a for a in self._accounts.values() if a.status in WAITING and a.cooldown_until]
+            exhausted = [a.quota.exhausted_until(now) for a in serving if a.quota and a.quota.exhausted_until(now)]
+            limited = [a.cooldown_until for a in waits if a.status == "rate_limited"] + exhausted
+            return Availability(
+                total=len(self._accounts),
+                serving=len(serving),
+                plan_excluded=bool(serving) and not any(self.plans.serves(a.plan, model) for a in serving),
+                rate_limited_until=min(limited, default=None),
+                cooldown_until=min((a.cooldown_until for a in waits if a.status == "cooldown"), default=None),
+            )
+
+    # --- what the backend told us ----------------------------------------------------------------
+
+    def apply_error(self, account: Account, error: UpstreamError) -> None:
         """Record what an upstream failure says about the account that produced it."""
         effect = error.account_effect
         if effect is None:
             return
+        cfg = self._config.current
+        now = time.time()
         with self._lock:
-            if effect in ("rate_limited", "cooldown", "quota_exhausted"):
-                until = time.time() + (error.retry_after if error.retry_after else default_backoff)
-                # Never shorten a later reset we already know about.
-                account.cooldown_until = max(account.cooldown_until or 0, until)
-                account.status = "rate_limited"
+            if effect in ("rate_limited", "quota_exhausted"):
+                wait = error.retry_after if error.retry_after else float(cfg.get("auth.rate_limit_backoff_seconds") or 60)
+                self._wait(account, "rate_limited", now + wait)
+            elif effect == "cooldown":
+                self._wait(account, "cooldown", now + float(cfg.get("auth.cooldown_seconds") or 120))
+                if error.code == "upstream_blocked":
+                    account.cf_clearance = None  # a replayed cookie can cause the blocked path (§9.14)
             elif effect in ("expired", "banned"):
                 account.status = effect
             account.last_error = f"{error.status} {error.code}: {error.message}"[:500]
         self._persist(account)
 
-    def _persist(self, account: Account) -> None:
-        row = account.to_row()
-        self._writer.submit(self._write_state, row)
+    @staticmethod
+    def _wait(account: Account, status: str, until: float) -> None:
+        if account.status in ("expired", "banned", "disabled"):
+            return  # a worse state is not lifted by a wait
+        account.status = status
+        account.cooldown_until = max(account.cooldown_until or 0, until)  # never shorten a known later reset
 
-    def _write_state(self, row: dict) -> None:
-        try:
-            self._store.update_state(row["id"], {k: row[k] for k in ("status", "cooldown_until", "last_error", "last_used_at")})
-        except Exception:
-            logger.exception("could not persist account state")
+    def record_quota(self, account: Account, quota: Quota) -> None:
+        """A rate-limit snapshot from a response header or /wham/usage."""
+        cfg = self._config.current
+        now = time.time()
+        with self._lock:
+            before = (account.quota, account.status)
+            account.quota = account.quota.merged(quota) if account.quota else quota
+            until = account.quota.exhausted_until(now)
+            if until and cfg.get("quota.skip_exhausted", True) and account.status == "active":
+                self._wait(account, "rate_limited", until)
+            setting = cfg.get("quota.warning_thresholds")
+            runtime = self._runtime.setdefault(account.id, _Runtime())
+            for name, window in (("primary", account.quota.primary), ("secondary", account.quota.secondary)):
+                level = crossed(window.used(now), thresholds_for(setting, name)) if window else None
+                if level is not None and level > runtime.warned.get(name, 0):
+                    logger.warning("account %s (%s): %s quota window at %.0f%% (threshold %g%%)",
+                                   account.id, account.email or "?", name, window.used(now), level)  # fmt: skip
+                runtime.warned[name] = level or 0
+            changed = before[1] != account.status or before[0] is None or not before[0].same_usage(account.quota)
+        if changed:  # not a write per response when nothing moved
+            self._persist(account)
+
+    def set_cookie(self, account: Account, cf_clearance: str) -> None:
+        with self._lock:
+            if account.cf_clearance == cf_clearance:
+                return
+            account.cf_clearance = cf_clearance
+        self._persist(account)
+
+    def set_status(self, account_ids: Iterable[str], status: str) -> list[str]:
+        """The management API's status switch (active / disabled); returns the ids changed."""
+        changed = []
+        with self._lock:
+            for account_id in account_ids:
+                account = self._accounts.get(account_id)
+                if account is None:
+                    continue
+                account.status = status
+                if status == "active":
+                    account.cooldown_until = None
+                    account.last_error = None
+                changed.append(account)
+        for account in changed:
+            self._persist(account)
+        return [a.id for a in changed]
+
+    def committed(self, account: Account, fields: dict[str, Any]) -> None:
+        """Fields (tokens, state) the token manager has already committed to SQLite. State fields
+        are queued again all the same, so that no older pending state write lands after that commit."""
+        with self._lock:
+            for name, value in fields.items():
+                setattr(account, name, value)
+        if STATE_FIELDS & fields.keys():
+            self._persist(account)
+
+    def update(self, account: Account, **state: Any) -> None:
+        """Set state fields (status, last_error, refresh_error, cooldown_until...) and persist them."""
+        with self._lock:
+            for name, value in state.items():
+                setattr(account, name, value)
+        self._persist(account)
+
+    # --- views -----------------------------------------------------------------------------------
+
+    def current(self) -> list[Account]:
+        """Every account, with waits that are over ended first (what the API should show)."""
+        now = time.time()
+        with self._lock:
+            for account in self._accounts.values():
+                self._refresh_waiting(account, now)
+            return list(self._accounts.values())
+
+    def members(self) -> list[Member]:
+        """The accounts that can serve now or after a wait, for the pooled quota view."""
+        return [
+            Member(a.quota, a.cooldown_until if a.status in WAITING else None, a.plan)
+            for a in self.current()
+            if a.status == "active" or a.status in WAITING
+        ]
+
+    def warnings(self) -> list[dict[str, Any]]:
+        now = time.time()
+        setting = self._config.current.get("quota.warning_thresholds")
+        with self._lock:
+            return [
+                {"account_id": a.id, "email": a.email, "label": a.label, "status": a.status, **warning}
+                for a in self._accounts.values()
+                for warning in warnings_for(a.quota, setting, now)
+            ]
+
+    # --- persistence -----------------------------------------------------------------------------
+
+    def _persist(self, account: Account) -> None:
+        self._writer.put((account.id, account.state_row()))
+
+    def _write_states(self, changes: list[StateChange]) -> None:
+        self._store.write_states(dict(changes))
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        return self._writer.flush(timeout)
 
     def close(self) -> None:
-        self._writer.shutdown(wait=True)
+        for account in self.all():  # last_used_at is not written on every request
+            self._persist(account)
+        self._writer.close()

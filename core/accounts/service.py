@@ -13,11 +13,12 @@ from typing import Any
 
 from core.accounts.claims import InvalidToken, parse_access_token
 from core.accounts.model import Account
-from core.accounts.oauth import RefreshError, TokenSet
+from core.accounts.oauth import OAuthError, TokenSet
 from core.accounts.pool import AccountPool
 from core.store.accounts import AccountStore
 
 Refresher = Callable[[str], TokenSet]  # refresh token → fresh tokens (blocking)
+SETTABLE_STATUSES = ("active", "disabled")
 
 
 class AccountInputError(ValueError):
@@ -46,7 +47,7 @@ class AccountService:
         self._refresher = refresher
 
     def list(self) -> list[Account]:
-        return self._pool.all()
+        return self._pool.current()
 
     def add(self, entry: dict[str, Any]) -> tuple[Account, bool]:
         """One account from ``{"token"?, "refreshToken"?, "idToken"?, "label"?}`` (snake_case too).
@@ -62,7 +63,7 @@ class AccountService:
                 raise AccountInputError("the access token has expired and no refreshToken was given")
             try:
                 fresh = self._refresher(refresh_token)
-            except RefreshError as exc:
+            except OAuthError as exc:
                 raise AccountInputError(str(exc)) from None
             token, refresh_token, id_token = fresh.access_token, fresh.refresh_token, fresh.id_token or id_token
         try:
@@ -91,10 +92,37 @@ class AccountService:
                 result.updated += 1
         return result
 
-    def remove(self, account_id: str) -> bool:
-        removed = self._store.delete(account_id)
-        self._pool.remove(account_id)
+    def remove(self, account_ids: Iterable[str]) -> list[str]:
+        """Delete accounts (committed first); returns the ids that existed."""
+        removed = self._store.delete(list(account_ids))
+        self._pool.remove(removed)
         return removed
+
+    def set_status(self, account_ids: Iterable[str], status: str) -> list[str]:
+        if status not in SETTABLE_STATUSES:
+            raise AccountInputError(f"status must be one of {', '.join(SETTABLE_STATUSES)}")
+        return self._pool.set_status(account_ids, status)
+
+    def export(self, minimal: bool = False) -> list[dict[str, Any]]:
+        """Accounts in the import format. The full form holds every token (a secret); the minimal
+        one only the refresh token and label — enough to move an account, since import redeems it."""
+        out = []
+        for account in self._store.all():  # what is committed, not a half-updated memory copy
+            if minimal:
+                if account.refresh_token:
+                    out.append({"refreshToken": account.refresh_token, "label": account.label})
+                continue
+            out.append({
+                "token": account.access_token,
+                "refreshToken": account.refresh_token,
+                "idToken": account.id_token,
+                "label": account.label,
+                "email": account.email,
+                "plan": account.plan,
+                "status": account.status,
+                "chatgpt_account_id": account.chatgpt_account_id,
+            })
+        return out
 
     @staticmethod
     def _expired(token: str) -> bool:

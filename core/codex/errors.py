@@ -46,7 +46,15 @@ def _detail(body: Any, raw: bytes) -> tuple[str, str]:
     return "", raw[:2000].decode("utf-8", "replace").strip()
 
 
-def _resets_in(body: Any, headers: dict[str, str], now: float) -> float | None:
+def _try_again_in(message: str) -> float | None:
+    """"… try again in 2.5s" / "in 300ms" in a transient rate-limit message."""
+    if match := _TRY_AGAIN.search(message):
+        value = float(match.group(1))
+        return value / 1000 if match.group(2).lower() == "ms" else value
+    return None
+
+
+def _resets_in(body: Any, headers: dict[str, str], now: float, message: str) -> float | None:
     err = body.get("error") if isinstance(body, dict) else None
     if isinstance(err, dict):
         if isinstance(err.get("resets_in_seconds"), (int, float)):
@@ -59,7 +67,13 @@ def _resets_in(body: Any, headers: dict[str, str], now: float) -> float | None:
             return float(retry_after)
         except ValueError:
             pass
-    return None
+    return _try_again_in(message)
+
+
+def is_unsupported_model(message: str) -> bool:
+    """codex-proxy's rule (§5.1): the message names a model and says it is not supported/available."""
+    lowered = message.lower()
+    return "model" in lowered and any(s in lowered for s in ("not supported", "not_supported", "not available", "not_available"))
 
 
 def classify_http(status: int, headers: dict[str, str], raw: bytes, now: float | None = None) -> UpstreamError:
@@ -72,7 +86,7 @@ def classify_http(status: int, headers: dict[str, str], raw: bytes, now: float |
     code, message = _detail(body, raw)
     lowered = message.lower()
     if status == 429:
-        return UpstreamError(429, code or "rate_limit_exceeded", message or "Rate limited", _resets_in(body, headers, now), "rate_limited", ROTATE)
+        return UpstreamError(429, code or "rate_limit_exceeded", message or "Rate limited", _resets_in(body, headers, now, message), "rate_limited", ROTATE)
     if status == 401:
         effect = "banned" if "deactivated" in lowered else "expired"
         return UpstreamError(401, code or "unauthorized", message or "Unauthorized", None, effect, ROTATE)
@@ -85,7 +99,7 @@ def classify_http(status: int, headers: dict[str, str], raw: bytes, now: float |
         return UpstreamError(403, code or "forbidden", message or "Forbidden", None, "banned", ROTATE)
     if status == 404 and not raw.strip():
         return UpstreamError(502, "upstream_blocked", "Upstream answered an empty 404 (blocked path)", None, "cooldown", ROTATE)
-    if "model" in lowered and any(s in lowered for s in ("not supported", "not_supported", "not available", "not_available")):
+    if is_unsupported_model(message):
         return UpstreamError(status if 400 <= status < 500 else 400, code or "model_not_supported", message, None, None, ROTATE)
     if status == 503 or code == "server_is_overloaded":
         return UpstreamError(503, code or "server_is_overloaded", message or "Upstream overloaded", None, None, ROTATE)
@@ -133,9 +147,8 @@ def classify_event(data: dict[str, Any], now: float | None = None) -> UpstreamEr
             retry_after = float(err["resets_in_seconds"])
         elif isinstance(err.get("resets_at"), (int, float)):
             retry_after = max(0.0, float(err["resets_at"]) - now)
-        elif match := _TRY_AGAIN.search(message):
-            value = float(match.group(1))
-            retry_after = value / 1000 if match.group(2).lower() == "ms" else value
+        else:
+            retry_after = _try_again_in(message)
     action, effect = FATAL, None
     if status == 429:
         action, effect = ROTATE, ("rate_limited" if "usage_limit" in lowered else None)

@@ -182,6 +182,14 @@ class FakeCodex:
         headers["x-request-id"] = request_id()
         return headers
 
+    @staticmethod
+    def set_cloudflare_cookies(resp: web.StreamResponse, caller: Caller) -> None:
+        """What Cloudflare in front of chatgpt.com sets: a fresh ``__cf_bm`` each time (replaying it
+        is what gets paths blocked, §9.14) and a ``cf_clearance`` — here stable per account."""
+        resp.set_cookie("__cf_bm", secrets.token_urlsafe(24), path="/", domain=".chatgpt.com", httponly=True, secure=True)
+        resp.set_cookie("cf_clearance", f"clear-{caller.account}", path="/", domain=".chatgpt.com", httponly=True,
+                        secure=True, max_age=31536000)  # fmt: skip
+
     def pick_scenario(self, caller: Caller) -> dict[str, Any] | None:
         """Sticky fault, else automatic quota 429, else the scripted queue (fault keeps scripts)."""
         fault = self.state.take_fault(caller.account, RESPONSE_FAULT_KEYS)
@@ -265,6 +273,8 @@ class FakeCodex:
             headers["cache-control"] = "no-cache"
             headers.update(turn.headers)
             resp = web.StreamResponse(status=200, headers=headers)
+            if cfg.set_cookies:
+                self.set_cloudflare_cookies(resp, caller)
             resp.enable_chunked_encoding()
             await resp.prepare(request)
             write = resp.write

@@ -79,7 +79,8 @@ class OAuthServer:
 
     def reset(self) -> None:
         self.codes: dict[str, AuthCode] = {}
-        self.spent: set[str] = set()
+        self.spent: dict[str, float] = {}  # refresh token id -> when it was first exchanged
+        self.last_spent: dict[str, str] = {}  # family -> its most recently spent token id
         self.revoked_families: set[str] = set()
         self.devices: dict[str, DeviceAuth] = {}
 
@@ -167,9 +168,16 @@ class OAuthServer:
         self.fake.record(request, raw, form, account)
         if grant == "refresh_token":
             state.refreshes[account] += 1
-        delay = state.config.token_delay_ms
-        if delay:
-            await asyncio.sleep(delay / 1000)
+        delay = state.config.token_delay_ms / 1000
+        acts_first = state.config.token_delay_phase == "after"
+        if delay and not acts_first:
+            await asyncio.sleep(delay)  # a client that leaves now cancels the grant: nothing happened
+        answer = self._grant(grant, form, info)
+        if delay and acts_first:
+            await asyncio.sleep(delay)  # the grant is done (an RT spent); only the answer is late
+        return answer
+
+    def _grant(self, grant: str | None, form: dict[str, str], info: RefreshInfo | None) -> web.Response:
         if form.get("client_id") != CLIENT_ID:
             return oauth_error(401, "invalid_client", "Unknown or missing client_id")
         if grant == "authorization_code":
@@ -191,6 +199,14 @@ class OAuthServer:
         del self.codes[form["code"]]
         return web.Response(body=orjson.dumps(self._issue(code.identity)), content_type="application/json")
 
+    def _reuse_allowed(self, info: RefreshInfo) -> bool:
+        """Auth0's rotation overlap: only the family's most recently spent token, and only within
+        the interval counted from its first use, may be exchanged again (for a fresh token set)."""
+        interval = self.fake.state.config.refresh_reuse_interval_seconds
+        if not interval or self.last_spent.get(info.family) != info.token_id:
+            return False
+        return time.time() - self.spent[info.token_id] <= float(interval)
+
     def _refresh(self, form: dict[str, str], info: RefreshInfo | None) -> web.Response:
         state = self.fake.state
         cfg = state.config
@@ -204,7 +220,7 @@ class OAuthServer:
             return refresh_failure(
                 "refresh_token_invalidated", "Your refresh token has been invalidated. Please try signing in again."
             )
-        if info.token_id in self.spent:
+        if info.token_id in self.spent and not self._reuse_allowed(info):
             if cfg.refresh_reuse_revokes_family:
                 self.revoked_families.add(info.family)
             return refresh_failure(
@@ -217,8 +233,10 @@ class OAuthServer:
             identity = Identity(identity.account_id, usage.plan_type, identity.email, identity.user_id)
         tokens = self._issue(identity, family=info.family)
         omit = set(cfg.refresh_omit or ())
-        if "refresh_token" not in omit:
-            self.spent.add(info.token_id)  # rotation: the presented token is now single-use spent
+        if "refresh_token" not in omit and info.token_id not in self.spent:
+            # Rotation: the presented token is spent, and the newest spent one of its family.
+            self.spent[info.token_id] = time.time()
+            self.last_spent[info.family] = info.token_id
         for key in omit:
             tokens.pop(key, None)
         return web.Response(body=orjson.dumps(tokens), content_type="application/json")

@@ -28,7 +28,11 @@ class FakeConfig:
     events: int | None = None  # benchmark: the default answer is exactly N text deltas of 8 chars
     event_delay_ms: float = 0  # between consecutive events
     stamp_events: bool = False  # benchmark: each text delta is the send time (time.monotonic_ns, 20 digits)
-    token_delay_ms: float = 0  # before every /oauth/token answer (single-flight refresh tests)
+    token_delay_ms: float = 0  # delays every /oauth/token answer (single-flight and crash tests)
+    token_delay_phase: str = "before"  # "before": then act (a client that leaves cancels the grant);
+    # "after": act first (rotate the refresh token), then delay the answer — the crash window
+    refresh_reuse_interval_seconds: float = 0  # Auth0's rotation overlap: the last spent RT may be
+    # presented again this long after its first use (0 = strict single use, as auth.openai.com behaves)
     rate_limits: dict[str, Any] = field(default_factory=dict)  # usage defaults for every account
     access_token_ttl: int = 3600  # seconds, for tokens minted by /oauth/token
     refresh_fault: dict[str, Any] | None = None  # {"status":500,"body":...} for every refresh grant
@@ -43,6 +47,7 @@ class FakeConfig:
     require_instructions: bool = False  # legacy backend: 400 "Instructions are required"
     system_role: str = "accept"  # "accept" (recorded in notes) or "reject" an input system message
     enforce_usage_limits: bool = True  # set_usage(...=100) makes responses answer usage_limit 429
+    set_cookies: bool = False  # successful streams set Cloudflare's __cf_bm and cf_clearance cookies
     record_requests: bool = True
     max_recorded: int = 10_000
 
@@ -203,6 +208,8 @@ class FakeState:
         unknown = set(values) - CONFIG_FIELDS
         if unknown:
             raise ValueError(f"unknown config keys: {sorted(unknown)}; known: {sorted(CONFIG_FIELDS)}")
+        if values.get("token_delay_phase", "before") not in ("before", "after"):
+            raise ValueError("token_delay_phase must be 'before' or 'after'")
         for key, value in values.items():
             setattr(self.config, key, value)
         if "max_recorded" in values:

@@ -1,11 +1,30 @@
-"""Account rows in SQLite. Every write commits before returning, so tokens survive a crash."""
+"""Account rows in SQLite. Every write commits before returning, so tokens survive a crash.
+
+Token changes follow the refresh protocol of core/accounts/tokens.py: ``claim_refresh`` commits a
+write-ahead marker before a refresh token is sent, ``commit_tokens`` stores the successor and
+clears the marker in one durable commit.
+"""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
 
-from core.accounts.model import Account
+from core.accounts.model import STATE_FIELDS, Account
 from core.store.db import Database
+
+TOKEN_FIELDS = ("access_token", "refresh_token", "id_token", "expires_at", "plan", "email", "chatgpt_user_id")
+
+
+@dataclass(frozen=True, slots=True)
+class RefreshClaim:
+    """What ``claim_refresh`` found. ``busy``: another live owner is refreshing this account."""
+
+    stored: Account | None
+    busy: bool = False
+    interrupted_at: float | None = None  # a marker left by an owner that is gone: a refresh died mid-way
 
 
 class AccountStore:
@@ -21,24 +40,81 @@ class AccountStore:
 
     def upsert(self, account: Account) -> bool:
         """Insert or replace; returns True when the account was new. Keeps label/added_at of an existing row."""
-        existing = self.get(account.id)
-        if existing is not None:
-            account.added_at = existing.added_at
-            account.label = account.label or existing.label
-            account.refresh_token = account.refresh_token or existing.refresh_token
-            account.id_token = account.id_token or existing.id_token
-        account.updated_at = time.time()
-        self._db.conn()["accounts"].upsert(account.to_row(), pk="id")
+        with self._db.transaction() as db:
+            rows = list(db["accounts"].rows_where("id = ?", [account.id]))
+            existing = Account.from_row(rows[0]) if rows else None
+            if existing is not None:
+                account.added_at = existing.added_at
+                account.label = account.label or existing.label
+                account.refresh_token = account.refresh_token or existing.refresh_token
+                account.id_token = account.id_token or existing.id_token
+                account.quota = account.quota or existing.quota
+                account.cf_clearance = account.cf_clearance or existing.cf_clearance
+            account.updated_at = time.time()
+            db["accounts"].upsert(account.to_row(), pk="id")
         return existing is None
 
-    def delete(self, account_id: str) -> bool:
-        table = self._db.conn()["accounts"]
-        before = table.count_where("id = ?", [account_id])
-        table.delete_where("id = ?", [account_id])
-        return before > 0
+    def delete(self, account_ids: Iterable[str]) -> list[str]:
+        """Remove the given accounts; returns the ids that existed."""
+        removed = []
+        with self._db.transaction() as db:
+            table = db["accounts"]
+            for account_id in account_ids:
+                if table.count_where("id = ?", [account_id]):
+                    table.delete_where("id = ?", [account_id])
+                    removed.append(account_id)
+        return removed
 
-    def update_state(self, account_id: str, state: dict) -> None:
-        """Status fields only; never touches tokens (those change through ``upsert``)."""
-        table = self._db.conn()["accounts"]
-        if table.count_where("id = ?", [account_id]):
-            table.update(account_id, {**state, "updated_at": time.time()})
+    def write_states(self, states: dict[str, dict[str, Any]]) -> None:
+        """Status fields of several accounts in one commit; never touches tokens."""
+        now = time.time()
+        with self._db.transaction() as db:
+            table = db["accounts"]
+            for account_id, state in states.items():
+                values = {k: v for k, v in state.items() if k in STATE_FIELDS}
+                if values and table.count_where("id = ?", [account_id]):
+                    table.update(account_id, {**values, "updated_at": now})
+
+    # --- the refresh protocol -------------------------------------------------------------------
+
+    def claim_refresh(self, account_id: str, owner: str, holder_alive: Callable[[str, float], bool]) -> RefreshClaim:
+        """Read the stored tokens and, unless another live owner holds it, set the write-ahead
+        marker — one transaction, committed before the caller sends the refresh token."""
+        with self._db.transaction() as db:
+            rows = list(db["accounts"].rows_where("id = ?", [account_id]))
+            if not rows:
+                return RefreshClaim(None)
+            row = rows[0]
+            started, holder = row.get("refresh_started_at"), row.get("refresh_owner")
+            if started and holder and holder != owner and holder_alive(holder, started):
+                return RefreshClaim(Account.from_row(row), busy=True)
+            db["accounts"].update(account_id, {"refresh_started_at": time.time(), "refresh_owner": owner})
+        interrupted = started if started and holder != owner else None
+        return RefreshClaim(Account.from_row(row), interrupted_at=interrupted)
+
+    def commit_tokens(self, account_id: str, tokens: dict[str, Any], state: dict[str, Any]) -> None:
+        """The successor tokens, durably, in the same commit that clears the marker."""
+        values = {k: v for k, v in tokens.items() if k in TOKEN_FIELDS}
+        values.update({k: v for k, v in state.items() if k in STATE_FIELDS})
+        values.update(refresh_started_at=None, refresh_owner=None, updated_at=time.time())
+        with self._db.transaction() as db:
+            if db["accounts"].count_where("id = ?", [account_id]):
+                db["accounts"].update(account_id, values)
+
+    def release_refresh(self, account_id: str, owner: str, state: dict[str, Any] | None = None) -> None:
+        """Clear our marker after a refresh that changed no token (it failed, or was not needed)."""
+        values = {k: v for k, v in (state or {}).items() if k in STATE_FIELDS}
+        with self._db.transaction() as db:
+            rows = list(db["accounts"].rows_where("id = ? AND refresh_owner = ?", [account_id, owner]))
+            if rows:
+                db["accounts"].update(account_id, {**values, "refresh_started_at": None, "refresh_owner": None})
+            elif values and db["accounts"].count_where("id = ?", [account_id]):
+                db["accounts"].update(account_id, values)
+
+    def interrupted_refreshes(self, owner: str) -> list[tuple[str, float]]:
+        """Accounts whose marker was left by another owner: (id, when that refresh started)."""
+        rows = self._db.conn()["accounts"].rows_where(
+            "refresh_started_at IS NOT NULL AND (refresh_owner IS NULL OR refresh_owner != ?)", [owner],
+            select="id, refresh_started_at",
+        )
+        return [(row["id"], row["refresh_started_at"]) for row in rows]

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import sqlite_utils
@@ -35,3 +37,16 @@ class Database:
         if db is None:
             db = self._local.db = connect(self.path)
         return db
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sqlite_utils.Database]:
+        """``BEGIN IMMEDIATE`` … ``COMMIT`` on this thread's connection: a read-then-write that no
+        other writer can interleave with, durable (synchronous=FULL) once the block exits."""
+        db = self.conn()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")

@@ -62,3 +62,16 @@ def m002_request_log(db: sqlite_utils.Database) -> None:
     )
     db["request_log"].create_index(["ts"])
     db["request_log"].create_index(["account_id", "ts"])
+
+
+@migrations()
+def m003_account_pool_state(db: sqlite_utils.Database) -> None:
+    accounts = db["accounts"]
+    accounts.add_column("quota", str)  # JSON: the last rate-limit snapshot
+    accounts.add_column("refresh_error", str)  # a permanent refresh failure
+    accounts.add_column("cf_clearance", str)
+    # The write-ahead marker of a token refresh: set (and committed) before the refresh token is
+    # sent, cleared in the same commit that stores its successor. Found set at start-up, it means
+    # the process died mid-refresh (see core/accounts/tokens.py).
+    accounts.add_column("refresh_started_at", float)
+    accounts.add_column("refresh_owner", str)

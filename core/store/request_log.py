@@ -1,73 +1,87 @@
-"""The request/usage log: rows are queued from the event loop and written in batches by a thread."""
+"""The request/usage log: rows are queued from the event loop and written in batches by a thread,
+and read back for the usage statistics and the log view of the management API."""
 
 from __future__ import annotations
 
-import logging
-import queue
-import threading
+import time
 from typing import Any
 
 from core.store.db import Database
+from core.store.writer import BatchWriter
 
-logger = logging.getLogger(__name__)
-
-_STOP = object()
+LOG_COLUMNS = ("id", "ts", "request_id", "account_id", "protocol", "path", "model", "requested_model", "stream",
+               "status", "error", "input_tokens", "output_tokens", "cached_tokens", "reasoning_tokens", "ttfb_ms",
+               "duration_ms", "attempts")  # fmt: skip
+_TOTALS = """
+    COUNT(*) AS requests,
+    SUM(status >= 200 AND status < 400) AS succeeded,
+    SUM(status >= 400 OR status = 0) AS failed,
+    COALESCE(SUM(input_tokens), 0) AS input_tokens,
+    COALESCE(SUM(output_tokens), 0) AS output_tokens,
+    COALESCE(SUM(cached_tokens), 0) AS cached_tokens,
+    COALESCE(SUM(reasoning_tokens), 0) AS reasoning_tokens
+"""
+BUCKETS = {"five_min": 300, "hourly": 3600, "daily": 86400}  # the seed's granularity names
 
 
 class RequestLog:
-    """``record`` never touches the disk; a daemon thread commits what piled up every ``interval``."""
+    """``record`` never touches the disk; a daemon thread commits what piled up."""
 
-    def __init__(self, db: Database, interval: float = 0.25, batch: int = 1000) -> None:
+    def __init__(self, db: Database) -> None:
         self._db = db
-        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._interval = interval
-        self._batch = batch
-        self._flushed = threading.Condition()
-        self._pending = 0
-        self._thread = threading.Thread(target=self._run, name="request-log-writer", daemon=True)
-        self._thread.start()
+        self._writer: BatchWriter[dict[str, Any]] = BatchWriter("request-log-writer", self._write)
 
     def record(self, row: dict[str, Any]) -> None:
-        with self._flushed:
-            self._pending += 1
-        self._queue.put(row)
+        self._writer.put(row)
 
     def flush(self, timeout: float = 5.0) -> bool:
         """Block until every recorded row is committed (for shutdown and tests, never on the loop)."""
-        with self._flushed:
-            return self._flushed.wait_for(lambda: self._pending == 0, timeout)
+        return self._writer.flush(timeout)
 
     def close(self) -> None:
-        self._queue.put(_STOP)
-        self._thread.join(timeout=10)
-
-    def _run(self) -> None:
-        stopping = False
-        while not stopping:
-            rows: list[dict[str, Any]] = []
-            try:
-                item = self._queue.get(timeout=self._interval)
-            except queue.Empty:
-                continue
-            while True:
-                if item is _STOP:
-                    stopping = True
-                else:
-                    rows.append(item)
-                if len(rows) >= self._batch:
-                    break
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-            if rows:
-                self._write(rows)
+        self._writer.close()
 
     def _write(self, rows: list[dict[str, Any]]) -> None:
-        try:
-            self._db.conn()["request_log"].insert_all(rows, alter=True)
-        except Exception:  # a broken log write must never take the proxy down
-            logger.exception("request log write failed (%d rows dropped)", len(rows))
-        with self._flushed:
-            self._pending -= len(rows)
-            self._flushed.notify_all()
+        self._db.conn()["request_log"].insert_all(rows, alter=True)
+
+    # --- reading (control-plane threads) -----------------------------------------------------------
+
+    def summary(self, since: float | None = None) -> dict[str, Any]:
+        """Totals, and the same per account and per model, for rows newer than ``since``."""
+        where, params = ("WHERE ts >= ?", [since]) if since else ("", [])
+        db = self._db.conn()
+
+        def rows(group: str) -> list[dict[str, Any]]:
+            sql = f"SELECT {group} AS key, {_TOTALS} FROM request_log {where} GROUP BY {group} ORDER BY requests DESC"
+            return [dict(r) for r in db.query(sql, params)]
+
+        totals = next(iter(db.query(f"SELECT {_TOTALS} FROM request_log {where}", params)))
+        return {
+            "since": since,
+            "totals": {k: v or 0 for k, v in dict(totals).items()},
+            "by_account": rows("account_id"),
+            "by_model": rows("model"),
+        }
+
+    def history(self, since: float, bucket: str = "hourly", until: float | None = None) -> list[dict[str, Any]]:
+        """Totals per time bucket (``five_min`` | ``hourly`` | ``daily``), oldest first, empty ones left out."""
+        size = BUCKETS[bucket]
+        until = time.time() if until is None else until
+        sql = (f"SELECT CAST(ts / {size} AS INTEGER) * {size} AS bucket_start, {_TOTALS} FROM request_log "
+               "WHERE ts >= ? AND ts < ? GROUP BY bucket_start ORDER BY bucket_start")
+        return [dict(r) for r in self._db.conn().query(sql, [since, until])]
+
+    def entries(self, limit: int = 100, offset: int = 0, filters: dict[str, Any] | None = None,
+                since: float | None = None) -> tuple[list[dict[str, Any]], int]:  # fmt: skip
+        """The newest rows first, optionally only those matching ``filters`` (column = value) and
+        newer than ``since``."""
+        clauses, params = (["ts >= ?"], [since]) if since is not None else ([], [])
+        for column, value in (filters or {}).items():
+            if column in LOG_COLUMNS and value is not None:
+                clauses.append(f"{column} = ?")
+                params.append(value)
+        where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
+        db = self._db.conn()
+        total = next(iter(db.query(f"SELECT COUNT(*) AS n FROM request_log {where}", params)))["n"]
+        rows = db.query(f"SELECT * FROM request_log {where} ORDER BY ts DESC, id DESC LIMIT ? OFFSET ?", [*params, limit, offset])
+        return [dict(r) for r in rows], total

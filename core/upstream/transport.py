@@ -40,12 +40,13 @@ def _abandoned(leg: Leg | None) -> None:
 class UpstreamStream:
     """An open streaming response; iterate ``chunks()`` and always ``aclose()``."""
 
-    __slots__ = ("status", "headers", "_response", "_closed", "_leg")
+    __slots__ = ("status", "headers", "set_cookies", "_response", "_closed", "_leg")
 
     def __init__(self, response: Any, leg: Leg | None = None) -> None:
         self._response = response
         self.status: int = response.status_code
         self.headers: dict[str, str] = {k.lower(): v for k, v in response.headers.items()}
+        self.set_cookies: list[str] = response.headers.get_list("set-cookie")  # the dict keeps only one
         self._closed = False
         self._leg = leg
         if leg is not None:
@@ -100,6 +101,9 @@ class UpstreamTransport:
             impersonate=cfg.get("tls.impersonate") or None,
             proxy=cfg.get("tls.proxy_url") or None,
             http_version=CurlHttpVersion.V1_1 if cfg.get("tls.force_http11") else None,
+            # One session serves every account: a shared cookie jar would replay one account's
+            # Cloudflare cookies for another. Callers send the cookies they mean to (per account).
+            discard_cookies=True,
         )
 
     def _timeout(self) -> tuple[float, float]:

@@ -159,7 +159,7 @@ def test_unknown_paths_on_intercepted_hosts_are_answered_not_forwarded(gateway: 
             "Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "13",
             "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==", "OpenAI-Beta": "responses_websockets=2026-02-06"})
         assert handshake.status_code == 405
-    assert fake.requests() == []
+    assert fake.requests("/codex/responses") == []  # answered here, never forwarded
 
 
 def tunnel(proxy: ProxyProcess, port: int) -> socket.socket:
@@ -229,7 +229,7 @@ def test_clients_from_other_machines_need_the_proxy_key(fake: FakeCodexThread, t
 
         with pytest.raises(openai.AuthenticationError):
             remote(CLIENT_KEY).chat.completions.create(model="gpt-5.4", messages=[{"role": "user", "content": "hi"}])
-        assert fake.requests() == []
+        assert fake.requests("/codex/responses") == []
         answer = remote(PROXY_KEY).chat.completions.create(model="gpt-5.4", messages=[{"role": "user", "content": "hi"}])
         assert answer.choices[0].message.content == "for the remote client"
     finally:

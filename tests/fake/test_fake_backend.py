@@ -985,6 +985,60 @@ def test_token_delay_makes_concurrent_refresh_visible(fake: FakeCodexThread, bas
     assert fake.refresh_count("acc-c") == 2
 
 
+def test_refresh_reuse_interval_allows_only_the_last_spent_token_briefly(fake: FakeCodexThread, base: str) -> None:
+    fake.configure(refresh_reuse_interval_seconds=0.6)
+    rt = mint_refresh_token("acc-ri")
+    form = {"grant_type": "refresh_token", "client_id": CLIENT_ID, "refresh_token": rt}
+    child = token(base, form).json()["refresh_token"]
+    again = token(base, form)  # within the overlap: a fresh, different successor
+    assert again.status_code == 200 and again.json()["refresh_token"] not in (rt, child)
+    grandchild = token(base, {**form, "refresh_token": child}).json()["refresh_token"]
+    assert grandchild
+    stale = token(base, form)  # rt is no longer the family's last spent token
+    assert stale.status_code == 401 and stale.json()["error"]["code"] == "refresh_token_reused"
+    time.sleep(0.7)
+    late = token(base, {**form, "refresh_token": child})  # the last spent one, but after the interval
+    assert late.status_code == 401 and late.json()["error"]["code"] == "refresh_token_reused"
+
+
+def test_strict_single_use_by_default(fake: FakeCodexThread, base: str) -> None:
+    form = {"grant_type": "refresh_token", "client_id": CLIENT_ID, "refresh_token": mint_refresh_token("acc-s")}
+    assert token(base, form).status_code == 200
+    assert token(base, form).json()["error"]["code"] == "refresh_token_reused"
+
+
+@pytest.mark.parametrize("phase, spent", [("before", False), ("after", True)])
+def test_token_delay_phase_decides_whether_a_client_that_leaves_burned_the_token(
+    fake: FakeCodexThread, base: str, phase: str, spent: bool
+) -> None:
+    fake.configure(token_delay_ms=600, token_delay_phase=phase)
+    form = {"grant_type": "refresh_token", "client_id": CLIENT_ID, "refresh_token": mint_refresh_token("acc-p")}
+
+    async def leave_early() -> None:
+        async with aiohttp.ClientSession() as s:
+            with pytest.raises(asyncio.TimeoutError):
+                async with s.post(base + "/oauth/token", data=form, timeout=aiohttp.ClientTimeout(total=0.2)):
+                    pass
+
+    run(leave_early())
+    time.sleep(0.6)  # let a cancelled "before" grant's sleep run out: it must still not act
+    fake.configure(token_delay_ms=0)
+    resp = token(base, form)
+    assert (resp.status_code == 401) is spent, resp.text
+    assert fake.refresh_count("acc-p") == 2
+    with pytest.raises(ValueError):
+        fake.configure(token_delay_phase="sometimes")
+
+
+def test_cloudflare_cookies_on_request(fake: FakeCodexThread, base: str) -> None:
+    assert "set-cookie" not in {k.lower() for k in post(base, body()).headers}
+    fake.configure(set_cookies=True)
+    resp = post(base, body(), auth("acc-cookie"))
+    cookies = resp.headers.get_list("set-cookie")
+    assert any(c.startswith("cf_clearance=clear-acc-cookie;") for c in cookies)
+    assert any(c.startswith("__cf_bm=") for c in cookies)
+
+
 def test_device_code_flow(fake: FakeCodexThread, base: str) -> None:
     start = curl.post(base + "/api/accounts/deviceauth/usercode", json={"client_id": CLIENT_ID}).json()
     assert start["interval"] == "1" and start["device_auth_id"] and "-" in start["user_code"]

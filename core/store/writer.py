@@ -1,0 +1,76 @@
+"""Writes queued from any thread (the event loop included) and committed by one daemon thread.
+
+``put`` never touches the disk. The thread wakes on the first pending item and writes everything
+that piled up meanwhile as one batch, so a burst costs one commit. With ``key``, a newer item for
+the same key is merged into the pending one (the last state of an account wins, fields merged).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+from collections.abc import Callable, Hashable
+from typing import Generic, TypeVar
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class BatchWriter(Generic[T]):
+    def __init__(
+        self,
+        name: str,
+        write: Callable[[list[T]], None],
+        *,
+        key: Callable[[T], Hashable] | None = None,
+        merge: Callable[[T, T], T] | None = None,
+        batch: int = 1000,
+    ) -> None:
+        self._write = write
+        self._key = key
+        self._merge = merge
+        self._batch = batch
+        self._serial = itertools.count()
+        self._pending: dict[Hashable, T] = {}
+        self._writing = 0
+        self._stopping = False
+        self._cond = threading.Condition()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def put(self, item: T) -> None:
+        with self._cond:
+            slot = self._key(item) if self._key else next(self._serial)
+            previous = self._pending.pop(slot, None)  # re-inserted last: written in the order last changed
+            self._pending[slot] = self._merge(previous, item) if previous is not None and self._merge else item
+            self._cond.notify_all()
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Block until everything put so far is written (shutdown and tests; never on the loop)."""
+        with self._cond:
+            return self._cond.wait_for(lambda: not self._pending and not self._writing, timeout)
+
+    def close(self, timeout: float = 10.0) -> None:
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: self._pending or self._stopping)
+                if not self._pending:
+                    return  # stopping, nothing left
+                slots = list(itertools.islice(self._pending, self._batch))
+                items = [self._pending.pop(slot) for slot in slots]
+                self._writing = len(items)
+            try:
+                self._write(items)
+            except Exception:  # a failed write must never take the proxy down
+                logger.exception("%s: write of %d item(s) failed", self._thread.name, len(items))
+            with self._cond:
+                self._writing = 0
+                self._cond.notify_all()
