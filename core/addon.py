@@ -159,6 +159,7 @@ class CodexGateway:
         self._inflight: dict[str, set[asyncio.Task[Any]]] = {}
         self.credentials = CredentialKeeper()
         self.legs = UpstreamLegs()
+        self.log_requests = False  # front-door requests in the event log (core/direct.py)
         self.proxy_mode = ProxyMode(())
         self.addons: list[Any] = []
 
@@ -178,12 +179,15 @@ class CodexGateway:
             self.proxy_mode,
             BodyBudget(),
             LegRecorder(),
+            self.legs,
         ]
 
     def configure(self, updated: set[str]) -> None:
         # Lazy: a CONNECT must not make mitmproxy dial (and fingerprint itself to) the real host.
         if "connection_strategy" in updated and not ctx.options.has_changed("connection_strategy"):
             ctx.options.update(connection_strategy="lazy")
+        if "termlog_verbosity" in updated:
+            self.log_requests = ctx.options.termlog_verbosity == "debug"  # read here: options are copied on access
 
     def running(self) -> None:
         # Sync on purpose: an async running() breaks mitmproxy's script reload (facts §5).
@@ -251,7 +255,7 @@ class CodexGateway:
 
     async def _open_front_door(self, services: Services, public: tuple[str, int]) -> None:
         assert self.data_plane is not None and self.control is not None
-        self.direct = DirectPath(services, self.data_plane, self.control.port, self.legs, _annotator)
+        self.direct = DirectPath(services, self.data_plane, self.control.port, self.legs, _annotator, lambda: self.log_requests)
         internal = await self.listen.mitmproxy_address()
         door = FrontDoor(web.Server(self.direct.handle, handler_cancellation=True, access_log=None), lambda: internal)
         await door.start(*public)

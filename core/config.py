@@ -68,22 +68,30 @@ def set_path(tree: dict[str, Any], dotted: str, value: Any) -> None:
     node[leaf] = value
 
 
+_MISSING = object()
+
+
 class Config:
     """A read-only view of the merged configuration with dotted-path lookup."""
 
-    __slots__ = ("data", "data_dir")
+    __slots__ = ("data", "data_dir", "_found")
 
     def __init__(self, data: dict[str, Any], data_dir: Path) -> None:
         self.data = data
         self.data_dir = data_dir
+        self._found: dict[str, Any] = {}  # the snapshot never changes: each path is walked once
 
     def get(self, dotted: str, default: Any = None) -> Any:
-        node: Any = self.data
-        for key in dotted.split("."):
-            if not isinstance(node, Mapping) or key not in node:
-                return default
-            node = node[key]
-        return node
+        found = self._found.get(dotted, _MISSING)
+        if found is _MISSING:
+            node: Any = self.data
+            for key in dotted.split("."):
+                if not isinstance(node, Mapping) or key not in node:
+                    node = _MISSING
+                    break
+                node = node[key]
+            self._found[dotted] = found = node
+        return default if found is _MISSING else found
 
     def section(self, name: str) -> Mapping[str, Any]:
         value = self.data.get(name)

@@ -109,13 +109,23 @@ class TurnLegs:
 
 
 class UpstreamLegs:
-    """Hands out a tap per client flow when legs are wanted; keeps their lifecycle tasks alive."""
+    """Hands out a tap per client flow when legs are wanted; keeps their lifecycle tasks alive.
+    An addon only to notice when that changes: reading mitmproxy options deep-copies them, too
+    dear for every request."""
 
     def __init__(self) -> None:
         self._pending: set[asyncio.Task[None]] = set()
+        self.wanted = False
+
+    def running(self) -> None:
+        self.wanted = legs_wanted()
+
+    def configure(self, updated: set[str]) -> None:
+        if updated & {"save_stream_file", "codex_record"}:
+            self.wanted = legs_wanted()
 
     def tap(self, client: http.HTTPFlow, base_url: str) -> TurnLegs | None:
-        return TurnLegs(client, base_url, self._pending) if legs_wanted() else None
+        return TurnLegs(client, base_url, self._pending) if self.wanted else None
 
 
 class LegRecorder:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import secrets
 import time
 from collections.abc import Mapping
@@ -91,8 +92,13 @@ def retry_headers(error: Failure) -> dict[str, str]:
     return {"retry-after": str(max(1, round(retry_after)))} if retry_after else {}
 
 
+_ID_ORIGIN = secrets.token_hex(4)  # this process's; a counter makes each id unique within it
+_ID_COUNTER = itertools.count(secrets.randbelow(1 << 32))
+
+
 def random_id(prefix: str, nbytes: int = 12) -> str:
-    return prefix + secrets.token_hex(nbytes)
+    """A unique id for a response, message or request (not a secret: no system call per id)."""
+    return f"{prefix}{_ID_ORIGIN}{next(_ID_COUNTER):0{max(2 * nbytes - 8, 8)}x}"
 
 
 def now_seconds() -> int:
