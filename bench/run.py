@@ -153,7 +153,7 @@ def summarize(raw: dict[str, Any]) -> dict[str, Any]:
         "rps": round(len(ok) / raw["elapsed"], 1) if raw["elapsed"] else None,
         "ttfb_ms": {p: ms(percentile(ttfb, p)) for p in (50, 95, 99)},
         "latency_ms": {p: ms(percentile(total, p)) for p in (50, 95, 99)},
-        "event_ms": {p: ms(percentile(events, p)) for p in (50, 99)},
+        "event_ms": {p: ms(percentile(events, p)) for p in (50, 99)}, "event_ms_detail": {p: ms(percentile(events, p)) for p in (90, 95, 99.9)} if events else {},
         "stalls": sum(1 for o in outcomes if o["max_gap_ns"] > 1e9),
     }
 

@@ -47,13 +47,14 @@ from core.flows import (
 from core.intercept import ProxyMode
 from core.legs import LegRecorder, TurnLegs, UpstreamLegs
 from core.protocols.base import ClientRequest, Reply, json_reply
-from core.redact import CredentialKeeper
+from core.redact import CredentialKeeper, redact_json
 from core.retention import BodyBudget
 from core.services import Services
 
 logger = logging.getLogger(__name__)
 
 _STREAMED = "codex.streamed"  # flow metadata: the bridge answers this flow with a stream
+_CONTROL_PLANE = "codex.control_plane"  # flow metadata: answered by the Flask app (may carry tokens)
 _STARTUP_TIMEOUT = 30.0
 
 
@@ -349,6 +350,7 @@ class CodexGateway:
         elif isinstance(outcome, ToControlPlane):
             flow.request.headers[CLIENT_ADDR_HEADER] = client_address(flow)
             flow.request.headers[SEALED_HEADER] = self.control.unsealer.seal(credentials)
+            flow.metadata[_CONTROL_PLANE] = True
             redirect_to_loopback(flow, self.control.port, keep_body=True)
         elif isinstance(outcome, Job):
             outcome.tap = legs = self.legs.tap(flow, str(self.services.cfg.get("api.base_url") or ""))
@@ -383,7 +385,16 @@ class CodexGateway:
             return
         if flow.metadata.pop(_STREAMED, False) or "text/event-stream" in flow.response.headers.get("content-type", ""):
             flow.response.stream = True
+        elif flow.metadata.get(_CONTROL_PLANE):
+            # Streamed, so the ``response`` hook below runs after the client has the body: what
+            # stays on the flow (mitmweb, -w) can then lose its tokens (a full account export).
+            flow.response.stream = True
         restore_original(flow)
+
+    def response(self, flow: http.HTTPFlow) -> None:
+        if flow.metadata.pop(_CONTROL_PLANE, False) and flow.response is not None and flow.response.raw_content:
+            if (redacted := redact_json(flow.response.get_content(strict=False) or b"")) is not None:
+                flow.response.content = redacted
 
     def error(self, flow: http.HTTPFlow) -> None:
         if self.bridge is not None and was_redirected(flow):
