@@ -32,8 +32,8 @@ WRONG_KEY = "wrong-key-that-must-not-show"
 def start_web(fake: FakeCodexThread, tmp_path: Path) -> Iterator[Callable[..., ProxyProcess]]:
     started: list[ProxyProcess] = []
 
-    def start(*extra: str) -> ProxyProcess:
-        proxy = ProxyProcess(tmp_path / f"web{len(started)}", proxy_config(fake), tool="mitmweb", verbosity="info",
+    def start(*extra: str, **config: Any) -> ProxyProcess:
+        proxy = ProxyProcess(tmp_path / f"web{len(started)}", proxy_config(fake, **config), tool="mitmweb", verbosity="info",
                              args=mitmweb_args(*extra)).start()
         started.append(proxy)
         return proxy
@@ -107,10 +107,13 @@ def test_retries_show_one_leg_per_attempt(start_web: Callable[..., ProxyProcess]
     assert "legs=2" in turn["comment"]
 
 
+@pytest.mark.parametrize("front_door", [True, False], ids=["front-door", "mitmproxy-only"])
 def test_no_credential_reaches_mitmweb_or_a_saved_flow(start_web: Callable[..., ProxyProcess], fake: FakeCodexThread,
-                                                       tmp_path: Path) -> None:
+                                                       tmp_path: Path, front_door: bool) -> None:
+    """Base-URL calls are mirrored flows behind the front door, real mitmproxy flows without it:
+    neither may show or save a credential."""
     saved, recorded = tmp_path / "saved.flows", tmp_path / "legs.flows"
-    proxy = start_web("-w", str(saved), "--set", f"codex_record={recorded}")
+    proxy = start_web("-w", str(saved), "--set", f"codex_record={recorded}", server={"front_door": front_door})
     token, refresh = mint_access_token(account_id="acc-1"), mint_refresh_token("acc-1")
     secrets = [PROXY_KEY, token, refresh, CLIENT_KEY, COOKIE, QUERY_KEY, WRONG_KEY]
     web = MitmWeb(proxy)
