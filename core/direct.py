@@ -20,14 +20,12 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 from mitmproxy import connection, ctx, hooks, http
-from mitmproxy.flow import Error
-from mitmproxy.proxy.layers.http import HttpErrorHook, HttpResponseHook
 
 from core.bridge import AiohttpSink
 from core.endpoints import DataPlane, Job, ToControlPlane, is_control_plane_path
 from core.exchange import Exchange
 from core.flows import CLIENT_ADDR_HEADER
-from core.legs import TurnLegs, UpstreamLegs
+from core.legs import TurnLegs, UpstreamLegs, conclude
 from core.protocols.base import ClientRequest, Reply
 from core.redact import REDACTED, SECRET_QUERY_PARAMS, redact_json, redacted_headers
 from core.services import Services
@@ -94,12 +92,7 @@ class MirrorFlow:
             flow.response.timestamp_end = time.time()
         elif error is None:
             error = "no answer"
-        if error:
-            flow.error = Error(error)
-        event = HttpErrorHook(flow) if error else HttpResponseHook(flow)
-        task = asyncio.get_running_loop().create_task(ctx.master.addons.handle_lifecycle(event))
-        self._pending.add(task)
-        task.add_done_callback(self._pending.discard)
+        conclude(flow, error, self._pending)
 
 
 class MirroringSink(AiohttpSink):

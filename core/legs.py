@@ -40,6 +40,17 @@ def legs_wanted() -> bool:
     return ctx.master.addons.get("view") is not None or bool(options.save_stream_file) or bool(options.codex_record)
 
 
+def conclude(flow: http.HTTPFlow, error: str | None, pending: set[asyncio.Task[None]]) -> None:
+    """Finish a flow we made ourselves: run it through the ``response`` (or ``error``) lifecycle so
+    mitmweb, ``-w`` and ``codex_record`` treat it like any flow. ``pending`` keeps the task alive."""
+    if error:
+        flow.error = Error(error)
+    event = HttpErrorHook(flow) if error else HttpResponseHook(flow)
+    task = asyncio.get_running_loop().create_task(ctx.master.addons.handle_lifecycle(event))
+    pending.add(task)
+    task.add_done_callback(pending.discard)
+
+
 class LegFlow:
     """One upstream call as it happens (a ``core.upstream.tap.Leg``)."""
 
@@ -71,12 +82,7 @@ class LegFlow:
             flow.response.content = b"".join(self._chunks)
             flow.response.timestamp_end = time.time()
         self._chunks = []
-        if error:
-            flow.error = Error(error)
-        event = HttpErrorHook(flow) if error else HttpResponseHook(flow)
-        task = asyncio.get_running_loop().create_task(ctx.master.addons.handle_lifecycle(event))
-        self._pending.add(task)
-        task.add_done_callback(self._pending.discard)
+        conclude(flow, error, self._pending)
 
 
 class TurnLegs:
