@@ -1,7 +1,7 @@
 // Accounts: the pool's table, adding accounts (browser login, pasted token or URL, device code,
 // import), export, and per-row and batch actions. Long actions run a few requests at a time and
 // show their progress; the table refreshes itself, so a login finished elsewhere appears.
-import { $, $$, api, confirmDialog, download, eachLimited, el, every, failed, fmt, icon, t, toast } from "./core.js";
+import { $, $$, api, confirmDialog, download, eachLimited, el, every, failed, fmt, icon, t, tabs, toast } from "./core.js";
 
 const state = { accounts: [], usage: {}, selected: new Set(), addOpen: false, busy: false };
 
@@ -224,14 +224,7 @@ $("#add-toggle").addEventListener("click", () => {
 
 // --- adding accounts ----------------------------------------------------------------------------
 
-for (const tab of $$("#add-panel [role=tab]")) {
-  tab.addEventListener("click", () => {
-    for (const other of $$("#add-panel [role=tab]")) {
-      other.setAttribute("aria-selected", String(other === tab));
-      $(`#${other.getAttribute("aria-controls")}`).hidden = other !== tab;
-    }
-  });
-}
+tabs($("#add-panel"));
 
 async function added(result) {
   const account = result.account || {};

@@ -50,7 +50,12 @@ export function el(tag, attrs = {}, ...children) {
     if (value === undefined || value === null || value === false) continue;
     if (name.startsWith("on")) node.addEventListener(name.slice(2), value);
     else if (name === "dataset") Object.assign(node.dataset, value);
-    else if (name === "style" && typeof value === "object") Object.assign(node.style, value);
+    else if (name === "style" && typeof value === "object") {
+      for (const [property, setting] of Object.entries(value)) {
+        if (property.startsWith("--")) node.style.setProperty(property, setting);
+        else node.style[property] = setting;
+      }
+    }
     else node.setAttribute(name, value === true ? "" : value);
   }
   for (const child of children.flat()) {
@@ -184,6 +189,19 @@ export function every(seconds, task) {
   document.addEventListener("visibilitychange", () => !document.hidden && run());
   run();
   return { stop: () => clearTimeout(timer), now: run };
+}
+
+/** Tabs: buttons with role=tab and aria-controls, each showing its panel. */
+export function tabs(root) {
+  const all = $$("[role=tab]", root);
+  for (const tab of all) {
+    tab.addEventListener("click", () => {
+      for (const other of all) {
+        other.setAttribute("aria-selected", String(other === tab));
+        document.getElementById(other.getAttribute("aria-controls")).hidden = other !== tab;
+      }
+    });
+  }
 }
 
 // --- the frame: language and theme switches (cookies, so the server renders the same) ----------------
