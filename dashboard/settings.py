@@ -211,9 +211,10 @@ _section_endpoints("rotation-settings", "auth", ("rotation_strategy", "session_a
 _section_endpoints("quota-settings", "quota", ("refresh_interval_minutes", "warning_thresholds", "skip_exhausted"))
 
 
-def _secret_problem(value: Any) -> str | None:
-    if not isinstance(value, str) or len(value) < MIN_SECRET_LENGTH or len(value) > 200 or any(c.isspace() for c in value):
-        return f"must be {MIN_SECRET_LENGTH}-200 characters without spaces"
+def _secret_problem(value: Any, *, spaces: bool = False) -> str | None:
+    """A key goes in an HTTP header (no spaces); a password may be a passphrase."""
+    if not isinstance(value, str) or not MIN_SECRET_LENGTH <= len(value) <= 200 or (not spaces and any(c.isspace() for c in value)):
+        return f"must be {MIN_SECRET_LENGTH}-200 characters" + ("" if spaces else " without spaces")
     return None
 
 
@@ -260,7 +261,7 @@ def change_password() -> Any:
     if "password" not in body:
         return api_error(400, "Give {\"password\": \"...\"} or {\"password\": null}", "invalid_request")
     password = body["password"]
-    if password is not None and (problem := _secret_problem(password)):
+    if password is not None and (problem := _secret_problem(password, spaces=True)):
         return api_error(400, f"password {problem}", "invalid_request")
     services().config.update_local({"session": {"password": password}})
     _log_out_others()

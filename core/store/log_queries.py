@@ -82,7 +82,7 @@ def error_groups(db: sqlite_utils.Database, since: float | None, limit: int = 50
     """Failed requests grouped by kind, most frequent first, each with its latest example."""
     where, params = (f"WHERE ts >= ? AND {OUTCOMES['error']}", [since]) if since else (f"WHERE {OUTCOMES['error']}", [])
     groups: dict[str, dict[str, Any]] = {}
-    for row in db.query(f"SELECT id, ts, status, error, model, protocol, account_id FROM request_log {where} ORDER BY ts DESC", params):
+    for row in db.query(f"SELECT id, ts, request_id, status, error, model, protocol, account_id FROM request_log {where} ORDER BY ts DESC", params):
         kind = error_kind(row["status"], row["error"])
         group = groups.get(kind)
         if group is None:
