@@ -1,7 +1,7 @@
 // Accounts: the pool's table, adding accounts (browser login, pasted token or URL, device code,
 // import), export, and per-row and batch actions. Long actions run a few requests at a time and
 // show their progress; the table refreshes itself, so a login finished elsewhere appears.
-import { $, $$, api, confirmDialog, download, eachLimited, el, every, failed, fmt, icon, t, tabs, toast } from "./core.js";
+import { $, $$, api, confirmDialog, download, eachLimited, el, every, failed, fmt, icon, ready, t, tabs, toast } from "./core.js";
 
 const state = { accounts: [], usage: {}, selected: new Set(), addOpen: false, busy: false };
 
@@ -396,3 +396,4 @@ $("#export-dialog").addEventListener("close", async (event) => {
 });
 
 every(15, load);
+ready();

@@ -1,6 +1,6 @@
 // Connect a client: the key stays masked on screen until revealed; copying a snippet copies it
 // with the real key in it.
-import { $, $$, api, copyText, tabs, t } from "./core.js";
+import { $, $$, api, copyText, ready, t, tabs } from "./core.js";
 
 let key = null;
 
@@ -39,3 +39,4 @@ for (const button of $$("[data-copy]")) {
 for (const button of $$("[data-copy-text]")) {
   button.addEventListener("click", () => copyText(button.dataset.copyText));
 }
+ready();

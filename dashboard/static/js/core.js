@@ -204,6 +204,11 @@ export function tabs(root) {
   }
 }
 
+/** Called last by each page's script: its controls work from now on (tests wait for this). */
+export function ready() {
+  document.body.dataset.ready = "true";
+}
+
 // --- the frame: language and theme switches (cookies, so the server renders the same) ----------------
 
 function remember(name, value) {

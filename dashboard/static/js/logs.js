@@ -1,6 +1,6 @@
 // Logs: the request log with filters, search and paging (live while on the first page), each row
 // opening its details (bodies when capture is on), and the errors grouped by kind.
-import { $, $$, api, boot, el, every, failed, fmt, t, tabs } from "./core.js";
+import { $, $$, api, boot, el, every, failed, fmt, ready, t, tabs } from "./core.js";
 
 const PAGE = 50;
 const state = { offset: 0, total: 0, errorHours: 24 };
@@ -168,3 +168,4 @@ tabs($("#log-tabs"));
 $("#tab-errors").addEventListener("click", () => loadErrors().catch(failed));
 if (location.hash === "#errors") $("#tab-errors").click();
 loadErrors().catch(() => {});
+ready();

@@ -1,6 +1,6 @@
 // Settings: each card saves its own keys through POST /admin/settings and says whether they
 // applied at once or wait for a restart; the key and the dashboard password have their own calls.
-import { $, $$, api, confirmDialog, el, failed, t, toast } from "./core.js";
+import { $, $$, api, confirmDialog, el, failed, ready, t, toast } from "./core.js";
 
 function mask(key) {
   if (!key) return "—";
@@ -42,16 +42,30 @@ function showPending(keys) {
   $("#restart-keys").textContent = t("settings.pending_text", { keys: keys.join(", ") });
 }
 
+/** The form's values that differ from what was last saved (only those are sent). */
+function changes(form) {
+  const values = collect(form);
+  const saved = JSON.parse(form.dataset.saved);
+  return Object.fromEntries(Object.entries(values).filter(([key, value]) => JSON.stringify(value) !== JSON.stringify(saved[key])));
+}
+
 for (const form of $$("form[data-settings]")) {
+  form.dataset.saved = JSON.stringify(collect(form));
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     const result = $(".result", form);
     const button = $("button[type=submit]", form);
-    button.disabled = true;
+    const changed = changes(form);
     result.className = "result";
+    if (!Object.keys(changed).length) {
+      result.textContent = t("settings.unchanged");
+      return;
+    }
+    button.disabled = true;
     result.textContent = t("ui.saving");
     try {
-      const saved = await api("POST", "/admin/settings", collect(form));
+      const saved = await api("POST", "/admin/settings", changed);
+      form.dataset.saved = JSON.stringify(collect(form));
       result.textContent = saved.restart_needed.length ? t("settings.saved_restart", { keys: saved.restart_needed.join(", ") }) : t("settings.saved");
       result.classList.add(saved.restart_needed.length ? "warn" : "ok");
       showPending(saved.restart_pending);
@@ -133,3 +147,4 @@ $("#password-form").addEventListener("submit", (event) => {
   changePassword($("#new-password").value);
 });
 $("#password-clear").addEventListener("click", () => changePassword(null));
+ready();

@@ -1,6 +1,6 @@
 // Usage: totals, charts over time (requests, tokens, per account, per model, latency) and
 // percentiles for the chosen range, all from the request log.
-import { $, $$, api, el, failed, fmt, t } from "./core.js";
+import { $, $$, api, el, failed, fmt, ready, t } from "./core.js";
 import { bucketAxis, onAxis, seriesColor, timeChart, watchSize } from "./charts.js";
 
 const GRANULARITY = { 1: "five_min", 6: "five_min", 24: "hourly", 168: "hourly", 720: "daily" };
@@ -117,3 +117,4 @@ for (const button of $$("#range button")) {
 
 watchSize();
 load().catch(failed);
+ready();
