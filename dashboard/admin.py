@@ -47,16 +47,18 @@ def _bad_query(error: BadQuery) -> Any:
 
 
 def _account_names() -> dict[str, str | None]:
-    return {a.id: a.email or a.label for a in services().pool.all()}
+    """How the dashboard names an account: its label, else its email."""
+    return {a.id: a.label or a.email for a in services().pool.all()}
 
 
 @admin_api.get("/usage-stats/summary")
 @require_api_key
 def usage_summary() -> Any:
     summary = services().request_log.summary(_since())
-    names = _account_names()
+    accounts = {a.id: a for a in services().pool.all()}
     for row in summary["by_account"]:
-        row["email"] = names.get(row["key"])
+        account = accounts.get(row["key"] or "")
+        row["email"], row["label"] = (account.email, account.label) if account else (None, None)
     return jsonify(summary)
 
 

@@ -101,7 +101,7 @@ def usage() -> Any:
 def logs() -> Any:
     svc = services()
     return render_page("logs", boot={
-        "accounts": {a.id: a.email or a.label or a.id for a in svc.pool.all()},
+        "accounts": {a.id: a.label or a.email or a.id for a in svc.pool.all()},
         "models": [m.id for m in svc.catalog.list()],
         "capture_bodies": bool(svc.cfg.get("logs.capture_bodies")),
     })  # fmt: skip

@@ -99,7 +99,7 @@ async function load() {
     { label: "p50", values: onAxis(axis, latency.points, "tps_p50", null), color: seriesColor(2) },
     { label: "p90", values: onAxis(axis, latency.points, "tps_p90", null), color: seriesColor(5) },
   ] });
-  bars("bars-accounts", summary.by_account, (key) => (key ? summary.by_account.find((r) => r.key === key)?.email || accountName(key) : t("series.no_account")));
+  bars("bars-accounts", summary.by_account, accountName);
   bars("bars-models", summary.by_model, modelName);
   percentiles(latency);
   document.body.dataset.loaded = String(hours);
