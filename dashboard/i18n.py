@@ -184,7 +184,6 @@ STRINGS: dict[str, tuple[str, str]] = {
     "model.inputs": ("Input", "输入"),
     "model.default": ("default", "默认"),
     # --- usage -------------------------------------------------------------------------------------
-    "usage.title": ("Usage", "用量"),
     "usage.subtitle": ("Requests and tokens through this proxy, per account and per model. Drag across a chart to zoom in, double-click to zoom out.",
                        "经由本代理的请求和令牌用量，按账号和模型细分。在图表上拖动可放大，双击恢复。"),
     "range.1": ("1 hour", "1小时"),
@@ -224,7 +223,6 @@ STRINGS: dict[str, tuple[str, str]] = {
     "unit.ms": ("{n} ms", "{n} 毫秒"),
     "unit.tps": ("{n} tok/s", "{n} 令牌/秒"),
     # --- logs --------------------------------------------------------------------------------------
-    "logs.title": ("Logs", "日志"),
     "logs.subtitle": ("Every request the proxy answered, newest first.", "代理应答过的每个请求，按时间倒序。"),
     "logs.tab_requests": ("Requests", "请求"),
     "logs.tab_errors": ("Errors", "错误"),
@@ -273,7 +271,6 @@ STRINGS: dict[str, tuple[str, str]] = {
     "errors.accounts": ("Accounts: {list}", "账号：{list}"),
     "errors.example": ("Latest example", "最近的示例"),
     # --- settings ----------------------------------------------------------------------------------
-    "settings.title": ("Settings", "设置"),
     "settings.subtitle": ("Saved to {path}. Most changes apply at once; the others wait for a restart, and this page says which.",
                           "保存在 {path}。大多数更改立即生效；其余的需要重启，本页会标明。"),
     "settings.live": ("applies at once", "立即生效"),

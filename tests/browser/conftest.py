@@ -25,8 +25,10 @@ PHONE = {"width": 390, "height": 844}
 OpenDashboard = Callable[..., Page]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium() -> Iterator[Browser]:
+    """Per module: Playwright's sync API keeps an event loop on this thread while it runs, which
+    the suite's later asyncio.run() calls must not find."""
     if not Path(CHROMIUM).exists():
         pytest.fail(f"no Chromium at {CHROMIUM}: `make test` installs Debian's (or set CODEX_PROXY_CHROMIUM)")
     with sync_playwright() as playwright:

@@ -31,6 +31,14 @@ def client_of(proxy: ProxyProcess) -> openai.OpenAI:
     return openai.OpenAI(base_url=proxy.base_url, api_key=proxy.key, max_retries=0, timeout=30)
 
 
+def proxy_with(start_proxy: StartProxy, *account_ids: str) -> tuple[ProxyProcess, openai.OpenAI]:
+    """A private proxy (its own request log and settings) with these fake-backed accounts."""
+    proxy = start_proxy()
+    for account_id in account_ids:
+        add(proxy, account_id)
+    return proxy, client_of(proxy)
+
+
 def rows(page: Page) -> Any:
     return page.locator("#accounts-body tr")
 
@@ -263,10 +271,7 @@ def test_export_and_import_round_trip(pool_proxy: ProxyProcess, fake: FakeCodexT
 
 def test_settings_change_the_running_proxy(start_proxy: StartProxy, fake: FakeCodexThread, open_dashboard: OpenDashboard,
                                            snap: Snap) -> None:  # fmt: skip
-    proxy = start_proxy()
-    add(proxy, "acc-s1")
-    add(proxy, "acc-s2")
-    client = client_of(proxy)
+    proxy, client = proxy_with(start_proxy, "acc-s1", "acc-s2")
     page = open_dashboard(proxy, "/dashboard/settings")
 
     page.click("#alias-add")
@@ -308,10 +313,7 @@ def test_settings_change_the_running_proxy(start_proxy: StartProxy, fake: FakeCo
 
 def test_usage_charts_come_from_real_requests(start_proxy: StartProxy, fake: FakeCodexThread, open_dashboard: OpenDashboard,
                                               snap: Snap) -> None:  # fmt: skip
-    proxy = start_proxy()
-    add(proxy, "acc-u1")
-    add(proxy, "acc-u2")
-    client = client_of(proxy)
+    proxy, client = proxy_with(start_proxy, "acc-u1", "acc-u2")
     for i in range(4):
         chat(client, f"plain {i}", model="gpt-5.4")
     for i in range(3):
@@ -352,10 +354,12 @@ def test_usage_charts_come_from_real_requests(start_proxy: StartProxy, fake: Fak
 
 def drawn_pixels(page: Page, canvas: str) -> int:
     """Pixels of the canvas in the first series' colour (the chart's data, not its grid)."""
-    return page.evaluate("""(selector) => {
+    return page.evaluate(r"""(selector) => {
         const canvas = document.querySelector(selector);
-        const hex = getComputedStyle(document.documentElement).getPropertyValue('--chart-1').trim();
-        const [r, g, b] = [1, 3, 5].map((i) => parseInt(hex.slice(i, i + 2), 16));
+        const probe = document.body.appendChild(document.createElement('span'));
+        probe.style.color = 'var(--chart-1)';
+        const [r, g, b] = getComputedStyle(probe).color.match(/\d+/g).map(Number);
+        probe.remove();
         const data = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
         let n = 0;
         for (let i = 0; i < data.length; i += 4) {
@@ -367,9 +371,7 @@ def drawn_pixels(page: Page, canvas: str) -> int:
 
 def test_logs_filter_detail_bodies_and_errors(start_proxy: StartProxy, fake: FakeCodexThread, open_dashboard: OpenDashboard,
                                               snap: Snap) -> None:  # fmt: skip
-    proxy = start_proxy()
-    add(proxy, "acc-l1")
-    client = client_of(proxy)
+    proxy, client = proxy_with(start_proxy, "acc-l1")
     chat(client, "one", model="gpt-5.4")
     chat(client, "two", model="gpt-5.4-mini")
     fake.fault("acc-l1", sc.usage_limit_429(resets_in=600), times=1)

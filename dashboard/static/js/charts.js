@@ -6,20 +6,22 @@ import { $$, el, fmt, lang, t } from "./core.js";
 
 const charts = new Map(); // container id -> {plot, spec}
 
-function css(name) {
-  return getComputedStyle(document.documentElement).getPropertyValue(name).trim();
+let probe = null;
+
+/** A colour variable of the stylesheet as the canvas needs it: resolved (light or dark) to rgb(). */
+export function cssColor(name) {
+  if (!probe) probe = document.body.appendChild(el("span", { hidden: true }));
+  probe.style.color = `var(${name})`;
+  return getComputedStyle(probe).color;
 }
 
 export function seriesColor(index) {
-  return css(`--chart-${(index % 8) + 1}`);
+  return cssColor(`--chart-${(index % 8) + 1}`);
 }
 
-/** ``#rrggbb`` at ``opacity`` (canvas fill styles do not take color-mix()). */
 function alpha(color, opacity) {
-  const hex = /^#([0-9a-f]{6})$/i.exec(color);
-  if (!hex) return color;
-  const n = parseInt(hex[1], 16);
-  return `rgba(${n >> 16}, ${(n >> 8) & 255}, ${n & 255}, ${opacity})`;
+  const [r, g, b] = color.match(/\d+/g);
+  return `rgba(${r}, ${g}, ${b}, ${opacity})`;
 }
 
 const ZH_NAMES = {
@@ -51,7 +53,7 @@ function dataTable(spec) {
 }
 
 function build(container, spec) {
-  const axis = { stroke: css("--muted"), grid: { stroke: css("--border"), width: 1 }, ticks: { stroke: css("--border"), width: 1 } };
+  const axis = { stroke: cssColor("--muted"), grid: { stroke: cssColor("--border"), width: 1 }, ticks: { stroke: cssColor("--border"), width: 1 } };
   const stacked = spec.stacked === true;
   // Stacked bars: each series is drawn as the running total of itself and those after it, the
   // legend and the data table still show its own value.
