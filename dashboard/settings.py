@@ -229,7 +229,7 @@ def _log_out_others() -> None:
 def reveal_key() -> Any:
     """The proxy key itself, for the dashboard's reveal and copy buttons (the page only ever
     shows it masked)."""
-    response = jsonify({"key": services().cfg.proxy_api_key})
+    response = jsonify({"api_key": services().cfg.proxy_api_key})  # the name core/redact.py hides in mitmweb
     response.headers["Cache-Control"] = "no-store"
     return response
 
@@ -237,18 +237,18 @@ def reveal_key() -> Any:
 @settings_api.post("/server-key")
 @require_api_key
 def change_key() -> Any:
-    """``{"generate": true}`` or ``{"key": "<new key>"}``. Applies at once: every client needs the
-    new key from now on."""
+    """``{"generate": true}`` or ``{"api_key": "<new key>"}``. Applies at once: every client needs
+    the new key from now on."""
     body = json_body() or {}
     if body.get("generate") is True:
         key = new_api_key()
-    elif problem := _secret_problem(body.get("key")):
-        return api_error(400, f"key {problem}", "invalid_request")
+    elif problem := _secret_problem(body.get("api_key")):
+        return api_error(400, f"api_key {problem}", "invalid_request")
     else:
-        key = body["key"]
+        key = body["api_key"]
     services().config.update_local({"server": {"proxy_api_key": key}})
     _log_out_others()
-    response = jsonify({"success": True, "key": key})
+    response = jsonify({"success": True, "api_key": key})
     response.headers["Cache-Control"] = "no-store"
     return response
 

@@ -20,6 +20,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from core.fake import mint_access_token, mint_refresh_token
+from core.redact import redact_json
 from core.flows import CLIENT_ADDR_HEADER
 from core.services import Services
 from core.store import log_queries
@@ -179,13 +180,14 @@ def test_a_new_password_or_key_logs_other_browsers_out(client: FlaskClient, app:
 def test_the_key_is_revealed_and_replaced_through_the_api(client: FlaskClient, services: Services) -> None:
     auth = {"Authorization": f"Bearer {KEY}"}
     shown = client.get("/admin/server-key", headers=auth)
-    assert shown.json == {"key": KEY} and shown.headers["Cache-Control"] == "no-store"
-    assert client.post("/admin/server-key", json={"key": "has space"}, headers=auth).status_code == 400
-    new = client.post("/admin/server-key", json={"generate": True}, headers=auth).json["key"]
+    assert shown.json == {"api_key": KEY} and shown.headers["Cache-Control"] == "no-store"
+    assert KEY not in (redact_json(shown.data) or b"").decode()  # what mitmweb's copy of this answer shows
+    assert client.post("/admin/server-key", json={"api_key": "has space"}, headers=auth).status_code == 400
+    new = client.post("/admin/server-key", json={"generate": True}, headers=auth).json["api_key"]
     assert new.startswith("cp-") and services.cfg.proxy_api_key == new
     assert yaml.safe_load(services.config.local_path.read_text())["server"]["proxy_api_key"] == new
     assert client.get("/admin/server-key", headers=auth).status_code == 401
-    assert client.get("/admin/server-key", headers={"x-api-key": new}).json["key"] == new
+    assert client.get("/admin/server-key", headers={"x-api-key": new}).json["api_key"] == new
 
 
 # --- settings -------------------------------------------------------------------------------------

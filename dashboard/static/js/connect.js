@@ -5,7 +5,7 @@ import { $, $$, api, copyText, ready, t, tabs } from "./core.js";
 let key = null;
 
 async function realKey() {
-  key ??= (await api("GET", "/admin/server-key")).key;
+  key ??= (await api("GET", "/admin/server-key")).api_key;
   return key;
 }
 

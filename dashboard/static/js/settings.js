@@ -104,7 +104,7 @@ $("#settings-key-reveal").addEventListener("click", async (event) => {
   const button = event.currentTarget;
   const shown = button.getAttribute("aria-pressed") === "true";
   try {
-    $("#settings-key").textContent = shown ? $("#settings-key").dataset.masked : (await api("GET", "/admin/server-key")).key || "—";
+    $("#settings-key").textContent = shown ? $("#settings-key").dataset.masked : (await api("GET", "/admin/server-key")).api_key || "—";
   } catch (error) {
     failed(error);
     return;
@@ -116,7 +116,7 @@ $("#settings-key-reveal").addEventListener("click", async (event) => {
 async function changeKey(body) {
   if (!(await confirmDialog({ title: t("settings.key"), text: t("settings.key_confirm"), danger: true }))) return;
   try {
-    const { key } = await api("POST", "/admin/server-key", body);
+    const { api_key: key } = await api("POST", "/admin/server-key", body);
     $("#settings-key").dataset.masked = mask(key);
     $("#settings-key").textContent = mask(key);
     $("#settings-key-reveal").setAttribute("aria-pressed", "false");
@@ -128,7 +128,7 @@ async function changeKey(body) {
 }
 
 $("#key-generate").addEventListener("click", () => changeKey({ generate: true }));
-$("#key-set").addEventListener("click", () => changeKey({ key: $("#new-key").value.trim() }));
+$("#key-set").addEventListener("click", () => changeKey({ api_key: $("#new-key").value.trim() }));
 
 async function changePassword(password) {
   try {
