@@ -52,6 +52,7 @@ $(GEMINI_CLI): tests/cli/gemini/package-lock.json
 $(CHROMIUM):
 	@command -v apt-get >/dev/null || { echo "The browser tests need Chromium at $(CHROMIUM): install it, or point CHROMIUM=... at one"; exit 1; }
 	$(SUDO) apt-get install -y chromium || { $(SUDO) apt-get update && $(SUDO) apt-get install -y chromium; }
+	@test -x $(CHROMIUM) || { echo "Debian's chromium is at /usr/bin/chromium, not at CHROMIUM=$(CHROMIUM)"; exit 1; }
 
 test: $(STAMP) $(CLI) $(GEMINI_CLI) $(CHROMIUM)
 	CODEX_PROXY_CHROMIUM=$(CHROMIUM) $(PY) -m pytest $(ARGS)

@@ -213,7 +213,7 @@ class Exchange:
         if self.services.cfg.get("logs.enabled", True):
             self.services.request_log.record(row)
             if self.capture is not None:
-                self.services.bodies.record(self.capture.row(self.job.request_id, self.job.received_at, self.job.body))
+                self.services.bodies.record(self.capture.captured(self.job.request_id, self.job.received_at, self.job.body))
         if self.job.annotate is not None:
             try:
                 self.job.annotate(row)

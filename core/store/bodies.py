@@ -7,6 +7,7 @@ a thread, like the request log, so nothing here touches the disk on the event lo
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from core.protocols.base import Reply
@@ -54,21 +55,35 @@ class BodyCapture:
     async def end(self) -> None:
         await self._inner.end()
 
-    def row(self, request_id: str, ts: float, request_body: bytes) -> dict[str, Any]:
-        answer = b"".join(self._chunks)
-        shown = redact_json(request_body) or request_body
-        return {"request_id": request_id, "ts": ts, "request": _text(shown), "response": _text(answer),
-                "truncated": int(self.truncated or len(answer) > BODY_CAP or len(shown) > BODY_CAP)}  # fmt: skip
+    def captured(self, request_id: str, ts: float, request_body: bytes) -> Captured:
+        return Captured(request_id, ts, request_body, b"".join(self._chunks), self.truncated)
+
+
+@dataclass(frozen=True, slots=True)
+class Captured:
+    """One exchange's bodies as they passed; BodyLog's thread redacts and stores them."""
+
+    request_id: str
+    ts: float
+    request: bytes
+    response: bytes
+    truncated: bool = False
+
+    def row(self) -> dict[str, Any]:
+        shown = redact_json(self.request) or self.request
+        cut = self.truncated or len(self.response) > BODY_CAP or len(shown) > BODY_CAP
+        return {"request_id": self.request_id, "ts": self.ts, "request": _text(shown), "response": _text(self.response), "truncated": int(cut)}
 
 
 class BodyLog:
     def __init__(self, db: Database, keep: int = 200) -> None:
         self._db = db
         self.keep = keep  # the config's logs.bodies_kept, set by the owner when it changes
-        self._writer: BatchWriter[dict[str, Any]] = BatchWriter("body-log-writer", self._write)
+        self._writer: BatchWriter[Captured] = BatchWriter("body-log-writer", self._write)
 
-    def record(self, row: dict[str, Any]) -> None:
-        self._writer.put(row)
+    def record(self, captured: Captured) -> None:
+        """From the event loop: queued only (parsing for redaction and the write happen in the thread)."""
+        self._writer.put(captured)
 
     def get(self, request_id: str) -> dict[str, Any] | None:
         rows = list(self._db.conn()["request_bodies"].rows_where("request_id = ?", [request_id]))
@@ -80,7 +95,8 @@ class BodyLog:
     def close(self) -> None:
         self._writer.close()
 
-    def _write(self, rows: list[dict[str, Any]]) -> None:
+    def _write(self, captured: list[Captured]) -> None:
+        rows = [c.row() for c in captured]
         with self._db.transaction() as db:
             db["request_bodies"].insert_all(rows, replace=True)
             db.execute("DELETE FROM request_bodies WHERE ts < (SELECT ts FROM request_bodies ORDER BY ts DESC LIMIT 1 OFFSET ?)",

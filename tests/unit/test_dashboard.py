@@ -24,7 +24,7 @@ from core.redact import redact_json
 from core.flows import CLIENT_ADDR_HEADER
 from core.services import Services
 from core.store import log_queries
-from core.store.bodies import BODY_CAP, BodyCapture, BodyLog
+from core.store.bodies import BODY_CAP, BodyCapture, BodyLog, Captured
 from dashboard import create_app
 from dashboard.i18n import STRINGS
 from dashboard.sessions import LoginLimiter
@@ -330,14 +330,15 @@ def test_body_capture_keeps_the_newest_bodies_and_no_credentials(services: Servi
 
     asyncio.run(stream())
     assert inner.written == [b"data: one\n\n", b"x" * BODY_CAP]  # passed on whole
-    row = capture.row("req_1", 1.0, b'{"model": "gpt-5.4", "api_key": "sk-secret", "messages": []}')
-    assert "sk-secret" not in row["request"] and "[redacted]" in row["request"]
-    assert row["truncated"] == 1 and len(row["response"]) == BODY_CAP
-
     log = BodyLog(services.db, keep=3)
     try:
-        for i in range(5):
-            log.record({"request_id": f"req_{i}", "ts": float(i), "request": "{}", "response": str(i), "truncated": 0})
+        log.record(capture.captured("req_0", 0.0, b'{"model": "gpt-5.4", "api_key": "sk-secret", "messages": []}'))
+        assert log.flush()
+        row = log.get("req_0")
+        assert row is not None and "sk-secret" not in row["request"] and "[redacted]" in row["request"]
+        assert row["truncated"] == 1 and row["response"].startswith("data: one") and len(row["response"]) == BODY_CAP
+        for i in range(1, 5):
+            log.record(Captured(f"req_{i}", float(i), b"{}", str(i).encode()))
             assert log.flush()
         assert [r["request_id"] for r in services.db.conn().query("SELECT request_id FROM request_bodies ORDER BY ts")] == ["req_2", "req_3", "req_4"]
     finally:
