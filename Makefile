@@ -6,6 +6,8 @@
 #   make web     like start, with mitmweb's live flow view
 #   make bench   the benchmark: added latency, throughput, concurrent streams (report in bench-results/)
 #   make replay-fixtures  regenerate tests/fixtures/replay/*.flows from the fake backend
+#   make screenshots      regenerate docs/screenshots/*.png (the dashboard pages in the README)
+#   make vendor   re-fetch the dashboard's pinned front-end libraries (dashboard/static/vendor/vendor.json)
 
 VENV    := .venv
 PY      := $(VENV)/bin/python
@@ -14,8 +16,11 @@ STAMP   := $(VENV)/.installed
 # npm ci writes this file: the CLIs the tests drive (Claude Code) are installed and current
 CLI     := tests/cli/node_modules/.package-lock.json
 GEMINI_CLI := tests/cli/gemini/node_modules/.bin/gemini
+# The dashboard's browser tests drive Debian's Chromium through Playwright (not Playwright's download).
+CHROMIUM ?= /usr/bin/chromium
+SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install start web demo test bench replay-fixtures clean
+.PHONY: install start web demo test bench replay-fixtures screenshots vendor clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 12) else "Python 3.12+ is needed (mitmproxy 12); found " + sys.version)'
@@ -44,8 +49,19 @@ $(GEMINI_CLI): tests/cli/gemini/package-lock.json
 	npm ci --prefix tests/cli/gemini --no-audit --no-fund --ignore-scripts --loglevel=error
 	touch $@
 
-test: $(STAMP) $(CLI) $(GEMINI_CLI)
-	$(PY) -m pytest $(ARGS)
+$(CHROMIUM):
+	@command -v apt-get >/dev/null || { echo "The browser tests need Chromium at $(CHROMIUM): install it, or point CHROMIUM=... at one"; exit 1; }
+	$(SUDO) apt-get install -y chromium || { $(SUDO) apt-get update && $(SUDO) apt-get install -y chromium; }
+	@test -x $(CHROMIUM) || { echo "Debian's chromium is at /usr/bin/chromium, not at CHROMIUM=$(CHROMIUM)"; exit 1; }
+
+test: $(STAMP) $(CLI) $(GEMINI_CLI) $(CHROMIUM)
+	CODEX_PROXY_CHROMIUM=$(CHROMIUM) $(PY) -m pytest $(ARGS)
+
+screenshots: $(STAMP) $(CHROMIUM)
+	CODEX_PROXY_CHROMIUM=$(CHROMIUM) CODEX_PROXY_SCREENSHOTS=docs/screenshots $(PY) -m pytest tests/browser/test_screenshots.py $(ARGS)
+
+vendor:
+	$(PY) scripts/vendor_frontend.py
 
 bench: $(STAMP)
 	$(PY) -m bench $(ARGS)

@@ -10,7 +10,7 @@ import copy
 import os
 import secrets
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,10 @@ _ENV_OVERRIDES: list[tuple[str, str, Callable[[str], Any]]] = [
 ]
 
 
+def new_api_key() -> str:
+    return "cp-" + secrets.token_urlsafe(24)
+
+
 def default_data_dir() -> Path:
     env = os.environ.get("CODEX_PROXY_DATA_DIR")
     return Path(env).expanduser().resolve() if env else ROOT / "data"
@@ -66,6 +70,15 @@ def set_path(tree: dict[str, Any], dotted: str, value: Any) -> None:
             child = node[key] = {}
         node = child
     node[leaf] = value
+
+
+def remove_path(tree: dict[str, Any], dotted: str) -> None:
+    node: Any = tree
+    *parents, leaf = dotted.split(".")
+    for key in parents:
+        node = node.get(key) if isinstance(node, dict) else None
+    if isinstance(node, dict):
+        node.pop(leaf, None)
 
 
 _MISSING = object()
@@ -135,13 +148,22 @@ class ConfigStore:
     def on_change(self, listener: Callable[[Config], None]) -> None:
         self._listeners.append(listener)
 
+    def env_override(self, dotted: str) -> str | None:
+        """The environment variable that sets ``dotted`` now (and wins over local.yaml), if any."""
+        return next((name for name, key, _ in _ENV_OVERRIDES if key == dotted and self._environ.get(name)), None)
+
     def local_overrides(self) -> dict[str, Any]:
         return read_yaml(self.local_path)
 
-    def update_local(self, patch: Mapping[str, Any]) -> Config:
-        """Deep-merge ``patch`` into local.yaml, write it atomically and reload."""
+    def update_local(self, patch: Mapping[str, Any], *, replace: Collection[str] = ()) -> Config:
+        """Deep-merge ``patch`` into local.yaml, write it atomically and reload. Dotted paths in
+        ``replace`` take the patch's value whole (a mapping such as ``model.aliases`` loses the
+        keys the patch leaves out) instead of being merged into."""
         with self._lock:
-            local = _merger.merge(self.local_overrides(), copy.deepcopy(dict(patch)))
+            local = self.local_overrides()
+            for dotted in replace:
+                remove_path(local, dotted)
+            local = _merger.merge(local, copy.deepcopy(dict(patch)))
             self._write_local(local)
             self._current = self._load()
             current = self._current
@@ -158,7 +180,7 @@ class ConfigStore:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         if not self.local_path.exists():
             # First start: give the proxy its own key so it is never open by accident.
-            self._write_local({"server": {"proxy_api_key": "cp-" + secrets.token_urlsafe(24)}})
+            self._write_local({"server": {"proxy_api_key": new_api_key()}})
 
     def _write_local(self, data: dict[str, Any]) -> None:
         tmp = self.local_path.with_suffix(".yaml.tmp")

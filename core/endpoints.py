@@ -54,6 +54,7 @@ class Job:
     annotate: Callable[[dict[str, Any]], None] | None = None  # host hook: show the outcome on the flow
     extra_headers: dict[str, str] = field(default_factory=dict)  # added to the answer (e.g. CORS)
     tap: Tap | None = None  # host hook: watch the upstream calls made for this job
+    body: bytes = b""  # the client's request body, for logs.capture_bodies
 
 
 class ToControlPlane:
@@ -147,7 +148,7 @@ class DataPlane:
 
         def job(request: ClientRequest, catalog: Any, cfg: Any) -> Outcome:
             prepared = translate(protocol, parse, request, self.services)
-            return prepared if isinstance(prepared, Reply) else Job(protocol, prepared, request.path, compact=compact)
+            return prepared if isinstance(prepared, Reply) else Job(protocol, prepared, request.path, compact=compact, body=request.body)
 
         return self._local(protocol, job)
 

@@ -21,6 +21,7 @@ from core.endpoints import Job
 from core.pipeline import TurnStream
 from core.protocols.base import SSE_HEADERS, CollectedTurn, Reply
 from core.services import Services
+from core.store.bodies import BodyCapture
 from core.upstream.tap import tapping
 
 logger = logging.getLogger(__name__)
@@ -58,7 +59,8 @@ class Exchange:
     def __init__(self, services: Services, job: Job, sink: Sink) -> None:
         self.services = services
         self.job = job
-        self.sink = sink
+        self.capture = BodyCapture(sink) if services.cfg.get("logs.capture_bodies") else None
+        self.sink: Sink = self.capture or sink
         self.turn: TurnStream | None = None
         self.status = 0
         self.error: str | None = None
@@ -210,6 +212,8 @@ class Exchange:
         }
         if self.services.cfg.get("logs.enabled", True):
             self.services.request_log.record(row)
+            if self.capture is not None:
+                self.services.bodies.record(self.capture.captured(self.job.request_id, self.job.received_at, self.job.body))
         if self.job.annotate is not None:
             try:
                 self.job.annotate(row)

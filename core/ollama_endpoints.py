@@ -149,5 +149,5 @@ class OllamaPlane:
             self._loaded.pop(context.model, None)  # keep_alive 0 unloads, as in Ollama
         if prepared.turn is None:
             return ollama.render_load(context)
-        return Job(ollama, prepared, request.path)
+        return Job(ollama, prepared, request.path, body=request.body)
 

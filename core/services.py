@@ -23,6 +23,7 @@ from core.catalog import ModelCatalog
 from core.config import Config, ConfigStore
 from core.pipeline import Pipeline
 from core.store.accounts import AccountStore
+from core.store.bodies import BodyLog
 from core.store.db import Database
 from core.store.request_log import RequestLog
 from core.upstream.transport import UpstreamTransport
@@ -50,6 +51,7 @@ class Services:
         self.pool.load()
         self.accounts = AccountService(self.account_store, self.pool, self._refresh_blocking)
         self.request_log = RequestLog(self.db)
+        self.bodies = BodyLog(self.db, int(cfg.get("logs.bodies_kept") or 200))
         self.catalog = ModelCatalog.from_config(cfg)
         self.installation_id = _installation_id(cfg.data_dir)
         self.config.on_change(self._config_changed)
@@ -66,6 +68,7 @@ class Services:
 
     def _config_changed(self, cfg: Config) -> None:
         self.catalog = ModelCatalog.from_config(cfg)
+        self.bodies.keep = int(cfg.get("logs.bodies_kept") or 200)
 
     async def start(self) -> None:
         """Create what must live on the event loop (the curl_cffi session, the token timers), then
@@ -89,6 +92,7 @@ class Services:
     def close_sync(self) -> None:
         self.login.close()
         self.request_log.close()
+        self.bodies.close()
         self.pool.close()
 
     def pooled_quota(self) -> dict[str, Any]:

@@ -7,16 +7,24 @@ import logging
 from typing import Any
 
 import orjson
-from flask import Flask, jsonify
+from flask import Flask, Response, jsonify
 from flask.json.provider import JSONProvider
 from werkzeug.exceptions import HTTPException
 
 from core.services import Services
 from dashboard.accounts import accounts_api
 from dashboard.admin import admin_api
+from dashboard.gate import gate, set_session_cookie
 from dashboard.login import login_api
 from dashboard.pages import pages
+from dashboard.security import csrf_refusal
+from dashboard.sessions import LoginLimiter, SessionStore
+from dashboard.settings import settings_api
 from dashboard.usage import usage_api
+
+# Everything the pages use is served from here: scripts, styles, images, no other origin.
+CONTENT_SECURITY_POLICY = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+                           "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
 
 
 class OrjsonProvider(JSONProvider):
@@ -31,8 +39,14 @@ def create_app(services: Services) -> Flask:
     app = Flask(__name__)
     app.json = OrjsonProvider(app)
     app.extensions["codex"] = services
-    for blueprint in (accounts_api, login_api, admin_api, usage_api, pages):
+    app.extensions["codex_sessions"] = SessionStore()
+    app.extensions["codex_login_limiter"] = LoginLimiter()
+    app.extensions["codex_startup_config"] = services.cfg  # settings read only at start: what they were
+    for blueprint in (accounts_api, login_api, admin_api, settings_api, usage_api, gate, pages):
         app.register_blueprint(blueprint)
+    app.before_request(csrf_refusal)
+    app.after_request(set_session_cookie)
+    app.after_request(_security_headers)
     app.register_error_handler(HTTPException, _json_error)
     app.register_error_handler(Exception, _unexpected_error)
     # werkzeug logs every request at INFO; mitmproxy's own flow log already shows them.
@@ -40,7 +54,17 @@ def create_app(services: Services) -> Flask:
     return app
 
 
-_CODES = {400: "invalid_request", 401: "invalid_api_key", 403: "forbidden", 404: "not_found", 405: "method_not_allowed"}
+def _security_headers(response: Response) -> Response:
+    response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Referrer-Policy", "same-origin")
+    if response.mimetype == "text/html":
+        response.headers.setdefault("Cache-Control", "no-store")  # pages carry the session's CSRF token
+    return response
+
+
+_CODES = {400: "invalid_request", 401: "invalid_api_key", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
+          429: "too_many_requests"}
 
 
 def _json_error(error: HTTPException) -> Any:

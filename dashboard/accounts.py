@@ -73,13 +73,27 @@ def add_account() -> Any:
     return jsonify({"account": account_view(account), "created": created}), 201 if created else 200
 
 
+def import_entries(body: Any) -> list[Any] | None:
+    """What an import may be: the export's ``{"accounts": [...]}``, a bare list, or Codex CLI's
+    ``auth.json`` (``{"tokens": {"access_token", "refresh_token", "id_token"}}``)."""
+    if isinstance(body, list):
+        return body
+    if not isinstance(body, dict):
+        return None
+    if isinstance(body.get("accounts"), list):
+        return body["accounts"]
+    tokens = body.get("tokens")
+    if isinstance(tokens, dict):
+        return [{"token": tokens.get("access_token"), "refreshToken": tokens.get("refresh_token"), "idToken": tokens.get("id_token")}]
+    return None
+
+
 @accounts_api.post("/accounts/import")
 @require_api_key
 def import_accounts() -> Any:
-    body = json_body()
-    entries = body.get("accounts") if body is not None else None
-    if not isinstance(entries, list):
-        return api_error(400, "Body must be {\"accounts\": [...]}", "invalid_request")
+    entries = import_entries(request.get_json(silent=True))
+    if entries is None:
+        return api_error(400, "Body must be {\"accounts\": [...]}, a list of accounts or a Codex auth.json", "invalid_request")
     return jsonify(services().accounts.import_many(entries).as_dict())
 
 

@@ -1,139 +1,145 @@
-"""Management API under ``/admin``: rotation and quota settings (saved to local.yaml, applied at
-once), usage statistics and the request log (from SQLite's request_log)."""
+"""Management API under ``/admin``: usage statistics and the request log (SQLite's request_log).
+Settings are in dashboard/settings.py."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from typing import Any
 
 from flask import Blueprint, jsonify, request
+from werkzeug.exceptions import NotFound
 
-from core.accounts.strategies import STRATEGIES
-from core.store.request_log import BUCKETS, LOG_COLUMNS
-from dashboard.security import api_error, json_body, require_api_key, services
+from core.store import log_queries
+from core.store.request_log import BUCKETS
+from dashboard.security import api_error, require_api_key, services
 
 admin_api = Blueprint("admin", __name__, url_prefix="/admin")
 
-Check = Callable[[Any], str | None]  # a setting's value → what is wrong with it, or None
 
-
-def _boolean(value: Any) -> str | None:
-    return None if isinstance(value, bool) else "must be true or false"
-
-
-def _one_of(choices: tuple[str, ...]) -> Check:
-    return lambda value: None if value in choices else f"must be one of: {', '.join(choices)}"
-
-
-def _minutes(value: Any) -> str | None:
-    ok = isinstance(value, int) and not isinstance(value, bool) and value >= 0
-    return None if ok else "must be an integer >= 0"
-
-
-def _thresholds(value: Any) -> str | None:
-    """A list for both windows, or the seed's ``{"primary": [...], "secondary": [...]}``."""
-    lists = list(value.values()) if isinstance(value, dict) and set(value) <= {"primary", "secondary"} else [value]
-    ok = all(
-        isinstance(items, list) and all(isinstance(t, int) and not isinstance(t, bool) and 1 <= t <= 100 for t in items)
-        for items in lists
-    )
-    return None if ok else "integers 1-100, as a list or {\"primary\": [...], \"secondary\": [...]}"
-
-
-def _settings(path: str, section: str, checks: dict[str, Check], extra: Callable[[], dict[str, Any]] | None = None) -> None:
-    """``GET``/``POST /admin/<path>``: the ``section.<key>`` settings of ``checks``; a POST saves the
-    keys it gives to local.yaml (ConfigStore.update_local), which applies them at once."""
-
-    def view() -> dict[str, Any]:
-        cfg = services().cfg
-        return {**{key: cfg.get(f"{section}.{key}") for key in checks}, **(extra() if extra else {})}
-
-    def show() -> Any:
-        return jsonify(view())
-
-    def save() -> Any:
-        body = json_body() or {}
-        patch = {key: body[key] for key in checks if key in body}
-        if not patch:
-            return api_error(400, f"Nothing to change: give any of {', '.join(checks)}", "invalid_request")
-        for key, value in patch.items():
-            if problem := checks[key](value):
-                return api_error(400, f"{key} {problem}", "invalid_request")
-        services().config.update_local({section: patch})
-        return jsonify({"success": True, **view()})
-
-    name = path.replace("-", "_")
-    admin_api.add_url_rule(f"/{path}", name, require_api_key(show), methods=["GET"])
-    admin_api.add_url_rule(f"/{path}", f"set_{name}", require_api_key(save), methods=["POST"])
-
-
-_settings("rotation-settings", "auth",
-          {"rotation_strategy": _one_of(STRATEGIES), "session_affinity": _boolean, "plan_routing": _boolean},
-          lambda: {"strategies": list(STRATEGIES), "plan_models": services().pool.plans.snapshot()})  # fmt: skip
-_settings("quota-settings", "quota",
-          {"refresh_interval_minutes": _minutes, "warning_thresholds": _thresholds, "skip_exhausted": _boolean})  # fmt: skip
+class BadQuery(ValueError):
+    """A query parameter is unusable; the message says which and why."""
 
 
 def _since() -> float | None:
-    """``?hours=N`` (default 24) as a start time; ``hours=all`` → None. Raises ValueError."""
+    """``?hours=N`` (default 24) as a start time; ``hours=all`` → None."""
     raw = request.args.get("hours", "24")
     if raw == "all":
         return None
-    hours = float(raw)
+    try:
+        hours = float(raw)
+    except ValueError:
+        hours = -1
     if hours <= 0:
-        raise ValueError(raw)
+        raise BadQuery("hours must be a positive number or 'all'")
     return time.time() - hours * 3600
 
 
-def _bad_hours() -> Any:
-    return api_error(400, "hours must be a positive number or 'all'", "invalid_request")
+def _granularity() -> str:
+    granularity = request.args.get("granularity", "hourly")
+    if granularity not in BUCKETS:
+        raise BadQuery(f"granularity must be one of: {', '.join(BUCKETS)}")
+    return granularity
+
+
+@admin_api.errorhandler(BadQuery)
+def _bad_query(error: BadQuery) -> Any:
+    return api_error(400, str(error), "invalid_request")
+
+
+def _account_names() -> dict[str, str | None]:
+    """How the dashboard names an account: its label, else its email."""
+    return {a.id: a.label or a.email for a in services().pool.all()}
 
 
 @admin_api.get("/usage-stats/summary")
 @require_api_key
 def usage_summary() -> Any:
-    try:
-        since = _since()
-    except ValueError:
-        return _bad_hours()
-    summary = services().request_log.summary(since)
-    labels = {a.id: a.email or a.label for a in services().pool.all()}
+    summary = services().request_log.summary(_since())
+    accounts = {a.id: a for a in services().pool.all()}
     for row in summary["by_account"]:
-        row["email"] = labels.get(row["key"])
+        account = accounts.get(row["key"] or "")
+        row["email"], row["label"] = (account.email, account.label) if account else (None, None)
     return jsonify(summary)
 
 
 @admin_api.get("/usage-stats/history")
 @require_api_key
 def usage_history() -> Any:
-    granularity = request.args.get("granularity", "hourly")
-    if granularity not in BUCKETS:
-        return api_error(400, f"granularity must be one of: {', '.join(BUCKETS)}", "invalid_request")
-    try:
-        since = _since()
-    except ValueError:
-        return _bad_hours()
-    points = services().request_log.history(since or 0.0, granularity)
+    granularity = _granularity()
+    points = services().request_log.history(_since() or 0.0, granularity)
     return jsonify({"granularity": granularity, "hours": request.args.get("hours", "24"), "data_points": points})
+
+
+@admin_api.get("/usage-stats/series")
+@require_api_key
+def usage_series() -> Any:
+    """``?group=account|model``: the history's totals per bucket and per account (or model)."""
+    group = request.args.get("group", "account")
+    if group not in log_queries.GROUPS:
+        raise BadQuery(f"group must be one of: {', '.join(log_queries.GROUPS)}")
+    granularity = _granularity()
+    points = log_queries.series(services().db.conn(), _since() or 0.0, granularity, group)
+    body: dict[str, Any] = {"granularity": granularity, "group": group, "data_points": points}
+    if group == "account":
+        body["names"] = _account_names()
+    return jsonify(body)
+
+
+@admin_api.get("/usage-stats/latency")
+@require_api_key
+def usage_latency() -> Any:
+    """Percentiles (p50/p90/p99) of the time to first byte and of the output speed (tokens/s
+    after the first byte, streamed answers), over the range and per bucket."""
+    granularity = _granularity()
+    return jsonify({"granularity": granularity, **log_queries.latency(services().db.conn(), _since() or 0.0, granularity)})
+
+
+def _int_arg(name: str, default: int, low: int, high: int) -> int:
+    try:
+        value = int(request.args.get(name, str(default)))
+    except ValueError:
+        value = low - 1
+    if not low <= value <= high:
+        raise BadQuery(f"{name} must be an integer from {low} to {high}")
+    return value
 
 
 @admin_api.get("/logs")
 @require_api_key
 def logs() -> Any:
-    """The request log, newest first: ``?limit`` (1-200), ``?offset``, ``?since`` (unix seconds) and
-    filters on ``account_id``, ``model``, ``protocol``, ``status``. Rows hold no bodies and no secrets.
+    """The request log, newest first: ``?limit`` (1-200), ``?offset``, ``?since`` (unix seconds),
+    filters on ``account_id``, ``model``, ``protocol``, ``status``, ``outcome=ok|error`` and
+    ``q`` (text in the model, path, error, request id...). Rows hold no bodies and no secrets.
     A request no account could serve has no ``account_id``."""
-    try:
-        limit = int(request.args.get("limit", "100"))
-        offset = int(request.args.get("offset", "0"))
-    except ValueError:
-        return api_error(400, "limit and offset must be integers", "invalid_request")
-    if not 1 <= limit <= 200 or offset < 0:
-        return api_error(400, "limit must be 1-200 and offset >= 0", "invalid_request")
-    filters: dict[str, Any] = {k: request.args[k] for k in ("account_id", "model", "protocol") if k in request.args}
+    limit = _int_arg("limit", 100, 1, 200)
+    offset = _int_arg("offset", 0, 0, 10**9)
+    filters: dict[str, Any] = {k: request.args[k] for k in ("account_id", "model", "protocol") if request.args.get(k)}
     if "status" in request.args and request.args["status"].isdigit():
         filters["status"] = int(request.args["status"])
-    since = request.args.get("since", type=float)
-    rows, total = services().request_log.entries(limit, offset, filters, since)
-    return jsonify({"logs": [{k: row.get(k) for k in LOG_COLUMNS} for row in rows], "total": total, "limit": limit, "offset": offset})
+    outcome = request.args.get("outcome") or None
+    if outcome is not None and outcome not in log_queries.OUTCOMES:
+        raise BadQuery(f"outcome must be one of: {', '.join(log_queries.OUTCOMES)}")
+    rows, total = log_queries.search(services().db.conn(), limit, offset, filters, request.args.get("since", type=float),
+                                     (request.args.get("q") or "").strip() or None, outcome)  # fmt: skip
+    return jsonify({"logs": rows, "total": total, "limit": limit, "offset": offset})
+
+
+@admin_api.get("/logs/<int:entry_id>")
+@require_api_key
+def log_entry(entry_id: int) -> Any:
+    """One request, with its bodies when they were captured (``logs.capture_bodies``)."""
+    svc = services()
+    row = log_queries.entry(svc.db.conn(), entry_id)
+    if row is None:
+        raise NotFound(f"No log entry {entry_id}")
+    bodies = svc.bodies.get(row["request_id"]) if row["request_id"] else None
+    row["account_name"] = _account_names().get(row["account_id"] or "")
+    return jsonify({"log": row, "capture_bodies": bool(svc.cfg.get("logs.capture_bodies")),
+                    "bodies": bodies and {k: bodies[k] for k in ("request", "response", "truncated")}})  # fmt: skip
+
+
+@admin_api.get("/logs/errors")
+@require_api_key
+def log_errors() -> Any:
+    """Failed requests grouped by kind (status and message, numbers aside), most frequent first."""
+    return jsonify({"groups": log_queries.error_groups(services().db.conn(), _since())})

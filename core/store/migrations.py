@@ -75,3 +75,13 @@ def m003_account_pool_state(db: sqlite_utils.Database) -> None:
     # the process died mid-refresh (see core/accounts/tokens.py).
     accounts.add_column("refresh_started_at", float)
     accounts.add_column("refresh_owner", str)
+
+
+@migrations()
+def m004_request_bodies(db: sqlite_utils.Database) -> None:
+    # Kept apart from request_log so the totals and series never read past big bodies.
+    db["request_bodies"].create(
+        {"request_id": str, "ts": float, "request": str, "response": str, "truncated": int},
+        pk="request_id",
+    )
+    db["request_bodies"].create_index(["ts"])

@@ -85,18 +85,3 @@ class RequestLog:
         sql = (f"SELECT CAST(ts / {size} AS INTEGER) * {size} AS bucket_start, {_TOTALS} FROM request_log "
                "WHERE ts >= ? AND ts < ? GROUP BY bucket_start ORDER BY bucket_start")
         return [dict(r) for r in self._db.conn().query(sql, [since, until])]
-
-    def entries(self, limit: int = 100, offset: int = 0, filters: dict[str, Any] | None = None,
-                since: float | None = None) -> tuple[list[dict[str, Any]], int]:  # fmt: skip
-        """The newest rows first, optionally only those matching ``filters`` (column = value) and
-        newer than ``since``."""
-        clauses, params = (["ts >= ?"], [since]) if since is not None else ([], [])
-        for column, value in (filters or {}).items():
-            if column in LOG_COLUMNS and value is not None:
-                clauses.append(f"{column} = ?")
-                params.append(value)
-        where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
-        db = self._db.conn()
-        total = next(iter(db.query(f"SELECT COUNT(*) AS n FROM request_log {where}", params)))["n"]
-        rows = db.query(f"SELECT * FROM request_log {where} ORDER BY ts DESC, id DESC LIMIT ? OFFSET ?", [*params, limit, offset])
-        return [dict(r) for r in rows], total

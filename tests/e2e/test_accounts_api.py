@@ -71,10 +71,17 @@ def test_rejects_bad_input_and_missing_key(proxy: ProxyProcess) -> None:
     assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "not_found"
 
 
-def test_dashboard_page_lists_accounts_without_secrets(proxy: ProxyProcess) -> None:
+def test_dashboard_pages_hold_no_secrets(proxy: ProxyProcess) -> None:
+    """The pages themselves (tests/browser/ clicks through them): no key, no token."""
+    import re
+
     import httpx
 
-    page = httpx.get(proxy.origin + "/")
-    assert page.status_code == 200 and "one@example.com" in page.text
-    assert proxy.key not in page.text and "eyJ" not in page.text
-    assert proxy.base_url in page.text
+    token = re.compile(r"eyJ[\w-]{10,}\.[\w-]+")  # a JWT; the pages only mention "eyJ…" as what a token looks like
+    with httpx.Client(base_url=proxy.origin) as browser:
+        for path in ("/", "/dashboard/connect", "/dashboard/settings", "/dashboard/logs", "/dashboard/usage"):
+            page = browser.get(path)
+            assert page.status_code == 200 and proxy.key not in page.text and not token.search(page.text), path
+        assert proxy.base_url in browser.get("/dashboard/connect").text
+        listed = browser.get("/auth/accounts").text  # the session cookie the pages gave stands in for the key
+        assert "one@example.com" in listed and not token.search(listed)

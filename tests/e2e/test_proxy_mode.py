@@ -20,7 +20,7 @@ import pytest
 from core.fake import FakeCodexThread
 from tests.conftest import PROXY_KEY, proxy_config, with_one_account
 from tests.support.proxy import ProxyProcess
-from tests.support.servers import HELLO, echo_server, https_server, self_signed_certificate
+from tests.support.servers import HELLO, echo_server, https_server, non_loopback_address, self_signed_certificate
 
 CLIENT_KEY = "sk-proj-client-own-real-key-0123456789"  # what the client believes is its OpenAI key
 
@@ -199,17 +199,6 @@ def test_other_hosts_get_raw_tcp_untouched(gateway: ProxyProcess) -> None:
             assert chunk, "tunnel closed early"
             echoed += chunk
         assert echoed == payload
-
-
-def non_loopback_address() -> str | None:
-    """This machine's address on its default route (no packet is sent), or None."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        try:
-            probe.connect(("192.0.2.1", 9))
-        except OSError:
-            return None
-        address = probe.getsockname()[0]
-    return None if address.startswith("127.") else address
 
 
 def test_clients_from_other_machines_need_the_proxy_key(fake: FakeCodexThread, tmp_path: Path) -> None:
