@@ -47,7 +47,7 @@ from core.flows import (
 from core.intercept import ProxyMode
 from core.legs import LegRecorder, TurnLegs, UpstreamLegs
 from core.protocols.base import ClientRequest, Reply, json_reply
-from core.redact import CredentialKeeper, redact_json
+from core.redact import REDACTED, CredentialKeeper, redact_json
 from core.retention import BodyBudget
 from core.services import Services
 
@@ -392,9 +392,12 @@ class CodexGateway:
         restore_original(flow)
 
     def response(self, flow: http.HTTPFlow) -> None:
-        if flow.metadata.pop(_CONTROL_PLANE, False) and flow.response is not None and flow.response.raw_content:
-            if (redacted := redact_json(flow.response.get_content(strict=False) or b"")) is not None:
-                flow.response.content = redacted
+        if not flow.metadata.pop(_CONTROL_PLANE, False) or flow.response is None:
+            return
+        if "set-cookie" in flow.response.headers:  # the dashboard session: already with the browser
+            flow.response.headers.set_all("set-cookie", [REDACTED] * len(flow.response.headers.get_all("set-cookie")))
+        if flow.response.raw_content and (redacted := redact_json(flow.response.get_content(strict=False) or b"")) is not None:
+            flow.response.content = redacted
 
     def error(self, flow: http.HTTPFlow) -> None:
         if self.bridge is not None and was_redirected(flow):

@@ -19,6 +19,7 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
+from multidict import CIMultiDict
 from mitmproxy import connection, ctx, hooks, http
 
 from core.bridge import AiohttpSink
@@ -187,7 +188,7 @@ class DirectPath:
         headers[CLIENT_ADDR_HEADER] = client.client_addr
         async with self._session.request(request.method, self._control + request.path_qs, headers=headers, data=body,
                                          allow_redirects=False) as upstream:
-            kept = {k: v for k, v in upstream.headers.items() if k.lower() not in _HOP_HEADERS}
+            kept = CIMultiDict((k, v) for k, v in upstream.headers.items() if k.lower() not in _HOP_HEADERS)  # every Set-Cookie
             response = web.StreamResponse(status=upstream.status, headers=kept)
             await response.prepare(request)
             if mirror is not None:

@@ -37,7 +37,9 @@ from core.upstream.transport import UpstreamStream, UpstreamTransport
 logger = logging.getLogger(__name__)
 
 SAME_ACCOUNT_RETRY_DELAYS = (1.0, 2.0)
-MAX_ACCOUNTS_PER_TURN = 4
+# Accounts one turn may move across. A failure that rotates marks its account, so later turns skip
+# it anyway; the bound only stops a turn from walking a large pool when something wider is wrong.
+MAX_ACCOUNTS_PER_TURN = 10
 
 
 @dataclass(slots=True)

@@ -50,7 +50,7 @@ class Services:
         self.pool = AccountPool(self.account_store, self.config)
         self.pool.load()
         self.accounts = AccountService(self.account_store, self.pool, self._refresh_blocking)
-        self.request_log = RequestLog(self.db)
+        self.request_log = RequestLog(self.db, lambda: float(self.cfg.get("logs.retention_days") or 0))
         self.bodies = BodyLog(self.db, int(cfg.get("logs.bodies_kept") or 200))
         self.catalog = ModelCatalog.from_config(cfg)
         self.installation_id = _installation_id(cfg.data_dir)

@@ -3,11 +3,16 @@ and read back for the usage statistics and the log view of the management API.""
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from core.store.db import Database
 from core.store.writer import BatchWriter
+
+logger = logging.getLogger(__name__)
 
 LOG_COLUMNS = ("id", "ts", "request_id", "account_id", "protocol", "path", "model", "requested_model", "stream",
                "status", "error", "input_tokens", "output_tokens", "cached_tokens", "reasoning_tokens", "ttfb_ms",
@@ -22,17 +27,24 @@ _TOTALS = """
     COALESCE(SUM(reasoning_tokens), 0) AS reasoning_tokens
 """
 BUCKETS = {"five_min": 300, "hourly": 3600, "daily": 86400}  # the seed's granularity names
+SWEEP_FIRST_SECONDS = 60.0  # not during start-up
+SWEEP_EVERY_SECONDS = 3600.0
 LINGER_SECONDS = 0.25  # rows wait at most this long, so a busy proxy commits a few times a second
 _INSERT = f"INSERT INTO request_log ({', '.join(LOG_COLUMNS[1:])}) VALUES ({', '.join('?' * len(LOG_COLUMNS[1:]))})"
 
 
 class RequestLog:
-    """``record`` never touches the disk; a daemon thread commits what piled up."""
+    """``record`` never touches the disk; a daemon thread commits what piled up, and another drops
+    rows older than ``logs.retention_days`` once an hour (0 or less: keep everything)."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, retention_days: Callable[[], float] = lambda: 0) -> None:
         self._db = db
         self._relaxed = False  # the writer thread's connection set to synchronous=NORMAL
         self._writer: BatchWriter[dict[str, Any]] = BatchWriter("request-log-writer", self._write, linger=LINGER_SECONDS)
+        self._retention_days = retention_days
+        self._stop = threading.Event()
+        self._sweeper = threading.Thread(target=self._sweep, name="request-log-retention", daemon=True)
+        self._sweeper.start()
 
     def record(self, row: dict[str, Any]) -> None:
         self._writer.put(row)
@@ -42,7 +54,24 @@ class RequestLog:
         return self._writer.flush(timeout)
 
     def close(self) -> None:
+        self._stop.set()
         self._writer.close()
+
+    def prune(self, before: float) -> int:
+        """Delete the rows logged before ``before`` (unix time); how many went."""
+        conn = self._db.conn().conn
+        return conn.execute("DELETE FROM request_log WHERE ts < ?", (before,)).rowcount
+
+    def _sweep(self) -> None:
+        delay = SWEEP_FIRST_SECONDS
+        while not self._stop.wait(delay):
+            delay = SWEEP_EVERY_SECONDS
+            days = self._retention_days()
+            if days and days > 0:
+                try:
+                    self.prune(time.time() - days * 86400)
+                except Exception:  # a failed sweep is retried next hour; it must not end the thread
+                    logger.exception("request log retention sweep failed")
 
     def _write(self, rows: list[dict[str, Any]]) -> None:
         # One prepared statement for the batch; the log need not be fsynced per commit (WAL,

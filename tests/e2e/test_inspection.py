@@ -123,6 +123,10 @@ def test_no_credential_reaches_mitmweb_or_a_saved_flow(start_web: Callable[..., 
         assert proxy.accounts()[0]["has_refresh_token"]  # the control plane still got the real body
         export = proxy.api("GET", "/auth/accounts/export")
         assert refresh in export.text  # the caller gets the full export; mitmweb and -w must not
+        page = httpx.get(proxy.origin + "/")  # this machine's browser gets a dashboard session cookie
+        session = next(iter(page.cookies.values()))
+        assert page.status_code == 200 and len(session) > 16
+        secrets.append(session)
 
         fake.script({"text": "one"}, {"text": "two"}, {"text": "three"})
         base_url_client = openai.OpenAI(base_url=proxy.base_url, api_key=PROXY_KEY, max_retries=0,
@@ -135,8 +139,8 @@ def test_no_credential_reaches_mitmweb_or_a_saved_flow(start_web: Callable[..., 
             openai.OpenAI(base_url=proxy.base_url, api_key=WRONG_KEY, max_retries=0).responses.create(model="gpt-5.4", input="x")
         proxy_client = openai.OpenAI(api_key=CLIENT_KEY, http_client=proxy.https_client(), max_retries=0)
         list(proxy_client.chat.completions.create(model="gpt-5.4", stream=True, messages=[{"role": "user", "content": "c"}]))
-        flows = eventually(lambda: finished(web.flows(), 12))  # 4 management calls, 5 client calls, 3 legs
-        eventually(lambda: live.text().count(b'"flows/add"') == 12)  # every flow was pushed as it happened
+        flows = eventually(lambda: finished(web.flows(), 13))  # 4 management calls, the page, 5 client calls, 3 legs
+        eventually(lambda: live.text().count(b'"flows/add"') == 13)  # every flow was pushed as it happened
 
     pushed = live.text()
     assert b'"flows/update"' in pushed

@@ -15,14 +15,9 @@ import pytest
 from core.fake import FakeCodexThread
 from tests.support.accounts import wait_for
 from tests.support.proxy import ProxyProcess
+from tests.support.servers import free_port
 
 StartProxy = Callable[..., ProxyProcess]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture

@@ -18,12 +18,7 @@ from core.codex.request import ALLOWED_FIELDS
 from core.fake import FakeCodexThread, mint_access_token
 from tests.conftest import proxy_config
 from tests.support.proxy import ProxyProcess
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tests.support.servers import free_port
 
 
 @pytest.fixture(scope="module")

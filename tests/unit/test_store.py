@@ -77,3 +77,30 @@ def test_refresh_claim_marker_and_commit(tmp_path: Path) -> None:
     store.release_refresh("acct_1", "me")
     assert store.interrupted_refreshes("other") == []
     assert store.get("acct_1").last_error == "x"  # type: ignore[union-attr]
+
+
+def test_request_log_batches_with_linger_and_prunes_old_rows(tmp_path: Path) -> None:
+    import time
+
+    from core.store.request_log import RequestLog
+
+    log = RequestLog(Database(tmp_path / "log.db"))
+    now = time.time()
+    for age_days in (40, 31, 5, 0):
+        log.record({"ts": now - age_days * 86400, "request_id": f"r{age_days}", "protocol": "openai", "status": 200})
+    assert log.flush()  # a flush does not wait out the linger
+    db = Database(tmp_path / "log.db").conn()
+    assert db["request_log"].count == 4
+    assert log.prune(now - 30 * 86400) == 2
+    assert sorted(r["request_id"] for r in db["request_log"].rows) == ["r0", "r5"]
+    log.close()
+
+
+def test_batch_writer_lingers_to_batch_a_burst() -> None:
+    batches: list[list[int]] = []
+    writer: BatchWriter[int] = BatchWriter("linger-writer", batches.append, linger=0.3)
+    for n in range(50):
+        writer.put(n)
+    assert writer.flush()
+    assert batches == [list(range(50))]  # one commit for the burst, not one per item
+    writer.close()
