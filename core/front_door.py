@@ -1,9 +1,9 @@
 """The proxy's public listener: base-URL requests are served here directly, proxy clients are
 spliced into mitmproxy.
 
-mitmproxy's HTTP layer costs about 4 ms and 1 ms of CPU per request (measured: 215 req/s and
-5.6 ms to the first token through it, against 473 req/s and 2.1 ms served by aiohttp in the same
-process — bench/README in docs/benchmark.md), more than everything else the gateway does. So the
+mitmproxy's HTTP layer costs more than everything else the gateway does (docs/benchmark.md:
+through it, +4.6 ms to the first token and under 400 req/s; through this door, +1.2 ms and about
+1,000 req/s on the same two cores). So the
 port clients talk to is ours: each new connection is sniffed once. An origin-form HTTP/1 request
 (``POST /v1/chat/completions``), which is what a base-URL client sends, is handed to an aiohttp
 ``RequestHandler``; anything else — ``CONNECT``, an absolute-form request, HTTP/2 prior
