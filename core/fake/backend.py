@@ -234,14 +234,11 @@ class FakeCodex:
 
     async def _responses(self, request: web.Request) -> web.StreamResponse:
         state = self.state
-        state.stats.requests += 1
         raw, body = await self.read_json(request)
         try:
-            caller = self.authenticate(request)
+            caller, entry = self._admit(request, raw, body)
         except ApiError as err:
-            self.record(request, raw, body, None)
             return error_response(err)
-        entry = self.record(request, raw, body, caller.account)
         cfg = state.config
         try:
             if body is None:
@@ -305,14 +302,11 @@ class FakeCodex:
     # -- POST /codex/responses/compact -------------------------------------------------------------
 
     async def _compact(self, request: web.Request) -> web.Response:
-        self.state.stats.requests += 1
         raw, body = await self.read_json(request)
         try:
-            caller = self.authenticate(request)
+            caller, _ = self._admit(request, raw, body)
         except ApiError as err:
-            self.record(request, raw, body, None)
             return error_response(err)
-        self.record(request, raw, body, caller.account)
         try:
             if body is None:
                 raise detail(400, "Invalid JSON in request body")
@@ -335,15 +329,18 @@ class FakeCodex:
 
     # -- GET endpoints -----------------------------------------------------------------------------
 
-    def _get_caller(self, request: web.Request) -> Caller:
+    def _admit(self, request: web.Request, raw: bytes = b"", body: Any = None) -> tuple[Caller, dict[str, Any] | None]:
+        """Count and record the request, and say who sent it (``ApiError`` when nobody valid did)."""
         self.state.stats.requests += 1
         try:
             caller = self.authenticate(request)
         except ApiError:
-            self.record(request, b"", None, None)
+            self.record(request, raw, body, None)
             raise
-        self.record(request, b"", None, caller.account)
-        return caller
+        return caller, self.record(request, raw, body, caller.account)
+
+    def _get_caller(self, request: web.Request) -> Caller:
+        return self._admit(request)[0]
 
     async def _models(self, request: web.Request) -> web.Response:
         try:
@@ -388,13 +385,11 @@ class FakeCodex:
         return web.Response(body=orjson.dumps(body), content_type="application/json")
 
     async def _consume_credit(self, request: web.Request) -> web.Response:
-        self.state.stats.requests += 1
         raw, body = await self.read_json(request)
         try:
-            caller = self.authenticate(request)
+            caller, _ = self._admit(request, raw, body)
         except ApiError as err:
             return error_response(err)
-        self.record(request, raw, body, caller.account)
         if not isinstance(body, dict) or not body.get("redeem_request_id"):
             return error_response(detail(400, "redeem_request_id is required"))
         usage = self.state.usage_for(caller.account)
