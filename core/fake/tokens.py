@@ -52,6 +52,11 @@ class Identity:
     def resolved_user_id(self) -> str:
         return self.user_id or f"user-{self.account_id}"
 
+    def auth_claim(self) -> dict[str, str]:
+        """The ``https://api.openai.com/auth`` claims access and id tokens share."""
+        user = self.resolved_user_id()
+        return {"chatgpt_account_id": self.account_id, "chatgpt_plan_type": self.plan, "chatgpt_user_id": user, "user_id": user}
+
 
 def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
@@ -91,12 +96,7 @@ def mint_access_token(
         "nbf": iat,
         "scp": ["openid", "profile", "email", "offline_access"],
         "sub": f"auth0|{ident.resolved_user_id()}",
-        AUTH_CLAIM: {
-            "chatgpt_account_id": account_id,
-            "chatgpt_plan_type": plan,
-            "chatgpt_user_id": ident.resolved_user_id(),
-            "user_id": ident.resolved_user_id(),
-        },
+        AUTH_CLAIM: ident.auth_claim(),
         PROFILE_CLAIM: {"email": ident.resolved_email(), "email_verified": True},
     }
     return jwt.encode(claims, FAKE_SECRET, algorithm="HS256")
@@ -124,10 +124,7 @@ def mint_id_token(
         "sid": secrets.token_hex(8),
         "sub": f"auth0|{ident.resolved_user_id()}",
         AUTH_CLAIM: {
-            "chatgpt_account_id": account_id,
-            "chatgpt_plan_type": plan,
-            "chatgpt_user_id": ident.resolved_user_id(),
-            "user_id": ident.resolved_user_id(),
+            **ident.auth_claim(),
             "organizations": [
                 {"id": f"org-{account_id}", "is_default": True, "role": "owner", "title": "Personal"}
             ],
