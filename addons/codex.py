@@ -13,6 +13,6 @@ _ROOT = str(Path(__file__).resolve().parents[1])
 if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
-from core.addon import CodexGateway  # noqa: E402
+from core.hosts.addon import CodexGateway  # noqa: E402
 
 addons = [CodexGateway()]

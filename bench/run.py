@@ -1,7 +1,7 @@
 """``python -m bench`` (``make bench``): what the proxy costs, side by side with calling the fake
 Codex backend directly.
 
-It starts the fake (``python -m core.fake --stamp-events``) and the proxy as users run it
+It starts the fake (``python -m codex_fake --stamp-events``) and the proxy as users run it
 (``mitmdump -s addons/codex.py``), each in its own process, then runs the load generator
 (``bench.loadgen``) in a third process against the fake directly and through the proxy, for every
 protocol route the proxy serves. Results go to ``bench-results/<time>.json`` and ``.md``.
@@ -25,7 +25,7 @@ from typing import Any
 
 import httpx
 
-from core.fake import mint_access_token
+from codex_fake import mint_access_token
 from tests.support.proxy import ROOT, ProxyProcess
 
 ACCOUNT = "bench-account"
@@ -85,7 +85,7 @@ class Fake:
 
     def __init__(self) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "core.fake", "--port", "0", "--stamp-events"], cwd=ROOT,
+            [sys.executable, "-m", "codex_fake", "--port", "0", "--stamp-events"], cwd=ROOT,
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
         )
         assert self.process.stdout is not None

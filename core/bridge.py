@@ -14,8 +14,8 @@ import secrets
 
 from aiohttp import web
 
-from core.endpoints import Job
-from core.exchange import Exchange
+from core.gateway.routes import Job
+from core.gateway.exchange import Exchange
 from core.protocols.base import Reply
 from core.services import Services
 

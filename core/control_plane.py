@@ -18,7 +18,7 @@ from typing import Any
 from flask import Flask
 from werkzeug.serving import BaseWSGIServer, make_server
 
-from core.redact import Credentials
+from core.hosts.credentials import Credentials
 
 logger = logging.getLogger(__name__)
 

@@ -23,12 +23,12 @@ from multidict import CIMultiDict
 from mitmproxy import connection, ctx, hooks, http
 
 from core.bridge import AiohttpSink
-from core.endpoints import DataPlane, Job, ToControlPlane, is_control_plane_path
-from core.exchange import Exchange
-from core.flows import CLIENT_ADDR_HEADER
-from core.legs import TurnLegs, UpstreamLegs, conclude
+from core.gateway.routes import DataPlane, Job, ToControlPlane, is_control_plane_path
+from core.gateway.exchange import Exchange
+from core.hosts.flows import CLIENT_ADDR_HEADER
+from core.hosts.legs import TurnLegs, UpstreamLegs, conclude
 from core.protocols.base import ClientRequest, Reply
-from core.redact import REDACTED, SECRET_QUERY_PARAMS, redact_json, redacted_headers
+from core.gateway.redaction import REDACTED, SECRET_QUERY_PARAMS, redact_json, redacted_headers
 from core.services import Services
 
 logger = logging.getLogger(__name__)

@@ -19,9 +19,9 @@ from core.accounts.oauth import TokenSet
 from core.accounts.pool import AccountPool
 from core.accounts.service import AccountService
 from core.accounts.tokens import TokenManager
-from core.catalog import ModelCatalog
+from core.codex.catalog import ModelCatalog
 from core.config import Config, ConfigStore
-from core.pipeline import Pipeline
+from core.turn.pipeline import Pipeline
 from core.store.accounts import AccountStore
 from core.store.bodies import BodyLog
 from core.store.db import Database

@@ -1,5 +1,5 @@
 """The control plane: a Flask app (dashboard pages and the management JSON API) over the same
-``Services`` as the data plane. ``core.addon`` serves it on the proxy's own port."""
+``Services`` as the data plane. ``core.hosts.addon`` serves it on the proxy's own port."""
 
 from __future__ import annotations
 

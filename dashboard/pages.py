@@ -10,7 +10,7 @@ from typing import Any
 
 from flask import Blueprint, Response, abort, render_template, request, send_file
 
-from core.catalog import ModelInfo
+from core.codex.catalog import ModelInfo
 from dashboard.gate import dashboard_page
 from dashboard.i18n import page_context, strings_for
 from dashboard.security import current_session, require_api_key, services

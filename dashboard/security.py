@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 from flask import current_app, g, jsonify, request
 
-from core.flows import CLIENT_ADDR_HEADER, is_loopback_address
+from core.hosts.flows import CLIENT_ADDR_HEADER, is_loopback_address
 from core.services import Services
 from dashboard.sessions import LoginLimiter, Session, SessionStore
 

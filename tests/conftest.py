@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from deepmerge import always_merger
 
-from core.fake import FakeCodexThread, mint_access_token
+from codex_fake import FakeCodexThread, mint_access_token
 from tests.support.proxy import ProxyProcess
 
 PROXY_KEY = "test-proxy-key"

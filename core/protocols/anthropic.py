@@ -44,7 +44,7 @@ from typing import Any
 
 import orjson
 
-from core.catalog import ModelCatalog, ResolvedModel
+from core.codex.catalog import ModelCatalog, ResolvedModel
 from core.codex.events import (
     Failed,
     Finished,
@@ -65,14 +65,13 @@ from core.codex.request import (
     wire_service_tier,
 )
 from core.config import Config
-from core.pipeline import Turn, UpstreamEvent
+from core.turn.model import Prepared, Turn, UpstreamEvent
 from core.protocols.base import (
     BadRequest,
     ClientError,
     ClientRequest,
     CollectedTurn,
     Failure,
-    Prepared,
     Reply,
     expect_object,
     json_reply,

@@ -175,11 +175,3 @@ class StreamTranslator(Protocol):
     def keepalive(self) -> bytes: ...
 
     def fail(self, error: Failure) -> bytes: ...  # after the stream began: the closing error frame
-
-
-@dataclass(slots=True)
-class Prepared:
-    """A translated request ready for the pipeline, with what its protocol needs to answer."""
-
-    turn: Any  # core.pipeline.Turn
-    context: Any  # protocol-specific render context

@@ -18,11 +18,11 @@ from typing import Any
 
 import orjson
 
-from core.catalog import EFFORTS, ModelCatalog, ModelInfo, ResolvedModel
+from core.codex.catalog import EFFORTS, ModelCatalog, ModelInfo, ResolvedModel
 from core.codex.events import Failed, Finished, ReasoningDelta, TextDelta, ToolCallDone, Usage
 from core.codex.request import DEFAULT_INSTRUCTIONS, json_schema_format, reasoning_fields, stable_conversation_key, wire_service_tier
 from core.config import Config
-from core.pipeline import Turn, UpstreamEvent
+from core.turn.model import Prepared, Turn, UpstreamEvent
 from core.protocols import openai_chat
 from core.protocols.base import (
     BadRequest,
@@ -30,7 +30,6 @@ from core.protocols.base import (
     CollectedTurn,
     Failure,
     NotFound,
-    Prepared,
     Reply,
     expect_object,
     json_reply,

@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 
-from core.catalog import EFFORTS, ModelCatalog
+from core.codex.catalog import EFFORTS, ModelCatalog
 from core.codex.events import (
     Failed,
     Finished,
@@ -28,7 +28,7 @@ from core.codex.request import (
     wire_service_tier,
 )
 from core.config import Config
-from core.pipeline import Turn, UpstreamEvent
+from core.turn.model import Prepared, Turn, UpstreamEvent
 from core.protocols.base import (
     BadRequest,
     ClientError,
@@ -36,7 +36,6 @@ from core.protocols.base import (
     CollectedTurn,
     Failure,
     NotFound,
-    Prepared,
     Reply,
     expect_object,
     json_reply,

@@ -8,19 +8,18 @@ from typing import Any
 
 import orjson
 
-from core.catalog import ModelCatalog
+from core.codex.catalog import ModelCatalog
 from core.codex.headers import FORWARDED_CLIENT_HEADERS
 from core.codex.request import prepare_schema, reasoning_fields, stable_conversation_key, wire_service_tier
 from core.codex.sse import format_event
 from core.config import Config
-from core.pipeline import Turn, UpstreamEvent
+from core.turn.model import Prepared, Turn, UpstreamEvent
 from core.protocols import openai_chat
 from core.protocols.base import (
     BadRequest,
     ClientRequest,
     CollectedTurn,
     Failure,
-    Prepared,
     Reply,
     expect_object,
     json_reply,

@@ -2,61 +2,23 @@
 is on: the client's request (credential members redacted) and the answer as the client received
 it, each capped at ``BODY_CAP`` bytes; only the newest ``logs.bodies_kept`` are kept.
 
-``BodyCapture`` wraps an Exchange's sink and copies what passes through it; ``BodyLog`` writes from
+``core.gateway.capture.BodyCapture`` copies what passes an exchange's sink; ``BodyLog`` writes from
 a thread, like the request log, so nothing here touches the disk on the event loop."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from core.protocols.base import Reply
-from core.redact import redact_json
+from core.gateway.redaction import redact_json
 from core.store.db import Database
 from core.store.writer import BatchWriter
-
-if TYPE_CHECKING:
-    from core.exchange import Sink
 
 BODY_CAP = 256 * 1024
 
 
 def _text(data: bytes) -> str:
     return data[:BODY_CAP].decode("utf-8", "replace")
-
-
-class BodyCapture:
-    """A sink that passes everything on and keeps the first ``BODY_CAP`` bytes of the answer."""
-
-    def __init__(self, inner: Sink) -> None:
-        self._inner = inner
-        self._chunks: list[bytes] = []
-        self._size = 0
-        self.truncated = False
-
-    def _keep(self, data: bytes) -> None:
-        if self._size < BODY_CAP:
-            self._chunks.append(data)
-        else:
-            self.truncated = True
-        self._size += len(data)
-
-    async def reply(self, reply: Reply) -> None:
-        self._keep(reply.body)
-        await self._inner.reply(reply)
-
-    async def start(self, status: int, headers: dict[str, str]) -> None:
-        await self._inner.start(status, headers)
-
-    async def write(self, data: bytes) -> None:
-        self._keep(data)
-        await self._inner.write(data)
-
-    async def end(self) -> None:
-        await self._inner.end()
-
-    def captured(self, request_id: str, ts: float, request_body: bytes) -> Captured:
-        return Captured(request_id, ts, request_body, b"".join(self._chunks), self.truncated)
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,8 +19,8 @@ import openai
 import sqlite_utils
 from playwright.sync_api import Page, expect
 
-from core.fake import FakeCodexThread
-from core.fake import scenarios as sc
+from codex_fake import FakeCodexThread
+from codex_fake import scenarios as sc
 from tests.browser.conftest import LAPTOP, PHONE, Browsing, OpenDashboard, settled
 from tests.support.accounts import add, chat, chat_stream, wait_for
 from tests.support.proxy import ROOT, ProxyProcess

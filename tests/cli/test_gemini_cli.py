@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from core.fake import FakeCodexThread
+from codex_fake import FakeCodexThread
 from tests.support.proxy import ROOT, ProxyProcess
 
 GEMINI = ROOT / "tests" / "cli" / "gemini" / "node_modules" / ".bin" / "gemini"

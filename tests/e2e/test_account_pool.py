@@ -11,8 +11,8 @@ import httpx
 import openai
 import pytest
 
-from core.fake import FakeCodexThread
-from core.fake import scenarios as sc
+from codex_fake import FakeCodexThread
+from codex_fake import scenarios as sc
 from tests.support.accounts import account, add, chat, chat_stream, served, wait_for
 from tests.support.proxy import ProxyProcess
 

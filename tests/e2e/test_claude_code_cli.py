@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from core.fake import FakeCodexThread
+from codex_fake import FakeCodexThread
 from tests.support.proxy import ROOT, ProxyProcess
 
 CLI_DIR = ROOT / "tests" / "cli" / "node_modules"

@@ -23,7 +23,7 @@ import openai
 import pytest
 import sqlite_utils
 
-from core.fake import FakeCodexThread, mint_access_token, mint_refresh_token
+from codex_fake import FakeCodexThread, mint_access_token, mint_refresh_token
 from tests.support.accounts import account, add, chat, served, wait_for
 from tests.support.proxy import ProxyProcess
 

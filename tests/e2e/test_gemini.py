@@ -13,7 +13,7 @@ from google.genai import errors, types
 from pydantic import BaseModel
 
 from core.codex.request import ALLOWED_FIELDS
-from core.fake import FakeCodexThread
+from codex_fake import FakeCodexThread
 from tests.support.proxy import ProxyProcess
 
 
@@ -268,7 +268,7 @@ def test_unknown_action_and_path(proxy: ProxyProcess) -> None:
 
 
 def test_rate_limit_is_429_resource_exhausted(client: genai.Client, fake: FakeCodexThread) -> None:
-    from core.fake.scenarios import usage_limit_429
+    from codex_fake.scenarios import usage_limit_429
 
     fake.fault("acc-1", usage_limit_429(resets_in=90))
     with pytest.raises(errors.ClientError) as raised:

@@ -12,7 +12,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
-from core.fake import FakeCodexThread
+from codex_fake import FakeCodexThread
 from tests.support.accounts import wait_for
 from tests.support.proxy import ProxyProcess
 from tests.support.servers import free_port

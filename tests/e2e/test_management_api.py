@@ -8,8 +8,8 @@ from collections.abc import Callable
 import openai
 import yaml
 
-from core.fake import FakeCodexThread
-from core.fake import scenarios as sc
+from codex_fake import FakeCodexThread
+from codex_fake import scenarios as sc
 from tests.support.accounts import account, add, chat, served, wait_for
 from tests.support.proxy import ProxyProcess
 

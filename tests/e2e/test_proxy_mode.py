@@ -17,7 +17,7 @@ import httpx
 import openai
 import pytest
 
-from core.fake import FakeCodexThread
+from codex_fake import FakeCodexThread
 from tests.conftest import PROXY_KEY, proxy_config, with_one_account
 from tests.support.proxy import ProxyProcess
 from tests.support.servers import HELLO, echo_server, https_server, non_loopback_address, self_signed_certificate

@@ -17,7 +17,7 @@ import orjson
 import pytest
 
 from core.codex.sse import SSEParser
-from core.fake import FakeCodexThread
+from codex_fake import FakeCodexThread
 from tests.conftest import PROXY_KEY, with_one_account
 from tests.fixtures.replay.make_fixtures import WEATHER_TOOL
 from tests.support.proxy import ProxyProcess

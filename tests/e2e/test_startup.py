@@ -13,7 +13,7 @@ import openai
 import orjson
 import yaml
 
-from core.fake import FakeCodexThread
+from codex_fake import FakeCodexThread
 from tests.support.proxy import ROOT, ProxyProcess
 from tests.support.servers import free_port
 
@@ -57,7 +57,7 @@ def test_demo_mode_streams_without_any_account(tmp_path: Path, fake: FakeCodexTh
 
 def test_mitmweb_serves_the_same_api(start_proxy, fake: FakeCodexThread) -> None:  # type: ignore[no-untyped-def]
     proxy = start_proxy(tool="mitmweb", args=("--set", "web_open_browser=false", "--set", f"web_port={free_port()}"))
-    proxy.add_account(__import__("core.fake", fromlist=["mint_access_token"]).mint_access_token(account_id="acc-web"))
+    proxy.add_account(__import__("codex_fake", fromlist=["mint_access_token"]).mint_access_token(account_id="acc-web"))
     client = openai.OpenAI(base_url=proxy.base_url, api_key=proxy.key, max_retries=0)
     chunks = list(client.chat.completions.create(model="gpt-5.4", stream=True, messages=[{"role": "user", "content": "web"}]))
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "You said: web"
@@ -66,7 +66,7 @@ def test_mitmweb_serves_the_same_api(start_proxy, fake: FakeCodexThread) -> None
 def test_front_door_and_plain_mitmproxy_answer_alike(start_proxy, fake: FakeCodexThread) -> None:  # type: ignore[no-untyped-def]
     """By default base-URL clients reach the front door and mitmproxy listens behind it on loopback;
     with ``server.front_door: false`` mitmproxy takes the port itself. Both answer the same way."""
-    from core.fake import mint_access_token
+    from codex_fake import mint_access_token
 
     answers = []
     for name, front_door in (("door", True), ("plain", False)):

@@ -11,8 +11,8 @@ from typing import Any
 import openai
 import sqlite_utils
 
-from core.fake import FakeCodexThread, mint_access_token, mint_refresh_token
-from core.fake import scenarios as sc
+from codex_fake import FakeCodexThread, mint_access_token, mint_refresh_token
+from codex_fake import scenarios as sc
 from tests.support.accounts import account, add, chat, served, wait_for
 from tests.support.proxy import ProxyProcess
 

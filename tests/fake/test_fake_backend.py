@@ -19,9 +19,9 @@ import orjson
 import pytest
 from curl_cffi import requests as curl
 
-from core.fake import FakeCodex, FakeCodexThread, mint_access_token, mint_id_token, mint_refresh_token
-from core.fake import scenarios as sc
-from core.fake.tokens import seal_blob
+from codex_fake import FakeCodex, FakeCodexThread, mint_access_token, mint_id_token, mint_refresh_token
+from codex_fake import scenarios as sc
+from codex_fake.tokens import seal_blob
 
 ROOT = Path(__file__).resolve().parents[2]
 CLIENT_ID = "app_EMoamEEZ73f0CkXaXp7hrann"
@@ -1159,7 +1159,7 @@ def test_in_process_async_api() -> None:
 
 def test_standalone_process() -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "core.fake", "--port", "0", "--events", "5"],
+        [sys.executable, "-m", "codex_fake", "--port", "0", "--events", "5"],
         cwd=ROOT, stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
@@ -1220,7 +1220,7 @@ async def _stamped_events() -> None:
 
     from curl_cffi.requests import AsyncSession
 
-    from core.fake import FakeCodex, mint_access_token
+    from codex_fake import FakeCodex, mint_access_token
 
     fake = FakeCodex(events=5, stamp_events=True)
     base = await fake.start()

@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from core.fake import FakeCodexThread, mint_access_token, mint_refresh_token
+from codex_fake import FakeCodexThread, mint_access_token, mint_refresh_token
 from tests.support.proxy import ProxyProcess
 
 T = TypeVar("T")

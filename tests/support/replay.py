@@ -11,7 +11,7 @@ from typing import Any
 
 from mitmproxy import http, io
 
-from core.fake import FakeCodexThread
+from codex_fake import FakeCodexThread
 from tests.conftest import proxy_config, with_one_account
 from tests.support.proxy import BIN, MitmProcess, ProxyProcess
 

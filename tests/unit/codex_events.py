@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 
 from core.codex.events import CodexStreamParser
-from core.pipeline import UpstreamEvent
+from core.turn.model import UpstreamEvent
 from core.protocols.base import CollectedTurn
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from core.catalog import ModelCatalog
+from core.codex.catalog import ModelCatalog
 from core.config import ConfigStore
 
 

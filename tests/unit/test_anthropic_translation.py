@@ -10,12 +10,12 @@ import orjson
 import pytest
 from anthropic.lib.streaming._messages import accumulate_event
 
-from core.catalog import ModelCatalog
+from core.codex.catalog import ModelCatalog
 from core.codex.errors import UpstreamError
 from core.codex.events import CodexStreamParser, ReasoningDone
-from core.pipeline import NoAccountError
+from core.turn.pipeline import NoAccountError
 from core.protocols import anthropic
-from core.fake.scenarios import split_words
+from codex_fake.scenarios import split_words
 from core.protocols.base import BadRequest, ClientRequest, CollectedTurn, Unauthorized
 from tests.unit.codex_events import TOOL_STREAM, run_events, text_stream
 

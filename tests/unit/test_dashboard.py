@@ -19,12 +19,13 @@ import yaml
 from flask import Flask
 from flask.testing import FlaskClient
 
-from core.fake import mint_access_token, mint_refresh_token
-from core.redact import redact_json
-from core.flows import CLIENT_ADDR_HEADER
+from codex_fake import mint_access_token, mint_refresh_token
+from core.gateway.redaction import redact_json
+from core.hosts.flows import CLIENT_ADDR_HEADER
 from core.services import Services
 from core.store import log_queries
-from core.store.bodies import BODY_CAP, BodyCapture, BodyLog, Captured
+from core.gateway.capture import BodyCapture
+from core.store.bodies import BODY_CAP, BodyLog, Captured
 from dashboard import create_app
 from dashboard.i18n import STRINGS
 from dashboard.sessions import LoginLimiter

@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 import pytest
 
-from core.catalog import ModelCatalog
+from core.codex.catalog import ModelCatalog
 from core.codex.errors import UpstreamError
 from core.codex.events import Finished, Usage
 from core.protocols import gemini

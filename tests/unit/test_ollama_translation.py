@@ -9,9 +9,9 @@ from typing import Any
 import orjson
 import pytest
 
-from core.catalog import ModelCatalog
+from core.codex.catalog import ModelCatalog
 from core.codex.errors import UpstreamError
-from core.ollama_endpoints import cors_headers
+from core.gateway.ollama_routes import cors_headers
 from core.protocols import ollama
 from core.protocols.base import BadRequest, ClientRequest, NotFound
 from tests.unit.codex_events import TOOL_STREAM, USAGE, collect, run_events, text_stream

@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 import pytest
 
-from core.catalog import ModelCatalog
+from core.codex.catalog import ModelCatalog
 from core.codex.errors import UpstreamError
 from core.protocols import openai_chat
 from core.protocols.base import BadRequest, ClientRequest, CollectedTurn, NotFound

@@ -16,7 +16,7 @@ from core.accounts.quota import (
     usage_headers,
     warnings_for,
 )
-from core.fake.state import AccountUsage
+from codex_fake.state import AccountUsage
 
 NOW = 1_767_225_600.0
 

@@ -9,8 +9,9 @@ import orjson
 from mitmproxy.test import tflow
 
 from core.control_plane import SEALED_HEADER, Unsealer
-from core.flows import client_request
-from core.redact import REDACTED, CredentialKeeper, Credentials, redact_json, redacted_headers
+from core.hosts.flows import client_request
+from core.gateway.redaction import REDACTED, redact_json, redacted_headers
+from core.hosts.credentials import CredentialKeeper, Credentials
 
 
 def test_redact_json_replaces_credential_members_at_any_depth() -> None:

@@ -19,7 +19,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 import orjson
 from aiohttp import web
 
-from core.fake.tokens import (
+from codex_fake.tokens import (
     CLIENT_ID,
     Identity,
     RefreshInfo,
@@ -30,7 +30,7 @@ from core.fake.tokens import (
 )
 
 if TYPE_CHECKING:
-    from core.fake.backend import FakeCodex
+    from codex_fake.backend import FakeCodex
 
 REAL_REDIRECT = "http://localhost:1455/auth/callback"
 REAL_DEVICE_REDIRECT = "https://auth.openai.com/deviceauth/callback"

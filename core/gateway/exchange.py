@@ -17,11 +17,11 @@ from typing import Any, Protocol
 
 from core.accounts.quota import usage_headers
 from core.codex.errors import UpstreamError
-from core.endpoints import Job
-from core.pipeline import TurnStream
+from core.gateway.routes import Job
+from core.turn.pipeline import TurnStream
 from core.protocols.base import SSE_HEADERS, CollectedTurn, Reply
 from core.services import Services
-from core.store.bodies import BodyCapture
+from core.gateway.capture import BodyCapture
 from core.upstream.tap import tapping
 
 logger = logging.getLogger(__name__)

@@ -14,9 +14,10 @@ import time
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
-from core.endpoints import DataPlane, Job, Outcome, translate
+from core.gateway.routes import DataPlane, Job, Outcome, translate
 from core.protocols import ollama
-from core.protocols.base import ClientError, ClientRequest, Prepared, Reply, expect_object, json_reply
+from core.protocols.base import ClientError, ClientRequest, Reply, expect_object, json_reply
+from core.turn.model import Prepared
 from core.services import Services
 
 ALLOWED_METHODS = "GET, HEAD, POST, OPTIONS"

@@ -34,7 +34,7 @@ from typing import Any
 
 from orjson import dumps
 
-from core.fake.tokens import seal_blob
+from codex_fake.tokens import seal_blob
 
 SCENARIO_KEYS = frozenset(
     {

@@ -23,13 +23,13 @@ from core.protocols.base import (
     ClientError,
     ClientRequest,
     NotFound,
-    Prepared,
     Reply,
     Unauthorized,
     json_reply,
     random_id,
 )
 from core.services import Services
+from core.turn.model import Prepared
 from core.upstream.tap import Tap
 
 logger = logging.getLogger(__name__)

@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 import yaml
 
-MODELS_YAML = Path(__file__).resolve().parents[2] / "config" / "models.yaml"
+MODELS_YAML = Path(__file__).resolve().parents[1] / "config" / "models.yaml"
 
 ALL_PLANS = (
     "free", "go", "plus", "pro", "prolite", "team", "business", "enterprise", "edu", "edu_plus",

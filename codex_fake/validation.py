@@ -11,8 +11,8 @@ from typing import Any
 
 import orjson
 
-from core.fake.catalog import ModelInfo, catalog
-from core.fake.tokens import blob_account
+from codex_fake.catalog import ModelInfo, catalog
+from codex_fake.tokens import blob_account
 
 # §3.1 allow-list for POST /codex/responses; WS frames may also carry these two.
 RESPONSES_FIELDS = frozenset(

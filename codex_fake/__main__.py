@@ -1,4 +1,4 @@
-"""``python -m core.fake``: the fake as a standalone process (benchmark, demo), driven via /__fake."""
+"""``python -m codex_fake``: the fake as a standalone process (benchmark, demo), driven via /__fake."""
 
 from __future__ import annotations
 
@@ -6,11 +6,11 @@ import argparse
 import asyncio
 import signal
 
-from core.fake.backend import FakeCodex
+from codex_fake.backend import FakeCodex
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m core.fake", description="Offline fake Codex backend")
+    parser = argparse.ArgumentParser(prog="python -m codex_fake", description="Offline fake Codex backend")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=9100, help="0 picks a free port")
     parser.add_argument("--ttfb-ms", type=float, default=0)

@@ -9,59 +9,14 @@ them back. What is left on the flow says ``[redacted]``.
 
 from __future__ import annotations
 
-import re
 import weakref
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
 
-import orjson
 from mitmproxy import http
 
+from core.gateway.redaction import REDACTED, SECRET_QUERY_PARAMS, is_secret_header, redact_json
 from core.protocols.base import ClientRequest
-
-REDACTED = "[redacted]"
-SECRET_HEADERS = frozenset({
-    "authorization", "proxy-authorization", "x-api-key", "x-goog-api-key", "api-key", "cookie", "set-cookie",
-})  # fmt: skip
-SECRET_QUERY_PARAMS = frozenset({"key", "api_key", "access_token"})
-# JSON members whose values are credentials: account tokens pasted into the management API, OAuth bodies.
-_SECRET_MEMBER = re.compile(r"token|secret|password|api_?key|authorization|cookie|code_verifier", re.IGNORECASE)
-
-
-def is_secret_header(name: str) -> bool:
-    return name.lower() in SECRET_HEADERS
-
-
-def redacted_headers(items: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
-    return [(name, REDACTED if is_secret_header(name) else value) for name, value in items]
-
-
-def _redact_value(value: Any) -> tuple[Any, bool]:
-    if isinstance(value, dict):
-        changed = False
-        out: dict[str, Any] = {}
-        for key, item in value.items():
-            if _SECRET_MEMBER.search(key) and isinstance(item, str) and item:
-                out[key], changed = REDACTED, True
-            else:
-                out[key], inner = _redact_value(item)
-                changed |= inner
-        return out, changed
-    if isinstance(value, list):
-        results = [_redact_value(item) for item in value]
-        return [item for item, _ in results], any(changed for _, changed in results)
-    return value, False
-
-
-def redact_json(body: bytes) -> bytes | None:
-    """``body`` with credential members replaced, or None when it is not JSON or holds none."""
-    try:
-        value = orjson.loads(body) if body else None
-    except orjson.JSONDecodeError:
-        return None
-    redacted, changed = _redact_value(value)
-    return orjson.dumps(redacted) if changed else None
 
 
 @dataclass(slots=True)

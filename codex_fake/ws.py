@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from aiohttp import WSMsgType, web
 
-from core.fake.catalog import catalog
-from core.fake.validation import ApiError, check_responses_body, detail
-from core.fake.wire import error_response, pump, request_id
+from codex_fake.catalog import catalog
+from codex_fake.validation import ApiError, check_responses_body, detail
+from codex_fake.wire import error_response, pump, request_id
 
 if TYPE_CHECKING:
-    from core.fake.backend import Caller, FakeCodex
+    from codex_fake.backend import Caller, FakeCodex
 
 BETA = "responses_websockets=2026-02-06"
 

@@ -23,7 +23,7 @@ from mitmproxy.addonmanager import Loader
 from mitmproxy.flow import Error
 from mitmproxy.proxy.layers.http import HttpErrorHook, HttpResponseHook
 
-from core.redact import redacted_headers
+from core.gateway.redaction import redacted_headers
 
 LEG_KEY = "codex.leg"  # metadata of a leg flow: {"client_flow": id, "attempt": n}
 # The body we keep is what curl_cffi handed us (already decoded), so these would lie about it.

@@ -7,7 +7,7 @@ import threading
 from types import TracebackType
 from typing import Any
 
-from core.fake.backend import FakeCodex
+from codex_fake.backend import FakeCodex
 
 
 class FakeCodexThread:

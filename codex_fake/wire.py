@@ -12,8 +12,8 @@ import orjson
 from aiohttp import web
 from aiohttp.client_exceptions import ClientConnectionResetError
 
-from core.fake.scenarios import Disconnect, Pause, Turn
-from core.fake.validation import ApiError
+from codex_fake.scenarios import Disconnect, Pause, Turn
+from codex_fake.validation import ApiError
 
 DISCONNECTS = (ConnectionError, ClientConnectionResetError)
 _EVENT_PREFIX: dict[str, bytes] = {}

@@ -14,7 +14,7 @@ import orjson
 from aiohttp import web
 
 if TYPE_CHECKING:
-    from core.fake.backend import FakeCodex
+    from codex_fake.backend import FakeCodex
 
 Handler = Callable[[web.Request], Awaitable[web.Response]]
 

@@ -25,13 +25,13 @@ from core.accounts.oauth import OAuthError
 from core.accounts.pool import AccountPool
 from core.accounts.quota import parse_headers
 from core.accounts.tokens import TokenManager
-from core.catalog import ResolvedModel
 from core.codex.errors import FATAL, RETRY_SAME, ROTATE, UpstreamError, classify_http, is_unsupported_model
 from core.codex.events import PRELUDE_EVENTS, TERMINAL_EVENTS, CodexStreamParser, Delta, Failed, Finished
 from core.codex.headers import account_installation_id, responses_headers
 from core.codex.request import finalize_body, finalize_compact_body, scoped_conversation_id, without_reasoning_items
 from core.codex.sse import SSEParser
 from core.config import ConfigStore
+from core.turn.model import Turn, UpstreamEvent, disconnected_event
 from core.upstream.transport import UpstreamStream, UpstreamTransport
 
 logger = logging.getLogger(__name__)
@@ -40,32 +40,6 @@ SAME_ACCOUNT_RETRY_DELAYS = (1.0, 2.0)
 # Accounts one turn may move across. A failure that rotates marks its account, so later turns skip
 # it anyway; the bound only stops a turn from walking a large pool when something wider is wrong.
 MAX_ACCOUNTS_PER_TURN = 10
-
-
-@dataclass(slots=True)
-class Turn:
-    """One client request, translated to the Codex format and not yet bound to an account."""
-
-    protocol: str
-    body: dict[str, Any]
-    model: ResolvedModel
-    stream: bool
-    conversation_key: str | None = None
-    forwarded_headers: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass(slots=True)
-class UpstreamEvent:
-    name: str
-    data: dict[str, Any]
-    raw: bytes  # the event's data bytes exactly as the backend sent them
-    deltas: list[Delta] = field(default_factory=list)  # what the shared parser made of it
-
-
-def disconnected_event(detail: str = "") -> UpstreamEvent:
-    message = "Upstream stream closed before response.completed" + (f": {detail}" if detail else "")
-    data = {"type": "error", "error": {"type": "server_error", "code": "stream_disconnected", "message": message}}
-    return UpstreamEvent("error", data, orjson.dumps(data))
 
 
 class TurnStream:

@@ -28,13 +28,13 @@ from mitmproxy.connection import Client
 from core.bridge import Bridge
 from core.config import ConfigStore, default_data_dir
 from core.control_plane import SEALED_HEADER, ControlPlaneServer
-from core.endpoints import DataPlane, Job, ToControlPlane, is_control_plane_path, not_found
+from core.gateway.routes import DataPlane, Job, ToControlPlane, is_control_plane_path, not_found
 from core.direct import DirectPath
-from core.exchange import Exchange
+from core.gateway.exchange import Exchange
 from core.front_door import FrontDoor
-from core.ollama_endpoints import OllamaPlane
-from core.ollama_listener import OllamaListener
-from core.flows import (
+from core.gateway.ollama_routes import OllamaPlane
+from core.hosts.ollama_listener import OllamaListener
+from core.hosts.flows import (
     CLIENT_ADDR_HEADER,
     client_address,
     client_request,
@@ -44,11 +44,12 @@ from core.flows import (
     restore_original,
     was_redirected,
 )
-from core.intercept import ProxyMode
-from core.legs import LegRecorder, TurnLegs, UpstreamLegs
+from core.hosts.proxy_mode import ProxyMode
+from core.hosts.legs import LegRecorder, TurnLegs, UpstreamLegs
 from core.protocols.base import ClientRequest, Reply, json_reply
-from core.redact import REDACTED, CredentialKeeper, redact_json
-from core.retention import BodyBudget
+from core.gateway.redaction import REDACTED, redact_json
+from core.hosts.credentials import CredentialKeeper
+from core.hosts.body_budget import BodyBudget
 from core.services import Services
 
 logger = logging.getLogger(__name__)
@@ -263,7 +264,7 @@ class CodexGateway:
         self.front_door = door
 
     async def _start_demo(self, data_dir: Path) -> tuple[dict[str, Any], Path]:
-        from core.fake import FakeCodex
+        from codex_fake import FakeCodex
 
         self._demo = FakeCodex()
         base = await self._demo.start(host="127.0.0.1", port=0)
@@ -274,7 +275,7 @@ class CodexGateway:
 
     @staticmethod
     def _add_demo_account(services: Services) -> None:
-        from core.fake import mint_access_token, mint_refresh_token
+        from codex_fake import mint_access_token, mint_refresh_token
 
         token = mint_access_token(account_id="demo-account", plan="plus", email="demo@example.com", expires_in=30 * 24 * 3600)
         refresh = mint_refresh_token("demo-account", plan="plus", email="demo@example.com")

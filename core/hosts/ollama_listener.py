@@ -2,7 +2,7 @@
 
 Being a mitmproxy listener (not a separate server) means Ollama traffic runs through the same
 hooks and shows up in mitmweb like everything else. Every request that arrives on it belongs to
-the Ollama route table (``core.ollama_endpoints``); nothing is ever forwarded from it, and
+the Ollama route table (``core.gateway.ollama_routes``); nothing is ever forwarded from it, and
 ``CONNECT`` is refused, so even a listener bound beyond loopback is no open proxy.
 """
 

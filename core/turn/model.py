@@ -1,0 +1,47 @@
+"""The typed values that travel the pipeline: a translated ``Turn``, each ``UpstreamEvent`` the
+backend sends, and the ``Prepared`` pair a protocol translator hands over (the turn and what the
+protocol needs to render the answer)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from core.codex.catalog import ResolvedModel
+from core.codex.events import Delta
+
+
+@dataclass(slots=True)
+class Turn:
+    """One client request, translated to the Codex format and not yet bound to an account."""
+
+    protocol: str
+    body: dict[str, Any]
+    model: ResolvedModel
+    stream: bool
+    conversation_key: str | None = None
+    forwarded_headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class UpstreamEvent:
+    name: str
+    data: dict[str, Any]
+    raw: bytes  # the event's data bytes exactly as the backend sent them
+    deltas: list[Delta] = field(default_factory=list)  # what the shared parser made of it
+
+
+def disconnected_event(detail: str = "") -> UpstreamEvent:
+    message = "Upstream stream closed before response.completed" + (f": {detail}" if detail else "")
+    data = {"type": "error", "error": {"type": "server_error", "code": "stream_disconnected", "message": message}}
+    return UpstreamEvent("error", data, orjson.dumps(data))
+
+
+@dataclass(slots=True)
+class Prepared:
+    """A translated request ready for the pipeline, with what its protocol needs to answer."""
+
+    turn: Turn | None  # None: answered without a turn (an Ollama model load)
+    context: Any  # protocol-specific render context
