@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 from flask import current_app, g, jsonify, request
 
-from core.hosts.flows import CLIENT_ADDR_HEADER, is_loopback_address
+from core.gateway.clients import is_loopback_address
 from core.services import Services
 from dashboard.sessions import LoginLimiter, Session, SessionStore
 
@@ -43,7 +43,7 @@ def login_limiter() -> LoginLimiter:
 
 def client_addr() -> str:
     """The real client: the gateway forwards us its address (and overwrites any the client sent)."""
-    return request.headers.get(CLIENT_ADDR_HEADER) or request.remote_addr or ""
+    return request.remote_addr or ""
 
 
 def is_loopback() -> bool:

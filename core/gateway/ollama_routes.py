@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
-from core.gateway.routes import DataPlane, Job, Outcome, translate
+from core.gateway.routes import DataPlane, Job, Outcome, refuse, translate
 from core.protocols import ollama
 from core.protocols.base import ClientError, ClientRequest, Reply, expect_object, json_reply
 from core.turn.model import Prepared
@@ -83,6 +83,12 @@ class OllamaPlane:
         elif isinstance(outcome, Job):
             outcome.extra_headers.update(cors)
         return outcome
+
+    def refuse(self, request: ClientRequest, error: ClientError) -> Reply:
+        """``error`` in Ollama's envelope, or the routed protocol's on ``/v1/*``."""
+        if request.path == "/v1" or request.path.startswith("/v1/"):
+            return refuse(request, error)
+        return ollama.render_error(error)
 
     def _route(self, request: ClientRequest) -> Outcome:
         path = request.path

@@ -28,6 +28,7 @@ from core.protocols.base import (
     json_reply,
     random_id,
 )
+from core.gateway.clients import extract_api_key
 from core.services import Services
 from core.turn.model import Prepared
 from core.upstream.tap import Tap
@@ -70,19 +71,6 @@ def is_gemini_client(request: ClientRequest) -> bool:
     """Google's SDKs (google-genai 1.x+ defaults to ``/v1/models``, which OpenAI clients use too)
     always send ``x-goog-api-client``; plain Gemini REST callers authenticate with a Google-style key."""
     return bool(request.headers.get("x-goog-api-client") or request.headers.get("x-goog-api-key") or request.query.get("key"))
-
-
-def extract_api_key(request: ClientRequest) -> str | None:
-    """Every protocol accepts every key form (seed order): ?key, x-goog-api-key, x-api-key, Bearer."""
-    if key := request.query.get("key"):
-        return key
-    for header in ("x-goog-api-key", "x-api-key"):
-        if value := request.headers.get(header):
-            return value
-    auth = request.headers.get("authorization") or ""
-    if auth[:7].lower() == "bearer ":
-        return auth[7:].strip()
-    return auth.strip() or None
 
 
 def translate(protocol: ModuleType, parse: Callable[..., Prepared], request: ClientRequest, services: Services) -> Prepared | Reply:
@@ -233,8 +221,18 @@ def is_control_plane_path(path: str) -> bool:
 
 
 def error_dialect(path: str) -> ModuleType:
-    """Whose error envelope a request that reached no route gets: Gemini's under its prefixes."""
-    return gemini if path.startswith(("/v1beta/", "/v1alpha/")) else openai_chat
+    """Whose error envelope a request gets before (or without) reaching its route: Anthropic's on
+    its paths, Gemini's under its prefixes and actions, OpenAI's otherwise."""
+    if path.startswith(("/v1beta/", "/v1alpha/")) or gemini.ACTION_PATH.match(path):
+        return gemini
+    if path in ("/v1/messages", "/messages", "/v1/messages/count_tokens", "/messages/count_tokens"):
+        return anthropic
+    return openai_chat
+
+
+def refuse(request: ClientRequest, error: ClientError) -> Reply:
+    """``error`` in the envelope of the protocol ``request`` was meant for."""
+    return error_dialect(request.path).render_error(error)
 
 
 def not_found(request: ClientRequest) -> Reply:

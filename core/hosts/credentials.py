@@ -10,7 +10,6 @@ them back. What is left on the flow says ``[redacted]``.
 from __future__ import annotations
 
 import weakref
-from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
 from mitmproxy import http
@@ -28,15 +27,22 @@ class Credentials:
     body: bytes | None = None
 
     def applied_to(self, request: ClientRequest) -> ClientRequest:
-        """The request as the client sent it, for authentication and translation only."""
-        if not self.headers and not self.query:
+        """The request with its credentials back, for authentication and translation only. A
+        header another addon has set since (any value but the placeholder) wins over the kept one."""
+        if not self.headers and not self.query and self.body is None:
             return request
         taken = {name for name, _ in self.headers}
-        kept = request.headers.items(multi=True) if isinstance(request.headers, http.Headers) else request.headers.items()
-        fields = [(name, value) for name, value in kept if name.lower() not in taken] + self.headers
+        current = list(request.headers.items(multi=True) if isinstance(request.headers, http.Headers) else request.headers.items())
+        fields = [(name, value) for name, value in current if not (name.lower() in taken and value == REDACTED)]
+        replaced = {name.lower() for name, value in current if name.lower() in taken and value != REDACTED}
+        fields += [(name, value) for name, value in self.headers if name not in replaced]
         headers = http.Headers([(name.encode(), value.encode()) for name, value in fields])
-        query: Mapping[str, str] = {**dict(request.query), **dict(self.query)}
-        return replace(request, headers=headers, query=query)
+        query: dict[str, str] = dict(request.query)
+        for name, value in self.query:
+            if query.get(name) == REDACTED:
+                query[name] = value
+        body = request.body if self.body is None else self.body
+        return replace(request, headers=headers, query=query, body=body)
 
 
 class CredentialKeeper:
@@ -63,11 +69,55 @@ class CredentialKeeper:
 
     def take_body(self, flow: http.HTTPFlow) -> None:
         """Keep the body aside and leave a copy without credential members on the flow."""
-        raw = flow.request.raw_content
-        redacted = redact_json(flow.request.get_content(strict=False) or b"")
+        body = flow.request.get_content(strict=False) or b""
+        redacted = redact_json(body)
         if redacted is not None:
-            self._kept.setdefault(flow, Credentials()).body = raw
+            self._kept.setdefault(flow, Credentials()).body = body
             flow.request.content = redacted  # re-encoded as the client encoded it; content-length follows
 
     def pop(self, flow: http.HTTPFlow) -> Credentials:
         return self._kept.pop(flow, None) or Credentials()
+
+
+class ResponseSecrets:
+    """Keeps the credentials an answer carries off its flow. A dashboard login's ``Set-Cookie``
+    must reach the browser, so it stays beside the flow and goes into the bytes only as mitmproxy
+    writes the answer's head (HTTP/1: the dashboard is served on our own port, never over TLS);
+    credential members of a JSON body (a full account export) are redacted once the client has
+    the body (``response``: the body was streamed, so it was not on the flow before)."""
+
+    _SECRET = ("set-cookie",)
+
+    def __init__(self) -> None:
+        self._kept: weakref.WeakKeyDictionary[http.Response, list[tuple[bytes, bytes]]] = weakref.WeakKeyDictionary()
+
+    def install(self) -> None:
+        from mitmproxy.net.http import http1
+
+        original = getattr(http1.assemble_response_head, "__wrapped__", http1.assemble_response_head)
+        kept = self._kept
+
+        def assemble_response_head(response: http.Response) -> bytes:
+            real = kept.pop(response, None)
+            if real is None:
+                return original(response)
+            shown = response.headers
+            response.headers = http.Headers([field for field in shown.fields if field[0].lower() not in (b"set-cookie",)] + real)
+            try:
+                return original(response)
+            finally:
+                response.headers = shown
+
+        assemble_response_head.__wrapped__ = original  # type: ignore[attr-defined]
+        http1.assemble_response_head = assemble_response_head
+
+    def take(self, response: http.Response) -> None:
+        real = [field for field in response.headers.fields if field[0].lower() == b"set-cookie"]
+        if real:
+            self._kept[response] = real
+            response.headers.set_all("set-cookie", [REDACTED] * len(real))
+
+    @staticmethod
+    def redact_body(response: http.Response) -> None:
+        if response.raw_content and (redacted := redact_json(response.get_content(strict=False) or b"")) is not None:
+            response.content = redacted

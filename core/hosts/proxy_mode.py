@@ -20,7 +20,8 @@ from collections.abc import Iterable
 
 from mitmproxy import ctx, http
 
-from core.hosts.flows import client_address, is_addressed_to_us, is_loopback_address
+from core.gateway.clients import is_loopback_address
+from core.hosts.flows import client_address, is_addressed_to_us
 
 # Codex CLI/Desktop signed in with ChatGPT call the backend directly; its API lives under this prefix,
 # and what follows (``/responses``, ``/responses/compact``) is our own route.

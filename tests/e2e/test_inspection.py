@@ -107,13 +107,12 @@ def test_retries_show_one_leg_per_attempt(start_web: Callable[..., ProxyProcess]
     assert "legs=2" in turn["comment"]
 
 
-@pytest.mark.parametrize("front_door", [True, False], ids=["front-door", "mitmproxy-only"])
 def test_no_credential_reaches_mitmweb_or_a_saved_flow(start_web: Callable[..., ProxyProcess], fake: FakeCodexThread,
-                                                       tmp_path: Path, front_door: bool) -> None:
-    """Base-URL calls are mirrored flows behind the front door, real mitmproxy flows without it:
-    neither may show or save a credential."""
+                                                       tmp_path: Path) -> None:
+    """Every call is a real mitmproxy flow, shown live and saved: none may show or save a credential,
+    not even while it passes (the dashboard's session cookie included)."""
     saved, recorded = tmp_path / "saved.flows", tmp_path / "legs.flows"
-    proxy = start_web("-w", str(saved), "--set", f"codex_record={recorded}", server={"front_door": front_door})
+    proxy = start_web("-w", str(saved), "--set", f"codex_record={recorded}")
     token, refresh = mint_access_token(account_id="acc-1"), mint_refresh_token("acc-1")
     secrets = [PROXY_KEY, token, refresh, CLIENT_KEY, COOKIE, QUERY_KEY, WRONG_KEY]
     web = MitmWeb(proxy)
@@ -126,10 +125,7 @@ def test_no_credential_reaches_mitmweb_or_a_saved_flow(start_web: Callable[..., 
         page = httpx.get(proxy.origin + "/")  # this machine's browser gets a dashboard session cookie
         session = next(iter(page.cookies.values()))
         assert page.status_code == 200 and len(session) > 16
-        if front_door:
-            # Without the front door the cookie passes mitmproxy's live view on its way to the
-            # browser (README "Watch every turn in mitmweb"); it is redacted on the stored flow.
-            secrets.append(session)
+        secrets.append(session)
 
         fake.script({"text": "one"}, {"text": "two"}, {"text": "three"})
         base_url_client = openai.OpenAI(base_url=proxy.base_url, api_key=PROXY_KEY, max_retries=0,

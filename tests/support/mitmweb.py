@@ -81,6 +81,13 @@ class MitmWeb:
         self.http: httpx.Client = proxy.web_api()
         self._endpoint = proxy.web_endpoint()
 
+    def command(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """A state-changing call (edit, resume, kill), with an XSRF token in cookie and header as
+        mitmweb's UI sends it (Tornado only checks that the two agree)."""
+        token = "0123456789abcdef" * 2
+        headers = {"X-XSRFToken": token, "Cookie": f"_mitmproxy_xsrf={token}", **kwargs.pop("headers", {})}
+        return self.http.request(method, path, headers=headers, **kwargs)
+
     def live(self) -> LiveUpdates:
         return LiveUpdates(*self._endpoint)
 

@@ -63,11 +63,12 @@ class ProxyProcess(MitmProcess):
     """One proxy process. ``config`` is written to ``<data>/local.yaml`` before it starts."""
 
     def __init__(self, data_dir: Path, config: dict[str, Any], tool: str = "mitmdump", args: tuple[str, ...] = (),
-                 verbosity: str = "warn") -> None:
+                 verbosity: str = "warn", before: tuple[str, ...] = ()) -> None:
         self.data_dir = data_dir
         self.config = config
         self.tool = tool
         self.args = args
+        self.before = before  # arguments ahead of ours, e.g. ("-s", "mine.py") for an addon earlier in the chain
         self.verbosity = verbosity  # mitmproxy refuses a second --set termlog_verbosity in args
         self.runtime: dict[str, Any] = {}
         super().__init__(data_dir / f"{tool}.log")
@@ -137,7 +138,7 @@ class ProxyProcess(MitmProcess):
         runtime_file.unlink(missing_ok=True)
         env = {**os.environ, "CODEX_PROXY_DATA_DIR": str(self.data_dir), "PYTHONUNBUFFERED": "1"}
         env.pop("PORT", None)
-        command = [str(BIN / self.tool), "-s", str(ROOT / "addons" / "codex.py"), "--listen-host", "127.0.0.1", "-p", "0",
+        command = [str(BIN / self.tool), *self.before, "-s", str(ROOT / "addons" / "codex.py"), "--listen-host", "127.0.0.1", "-p", "0",
                    "--set", f"confdir={self.confdir}", "--set", f"termlog_verbosity={self.verbosity}", *self.args]
 
         def ready() -> bool:

@@ -21,7 +21,6 @@ from flask.testing import FlaskClient
 
 from codex_fake import mint_access_token, mint_refresh_token
 from core.gateway.redaction import redact_json
-from core.hosts.flows import CLIENT_ADDR_HEADER
 from core.services import Services
 from core.store import log_queries
 from core.gateway.capture import BodyCapture
@@ -31,7 +30,7 @@ from dashboard.i18n import STRINGS
 from dashboard.sessions import LoginLimiter
 
 KEY = "unit-test-key-123"
-REMOTE = {CLIENT_ADDR_HEADER: "192.0.2.50"}
+REMOTE = {"REMOTE_ADDR": "192.0.2.50"}  # the client address the gateway hands the app
 DASHBOARD = Path(__file__).resolve().parents[2] / "dashboard"
 
 
@@ -61,7 +60,7 @@ def boot(page: bytes) -> dict[str, Any]:
 
 def log_in(client: FlaskClient, password: str = KEY, address: str = "192.0.2.50") -> Any:
     return client.post("/dashboard/login", data={"password": password, "next": "/dashboard/usage"},
-                       headers={CLIENT_ADDR_HEADER: address})  # fmt: skip
+                       environ_base={"REMOTE_ADDR": address})  # fmt: skip
 
 
 # --- the gate -------------------------------------------------------------------------------------
@@ -91,32 +90,32 @@ def test_a_rebound_name_on_loopback_is_not_this_machine(client: FlaskClient) -> 
 
 
 def test_other_machines_log_in_first(client: FlaskClient) -> None:
-    page = client.get("/dashboard/usage", headers=REMOTE)
+    page = client.get("/dashboard/usage", environ_base=REMOTE)
     assert page.status_code == 302 and page.headers["Location"] == "/dashboard/login?next=/dashboard/usage"
-    assert client.get("/dashboard/login", headers=REMOTE).status_code == 200
+    assert client.get("/dashboard/login", environ_base=REMOTE).status_code == 200
     wrong = log_in(client, "not-the-key")
     assert wrong.status_code == 401 and b'id="login-error"' in wrong.data and "Set-Cookie" not in wrong.headers
     done = log_in(client)
     assert done.status_code == 303 and done.headers["Location"] == "/dashboard/usage"
     assert "HttpOnly" in done.headers["Set-Cookie"] and "SameSite=Lax" in done.headers["Set-Cookie"]
-    page = client.get("/dashboard/usage", headers=REMOTE)
+    page = client.get("/dashboard/usage", environ_base=REMOTE)
     assert page.status_code == 200 and b'id="logout"' in page.data
     csrf = boot(page.data)["csrf"]
-    assert client.get("/auth/accounts", headers=REMOTE).status_code == 200  # the session stands in for the key
-    refused = client.post("/admin/settings", json={"logs.enabled": False}, headers=REMOTE)
+    assert client.get("/auth/accounts", environ_base=REMOTE).status_code == 200  # the session stands in for the key
+    refused = client.post("/admin/settings", json={"logs.enabled": False}, environ_base=REMOTE)
     assert refused.status_code == 403 and refused.json["error"]["code"] == "csrf_failed"
-    forged = client.post("/admin/settings", json={"logs.enabled": False}, headers={**REMOTE, "X-CSRF-Token": "x" * 32})
+    forged = client.post("/admin/settings", json={"logs.enabled": False}, environ_base=REMOTE, headers={"X-CSRF-Token": "x" * 32})
     assert forged.status_code == 403
-    saved = client.post("/admin/settings", json={"logs.enabled": False}, headers={**REMOTE, "X-CSRF-Token": csrf})
+    saved = client.post("/admin/settings", json={"logs.enabled": False}, environ_base=REMOTE, headers={"X-CSRF-Token": csrf})
     assert saved.status_code == 200 and saved.json["values"]["logs.enabled"] is False
-    out = client.post("/dashboard/logout", data={"csrf_token": csrf}, headers=REMOTE)
+    out = client.post("/dashboard/logout", data={"csrf_token": csrf}, environ_base=REMOTE)
     assert out.status_code == 303 and "codex_proxy_session_80=;" in out.headers["Set-Cookie"]
-    assert client.get("/dashboard/usage", headers=REMOTE).status_code == 302
+    assert client.get("/dashboard/usage", environ_base=REMOTE).status_code == 302
 
 
 def test_login_redirects_only_to_this_server(app: Flask) -> None:
     for target in ("//evil.example/x", "https://evil.example/", "/\\evil.example"):
-        response = app.test_client().post("/dashboard/login", data={"password": KEY, "next": target}, headers=REMOTE)
+        response = app.test_client().post("/dashboard/login", data={"password": KEY, "next": target}, environ_base=REMOTE)
         assert response.status_code == 303 and response.headers["Location"] == "/", target
 
 
@@ -157,9 +156,9 @@ def test_without_a_key_other_sites_cannot_post_from_the_browser(tmp_path: Path) 
             assert refused.status_code == 403 and refused.json["error"]["code"] == "csrf_failed", cross
         same = client.post("/auth/accounts/batch-delete", json={"ids": []}, headers={**host, "Origin": "http://127.0.0.1:8080"})
         assert same.status_code == 200
-        remote = client.get("/dashboard/login", headers=REMOTE)
+        remote = client.get("/dashboard/login", environ_base=REMOTE)
         assert b'id="login-closed"' in remote.data  # no password and no key: remote access is off
-        assert client.post("/dashboard/login", data={"password": "anything"}, headers=REMOTE).status_code == 403
+        assert client.post("/dashboard/login", data={"password": "anything"}, environ_base=REMOTE).status_code == 403
     finally:
         svc.close_sync()
 
@@ -167,11 +166,11 @@ def test_without_a_key_other_sites_cannot_post_from_the_browser(tmp_path: Path) 
 def test_a_new_password_or_key_logs_other_browsers_out(client: FlaskClient, app: Flask) -> None:
     other = app.test_client()
     assert log_in(other).status_code == 303
-    assert other.get("/auth/accounts", headers=REMOTE).status_code == 200
+    assert other.get("/auth/accounts", environ_base=REMOTE).status_code == 200
     auth = {"Authorization": f"Bearer {KEY}"}
     assert client.post("/admin/dashboard-password", json={"password": "short"}, headers=auth).status_code == 400
     assert client.post("/admin/dashboard-password", json={"password": "correct horse"}, headers=auth).json["has_password"]
-    assert other.get("/auth/accounts", headers=REMOTE).status_code == 401
+    assert other.get("/auth/accounts", environ_base=REMOTE).status_code == 401
     assert log_in(other).status_code == 401  # the key is no longer the password
     assert log_in(other, "correct horse").status_code == 303
     assert client.post("/admin/dashboard-password", json={"password": None}, headers=auth).json["has_password"] is False

@@ -7,7 +7,7 @@ import re
 from mitmproxy.addons.proxyauth import ProxyAuth
 from mitmproxy.test import taddons, tflow
 
-from core.hosts.flows import is_loopback_address
+from core.gateway.clients import is_loopback_address
 from core.hosts.proxy_mode import ProxyMode, allow_hosts_pattern
 
 HOSTS = ("api.openai.com", "api.anthropic.com", "generativelanguage.googleapis.com", "chatgpt.com")

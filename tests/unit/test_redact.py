@@ -1,14 +1,11 @@
-"""Taking credentials off flows (core/redact.py) and handing them to the control plane (Unsealer)."""
+"""Taking credentials off flows (core/hosts/credentials.py) and handing them back to the request only."""
 
 from __future__ import annotations
-
-import io
-from typing import Any
 
 import orjson
 from mitmproxy.test import tflow
 
-from core.control_plane import SEALED_HEADER, Unsealer
+from core.gateway.control import ControlPlane
 from core.hosts.flows import client_request
 from core.gateway.redaction import REDACTED, redact_json, redacted_headers
 from core.hosts.credentials import CredentialKeeper, Credentials
@@ -66,29 +63,37 @@ def test_keeper_keeps_a_token_bearing_body_aside() -> None:
     assert keeper.pop(flow).body == body
 
 
-def call(app: Unsealer, environ: dict[str, Any]) -> dict[str, Any]:
-    seen: dict[str, Any] = {}
-
-    def inner(env: dict[str, Any], start_response: Any) -> list[bytes]:
-        seen.update(env, body=env["wsgi.input"].read(int(env.get("CONTENT_LENGTH") or 0)))
-        return [b""]
-
-    app._app = inner
-    app(environ, lambda *a: None)
-    return seen
+def test_a_header_another_addon_set_wins_over_the_kept_one() -> None:
+    flow = tflow.tflow()
+    flow.request.headers["Authorization"] = "Bearer client-key"
+    keeper = CredentialKeeper()
+    keeper.take(flow)
+    flow.request.headers["Authorization"] = "Bearer set-by-modify-headers"  # e.g. --set modify_headers=...
+    assert keeper.pop(flow).applied_to(client_request(flow)).headers["authorization"] == "Bearer set-by-modify-headers"
 
 
-def test_unsealer_restores_credentials_and_body_for_one_request() -> None:
-    unsealer = Unsealer(None)
-    token = unsealer.seal(Credentials(headers=[("authorization", "Bearer cp-secret"), ("cookie", "a=1"), ("cookie", "b=2")],
-                                      body=b'{"token":"eyJ.secret"}'))
-    redacted = b'{"token":"[redacted]"}'
-    sent = io.BytesIO(redacted + b"NEXT REQUEST")
-    environ = {"HTTP_" + SEALED_HEADER.upper().replace("-", "_"): token, "HTTP_AUTHORIZATION": REDACTED,
-               "wsgi.input": sent, "CONTENT_LENGTH": str(len(redacted))}
-    seen = call(unsealer, dict(environ))
-    assert seen["HTTP_AUTHORIZATION"] == "Bearer cp-secret" and seen["HTTP_COOKIE"] == "a=1; b=2"
-    assert seen["body"] == b'{"token":"eyJ.secret"}'
-    assert sent.read() == b"NEXT REQUEST"  # the redacted copy was consumed, nothing more
-    replayed = call(unsealer, {**environ, "wsgi.input": io.BytesIO(redacted)})
-    assert replayed["HTTP_AUTHORIZATION"] == REDACTED  # a seal works once
+def test_the_kept_body_goes_to_the_request_not_the_flow() -> None:
+    flow = tflow.tflow()
+    body = orjson.dumps({"token": "eyJ.secret"})
+    flow.request.content = body
+    keeper = CredentialKeeper()
+    keeper.take_body(flow)
+    assert keeper.pop(flow).applied_to(client_request(flow)).body == body
+
+
+def test_the_control_plane_sees_the_real_request_and_client_address() -> None:
+    flow = tflow.tflow()
+    flow.request.path = "/auth/accounts?quota=true"
+    flow.request.headers["Authorization"] = "Bearer cp-secret"
+    flow.request.headers.add("Cookie", "a=1")
+    flow.request.headers.add("Cookie", "b=2")
+    flow.request.content = b'{"token":"eyJ.secret"}'
+    keeper = CredentialKeeper()
+    keeper.take(flow)
+    keeper.take_body(flow)
+    request = keeper.pop(flow).applied_to(client_request(flow))
+    environ = ControlPlane(None).environ(request, "http", "127.0.0.1:8080")
+    assert environ["HTTP_AUTHORIZATION"] == "Bearer cp-secret" and environ["HTTP_COOKIE"] == "a=1; b=2"
+    assert environ["wsgi.input"].read() == b'{"token":"eyJ.secret"}'
+    assert environ["REMOTE_ADDR"] == request.client_addr and environ["QUERY_STRING"] == "quota=true"
+    assert environ["PATH_INFO"] == "/auth/accounts" and environ["HTTP_HOST"] == "127.0.0.1:8080"

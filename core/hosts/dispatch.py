@@ -1,0 +1,273 @@
+"""Cheaper flow handling inside mitmproxy, with the same behaviour for every addon.
+
+Every API call is a mitmproxy flow, so mitmproxy's per-flow bookkeeping is most of what a call
+costs (docs/benchmark.md). Three changes remove bookkeeping without changing what addons observe:
+
+* **Hook dispatch.** ``AddonManager.trigger_event`` walks all ~50 addons (and their children) for
+  every event of every flow, entering a ``safecall()`` per addon, whether or not it has a handler.
+  Here the handler list per event is found once and reused until the chain changes; calls keep
+  chain order, each top-level addon's handlers still run inside ``safecall`` (an addon error is
+  logged and the next addon runs), ``AddonHalt`` still stops the event, and a sync ``trigger`` still
+  refuses async handlers. Events outside ``FLOW_EVENTS`` (load, configure, running, done, ...) take
+  mitmproxy's own path, and the cache is dropped after each of them and whenever an addon is
+  registered or removed (scripts that reload re-register; ``ScriptLoader`` re-orders its children
+  only inside ``configure``).
+* **Hooks that finish at once.** mitmproxy runs every hook as its own task that then waits for the
+  connection's event lock; a hook whose handlers are all synchronous (nearly every one) now
+  completes inside the event that raised it. A hook that really waits (an async handler, an
+  intercepted flow) continues as a task exactly as before.
+* **Debug-only checks.** mitmproxy type-checks every HTTP message field and every layer event
+  when Python runs without ``-O``; these checks (``if __debug__``) never fire in a correct
+  program, and ``python -O`` would skip them anyway.
+
+The patched functions are internal, so this only installs on the mitmproxy versions it was
+checked on (``PROVEN_VERSIONS``; tests/unit/test_dispatch.py runs mitmproxy's own addons through
+it). On any other version mitmproxy runs unchanged, only slower.
+"""
+
+from __future__ import annotations
+
+import collections
+import importlib
+import inspect
+import logging
+import os
+import pkgutil
+import types
+from collections.abc import Callable
+from typing import Any
+
+from mitmproxy import exceptions, hooks, http
+from mitmproxy.addonmanager import AddonManager, safecall, traverse
+from mitmproxy.proxy import commands, events
+from mitmproxy.proxy import server as proxy_server
+from mitmproxy.utils import asyncio_utils
+from mitmproxy.version import VERSION
+
+logger = logging.getLogger(__name__)
+
+PROVEN_VERSIONS = frozenset({"12.3.1"})
+
+# Events raised per flow or per connection: the only ones worth a cached handler list.
+FLOW_EVENTS = frozenset({
+    "requestheaders", "request", "responseheaders", "response", "error", "update",
+    "http_connect", "http_connected", "http_connect_error", "http_connect_upstream",
+    "client_connected", "client_disconnected", "server_connect", "server_connected",
+    "server_disconnected", "server_connect_error", "next_layer",
+    "tls_clienthello", "tls_start_client", "tls_start_server", "tls_established_client",
+    "tls_established_server", "tls_failed_client", "tls_failed_server",
+    "websocket_start", "websocket_message", "websocket_end", "tcp_start", "tcp_message", "tcp_end", "tcp_error",
+    "udp_start", "udp_message", "udp_end", "udp_error", "dns_request", "dns_response", "dns_error",
+})  # fmt: skip
+
+_CACHE = "_codex_handlers"
+_original: dict[str, Callable[..., Any]] = {}
+installed = False
+
+
+def _handlers(manager: AddonManager, name: str) -> list[tuple[Callable[..., Any], ...]]:
+    """Per top-level addon that has any, its handlers for ``name`` in traversal order."""
+    cache: dict[str, list[tuple[Callable[..., Any], ...]]] = manager.__dict__.setdefault(_CACHE, {})
+    found = cache.get(name)
+    if found is None:
+        found = []
+        for top in manager.chain:
+            funcs = []
+            for addon in traverse([top]):
+                func = getattr(addon, name, None)
+                if not func or isinstance(func, types.ModuleType):  # a module import that shares a hook's name
+                    continue
+                if not callable(func):
+                    raise exceptions.AddonManagerError(f"Addon handler {name} ({addon}) not callable")
+                funcs.append(func)
+            if funcs:
+                found.append(tuple(funcs))
+        cache[name] = found
+    return found
+
+
+def _forget(manager: AddonManager) -> None:
+    manager.__dict__.pop(_CACHE, None)
+
+
+def _structural(name: str) -> Callable[..., Any]:
+    original = _original[name]
+
+    def changed_chain(self: AddonManager, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return original(self, *args, **kwargs)
+        finally:
+            _forget(self)
+
+    changed_chain.__name__ = name
+    return changed_chain
+
+
+async def trigger_event(self: AddonManager, event: hooks.Hook) -> None:
+    name = event.name
+    if name not in FLOW_EVENTS:
+        try:
+            return await _original["trigger_event"](self, event)
+        finally:
+            _forget(self)
+    args = event.args()
+    for funcs in _handlers(self, name):
+        try:
+            with safecall():
+                for func in funcs:
+                    result = func(*args)
+                    if result is not None and inspect.isawaitable(result):
+                        await result
+        except exceptions.AddonHalt:
+            return
+
+
+def trigger(self: AddonManager, event: hooks.Hook) -> None:
+    name = event.name
+    if name not in FLOW_EVENTS:
+        try:
+            return _original["trigger"](self, event)
+        finally:
+            _forget(self)
+    args = event.args()
+    for funcs in _handlers(self, name):
+        try:
+            with safecall():
+                for func in funcs:
+                    if inspect.iscoroutinefunction(func):
+                        raise exceptions.AddonManagerError(f"Async handler {name} ({func}) cannot be called from sync context")
+                    func(*args)
+        except exceptions.AddonHalt:
+            return
+
+
+# --- hooks that finish at once -------------------------------------------------------------------
+
+
+@types.coroutine
+def _resume(coro: Any, yielded: Any) -> Any:
+    """Drive a coroutine that already ran up to its first suspension, from inside a task."""
+    while True:
+        try:
+            value = yield yielded
+        except BaseException as exc:  # delivered by the task (a cancellation, the awaited future's error)
+            try:
+                yielded = coro.throw(exc)
+            except StopIteration as stop:
+                return stop.value
+        else:
+            try:
+                yielded = coro.send(value)
+            except StopIteration as stop:
+                return stop.value
+
+
+async def _finish_hook(handler: proxy_server.ConnectionHandler, coro: Any, yielded: Any, command: commands.StartHook) -> None:
+    await _resume(coro, yielded)
+    if command.blocking:
+        await handler.server_event(events.HookCompleted(command))
+
+
+async def server_event(self: proxy_server.ConnectionHandler, event: events.Event) -> None:
+    """mitmproxy 12.3.1's ``ConnectionHandler.server_event``, except that a hook is first run in
+    place: when it completes without suspending, its ``HookCompleted`` is handled next inside
+    this same locked section (where the hook's own task would have acquired the lock next)."""
+    async with self._server_event_lock:
+        self.timeout_watchdog.register_activity()
+        pending = collections.deque((event,))
+        while pending:
+            event = pending.popleft()
+            try:
+                for command in self.layer.handle_event(event):
+                    if isinstance(command, commands.OpenConnection):
+                        assert command.connection not in self.transports
+                        handler = asyncio_utils.create_task(
+                            self.open_connection(command), name=f"server connection handler {command.connection.address}",
+                            keep_ref=False, client=self.client.peername,
+                        )
+                        self.transports[command.connection] = proxy_server.ConnectionIO(handler=handler)
+                    elif isinstance(command, commands.RequestWakeup):
+                        task = asyncio_utils.create_task(
+                            self.wakeup(command), name=f"wakeup timer ({command.delay:.1f}s)", keep_ref=False,
+                            client=self.client.peername,
+                        )
+                        self.wakeup_timer.add(task)
+                    elif isinstance(command, commands.ConnectionCommand) and command.connection not in self.transports:
+                        pass  # The connection has already been closed.
+                    elif isinstance(command, commands.SendData):
+                        writer = self.transports[command.connection].writer
+                        assert writer
+                        if not writer.is_closing():
+                            writer.write(command.data)
+                    elif isinstance(command, commands.CloseTcpConnection):
+                        self.close_connection(command.connection, command.half_close)
+                    elif isinstance(command, commands.CloseConnection):
+                        self.close_connection(command.connection, False)
+                    elif isinstance(command, commands.StartHook):
+                        coro = self.handle_hook(command)
+                        try:
+                            yielded = coro.send(None)
+                        except StopIteration:
+                            if command.blocking:
+                                pending.append(events.HookCompleted(command))
+                        except Exception:  # as an unretrieved task exception would be: logged, the hook never completes
+                            self.log(f"hook {command.name} failed", logging.ERROR, exc_info=True)
+                        else:
+                            asyncio_utils.create_task(
+                                _finish_hook(self, coro, yielded, command), name=f"handle_hook({command.name})",
+                                keep_ref=True, client=self.client.peername,
+                            )
+                    elif isinstance(command, commands.Log):
+                        self.log(command.message, command.level)
+                    else:
+                        raise RuntimeError(f"Unexpected command: {command}")
+            except Exception:
+                self.log("mitmproxy has crashed!", logging.ERROR, exc_info=True)
+
+
+# --- debug-only checks ---------------------------------------------------------------------------
+
+
+def _skip_debug_checks() -> int:
+    """Drop what ``python -O`` would drop from mitmproxy's per-message path; returns how many
+    event-type guards were unwrapped."""
+    if "__post_init__" in http.MessageData.__dict__:
+        http.MessageData.__post_init__ = lambda self: None  # type: ignore[method-assign]
+    import mitmproxy.proxy.layers as layers_package
+
+    modules = [importlib.import_module(info.name) for info in pkgutil.walk_packages(layers_package.__path__, layers_package.__name__ + ".")]
+    modules.append(importlib.import_module("mitmproxy.proxy.layer"))
+    unwrapped = 0
+    for module in modules:
+        for cls in vars(module).values():
+            if not inspect.isclass(cls) or not cls.__module__.startswith("mitmproxy."):
+                continue
+            for name, attr in list(vars(cls).items()):
+                # mitmproxy.proxy.utils.expect wraps state handlers in this checker under __debug__
+                if inspect.isfunction(attr) and attr.__code__.co_name == "_check_event_type" and hasattr(attr, "__wrapped__"):
+                    setattr(cls, name, attr.__wrapped__)
+                    unwrapped += 1
+    return unwrapped
+
+
+def install() -> bool:
+    """Install once per process; False (and mitmproxy left as it is) on an unproven version."""
+    global installed
+    if installed:
+        return True
+    if os.environ.get("CODEX_PROXY_STOCK_DISPATCH"):  # to compare with mitmproxy's own behaviour
+        return False
+    if VERSION not in PROVEN_VERSIONS:
+        logger.warning("mitmproxy %s: running without codex-proxy's dispatch speed-ups (checked on %s)",
+                       VERSION, ", ".join(sorted(PROVEN_VERSIONS)))
+        return False
+    for name in ("register", "remove", "add", "clear", "trigger_event", "trigger"):
+        _original[name] = getattr(AddonManager, name)
+    for name in ("register", "remove", "add", "clear"):
+        setattr(AddonManager, name, _structural(name))
+    AddonManager.trigger_event = trigger_event  # type: ignore[method-assign]
+    AddonManager.trigger = trigger  # type: ignore[method-assign]
+    proxy_server.ConnectionHandler.server_event = server_event  # type: ignore[method-assign]
+    _skip_debug_checks()
+    installed = True
+    return True
