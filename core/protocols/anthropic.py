@@ -46,7 +46,6 @@ import orjson
 
 from core.codex.catalog import ModelCatalog, ResolvedModel
 from core.codex.events import (
-    Failed,
     Finished,
     ReasoningDelta,
     ReasoningDone,
@@ -71,9 +70,11 @@ from core.protocols.base import (
     ClientError,
     ClientRequest,
     CollectedTurn,
+    DeltaStream,
     Failure,
     Reply,
     expect_object,
+    http_status,
     json_reply,
     random_id,
     retry_headers,
@@ -511,16 +512,14 @@ def _frame(kind: str, payload: dict[str, Any]) -> bytes:
     return b"event: " + kind.encode() + b"\ndata: " + orjson.dumps({"type": kind, **payload}) + b"\n\n"
 
 
-class StreamTranslator:
+class StreamTranslator(DeltaStream):
     """Codex events → Anthropic stream events: ``message_start``, then content blocks (thinking,
-    text, one per tool call) with sequential indexes, then ``message_delta`` and ``message_stop``."""
-
-    content_type = "text/event-stream"
+    text, one per tool call) with sequential indexes, then ``message_delta`` and ``message_stop``.
+    Image results have no handler: no hosted image tool is ever declared for Anthropic clients."""
 
     def __init__(self, context: AnthropicContext) -> None:
         self._context = context
         self._started = False
-        self._done = False
         self._next_index = 0
         self._open: tuple[str, int] | None = None  # the thinking or text block being written
         self._tools: dict[str, int] = {}  # call id → block index
@@ -528,44 +527,44 @@ class StreamTranslator:
         self._held: set[str] = set()  # calls whose arguments are sent whole at the end (sanitised)
 
     def feed(self, event: UpstreamEvent) -> bytes:
-        out = [self._head()]
-        for delta in event.deltas:
-            if isinstance(delta, TextDelta):
-                out.append(self._block("text", {"type": "text", "text": ""}))
-                out.append(self._delta(self._index(), {"type": "text_delta", "text": delta.text}))
-            elif isinstance(delta, ReasoningDelta):
-                if not (self._context.want_reasoning and self._context.thinking_text):
-                    continue
-                if not self._is_open("thinking") and not delta.text.strip():
-                    continue  # a summary-part separator before any thinking text
-                out.append(self._block("thinking", {"type": "thinking", "thinking": "", "signature": ""}))
-                out.append(self._delta(self._index(), {"type": "thinking_delta", "thinking": delta.text}))
-            elif isinstance(delta, ReasoningDone):
-                if self._context.want_reasoning:
-                    out.append(self._end_thinking(delta))
-            elif isinstance(delta, ToolCallStarted):
-                out.append(self._start_tool(delta.call_id, delta.name))
-            elif isinstance(delta, ToolCallArgsDelta):
-                index = self._tools.get(delta.call_id)
-                if index is not None and delta.call_id not in self._held:
-                    out.append(self._delta(index, {"type": "input_json_delta", "partial_json": delta.delta}))
-            elif isinstance(delta, ToolCallDone):
-                out.append(self._end_tool(delta))
-            elif isinstance(delta, Finished):
-                out.append(self._finish(delta))
-            elif isinstance(delta, Failed):
-                out.append(self.fail(delta.error))
-            # image_generation results: no hosted image tool is ever declared for Anthropic clients
-        return b"".join(out)
+        # message_start goes out with the first event, whatever it carries.
+        if self._started:
+            return DeltaStream.feed(self, event)
+        head = self._head()
+        return head + DeltaStream.feed(self, event)
+
+    def on_text(self, delta: TextDelta) -> bytes:
+        start = self._block("text", {"type": "text", "text": ""})
+        return start + self._delta(self._index(), {"type": "text_delta", "text": delta.text})
+
+    def on_reasoning(self, delta: ReasoningDelta) -> bytes:
+        if not (self._context.want_reasoning and self._context.thinking_text):
+            return b""
+        if not self._is_open("thinking") and not delta.text.strip():
+            return b""  # a summary-part separator before any thinking text
+        start = self._block("thinking", {"type": "thinking", "thinking": "", "signature": ""})
+        return start + self._delta(self._index(), {"type": "thinking_delta", "thinking": delta.text})
+
+    def on_reasoning_done(self, delta: ReasoningDone) -> bytes:
+        return self._end_thinking(delta) if self._context.want_reasoning else b""
+
+    def on_tool_call_started(self, delta: ToolCallStarted) -> bytes:
+        return self._start_tool(delta.call_id, delta.name)
+
+    def on_tool_call_args(self, delta: ToolCallArgsDelta) -> bytes:
+        index = self._tools.get(delta.call_id)
+        if index is None or delta.call_id in self._held:
+            return b""
+        return self._delta(index, {"type": "input_json_delta", "partial_json": delta.delta})
+
+    def on_tool_call(self, delta: ToolCallDone) -> bytes:
+        return self._end_tool(delta)
 
     def keepalive(self) -> bytes:
         # message_start first: SDKs reject any event before it, and it commits nothing upstream.
         return self._head() + _frame("ping", {})
 
-    def fail(self, error: Failure) -> bytes:
-        if self._done:
-            return b""
-        self._done = True
+    def error_frame(self, error: Failure) -> bytes:
         return _frame("error", error_payload(error)[1])
 
     # --- blocks --------------------------------------------------------------------------------
@@ -663,13 +662,13 @@ class StreamTranslator:
         out.append(_frame("content_block_stop", {"index": index}))
         return b"".join(out)
 
-    def _finish(self, finish: Finished) -> bytes:
+    def on_finished(self, delta: Finished) -> bytes:
         self._done = True
         out = [self._close_open()]
         out += [_frame("content_block_stop", {"index": index}) for index in sorted(self._open_tools)]
         self._open_tools.clear()
-        delta = {"stop_reason": stop_reason(finish, bool(self._tools)), "stop_sequence": None}
-        out.append(_frame("message_delta", {"delta": delta, "usage": usage_payload(finish.usage)}))
+        message = {"stop_reason": stop_reason(delta, bool(self._tools)), "stop_sequence": None}
+        out.append(_frame("message_delta", {"delta": message, "usage": usage_payload(delta.usage)}))
         out.append(_frame("message_stop", {}))
         return b"".join(out)
 
@@ -737,7 +736,7 @@ _ERROR_TYPES = {
 def error_payload(error: Failure) -> tuple[int, dict[str, Any]]:
     """(HTTP status, body) in Anthropic's envelope. No usable account and an overloaded backend are
     529 ``overloaded_error``, which Claude Code retries with backoff."""
-    status = error.status if 400 <= error.status < 600 else 502
+    status = http_status(error)
     if status == 503:
         status = 529
     kind = _ERROR_TYPES.get(status) or ("api_error" if status >= 500 else "invalid_request_error")

@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 
 from core.codex.catalog import ModelCatalog, ModelInfo, ResolvedModel
-from core.codex.events import Failed, Finished, ImageGenerated, ReasoningDelta, TextDelta, ToolCallDone, Usage
+from core.codex.events import Finished, ImageGenerated, ReasoningDelta, TextDelta, ToolCallDone, Usage
 from core.codex.request import (
     DEFAULT_INSTRUCTIONS,
     effort_for_budget,
@@ -35,9 +35,11 @@ from core.protocols.base import (
     ClientError,
     ClientRequest,
     CollectedTurn,
+    DeltaStream,
     Failure,
     Reply,
     expect_object,
+    http_status,
     json_reply,
     random_id,
     retry_headers,
@@ -473,7 +475,7 @@ def render_response(collected: CollectedTurn, context: GeminiContext) -> Reply:
     return json_reply(200, _response(context, parts or [{"text": ""}], finish, collected.usage))
 
 
-class StreamTranslator:
+class StreamTranslator(DeltaStream):
     """Codex events → ``GenerateContentResponse`` chunks, as SSE (``alt=sse``) or a JSON array."""
 
     def __init__(self, context: GeminiContext) -> None:
@@ -481,7 +483,6 @@ class StreamTranslator:
         self._sse = context.sse
         self.content_type = "text/event-stream" if self._sse else JSON_ARRAY_CONTENT_TYPE
         self._opened = False  # JSON array: "[" written
-        self._done = False
         self._calls = 0
         self._malformed = False
 
@@ -496,34 +497,28 @@ class StreamTranslator:
     def _chunk(self, parts: list[dict[str, Any]]) -> bytes:
         return self._frame(_response(self._context, parts))
 
-    def feed(self, event: UpstreamEvent) -> bytes:
-        out: list[bytes] = []
-        for delta in event.deltas:
-            if isinstance(delta, TextDelta):
-                out.append(self._chunk([{"text": delta.text}]))
-            elif isinstance(delta, ReasoningDelta):
-                if self._context.include_thoughts:
-                    out.append(self._chunk([{"text": delta.text, "thought": True}]))
-            elif isinstance(delta, ToolCallDone):
-                part = _call_part(delta)
-                if part is None:
-                    self._malformed = True
-                else:
-                    self._calls += 1
-                    out.append(self._chunk([part]))  # Gemini sends a call whole, never partial args
-            elif isinstance(delta, ImageGenerated):
-                out.append(self._chunk([_image_part(delta)]))
-            elif isinstance(delta, Finished):
-                out.append(self._finish(delta))
-            elif isinstance(delta, Failed):
-                out.append(self.fail(delta.error))
-        return b"".join(out)
+    def on_text(self, delta: TextDelta) -> bytes:
+        return self._chunk([{"text": delta.text}])
 
-    def _finish(self, finish: Finished) -> bytes:
+    def on_reasoning(self, delta: ReasoningDelta) -> bytes:
+        return self._chunk([{"text": delta.text, "thought": True}]) if self._context.include_thoughts else b""
+
+    def on_tool_call(self, delta: ToolCallDone) -> bytes:
+        part = _call_part(delta)
+        if part is None:
+            self._malformed = True
+            return b""
+        self._calls += 1
+        return self._chunk([part])  # Gemini sends a call whole, never partial args
+
+    def on_image(self, delta: ImageGenerated) -> bytes:
+        return self._chunk([_image_part(delta)])
+
+    def on_finished(self, delta: Finished) -> bytes:
         self._done = True
-        reason = "MALFORMED_FUNCTION_CALL" if self._malformed and not self._calls else finish_reason(finish)
+        reason = "MALFORMED_FUNCTION_CALL" if self._malformed and not self._calls else finish_reason(delta)
         # An empty text part rather than no parts: SDK users print ``chunk.text`` on every chunk.
-        final = self._frame(_response(self._context, [{"text": ""}], reason, finish.usage))
+        final = self._frame(_response(self._context, [{"text": ""}], reason, delta.usage))
         return final if self._sse else final + b"]"
 
     def keepalive(self) -> bytes:
@@ -531,10 +526,7 @@ class StreamTranslator:
         # line, JS stalls on it); whitespace is also valid anywhere in the JSON array.
         return b"\r\n"
 
-    def fail(self, error: Failure) -> bytes:
-        if self._done:
-            return b""
-        self._done = True
+    def error_frame(self, error: Failure) -> bytes:
         frame = self._frame(error_payload(error))
         return frame if self._sse else frame + b"]"
 
@@ -590,7 +582,7 @@ def count_tokens(request: ClientRequest) -> Reply:
 
 
 def error_payload(error: Failure) -> dict[str, Any]:
-    status = error.status if 400 <= error.status < 600 else 502
+    status = http_status(error)
     rpc = RPC_STATUS.get(status) or ("INTERNAL" if status >= 500 else "FAILED_PRECONDITION")
     body: dict[str, Any] = {"code": status, "message": error.message, "status": rpc}
     retry_after = getattr(error, "retry_after", None)

@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 
 from core.codex.catalog import EFFORTS, ModelCatalog, ModelInfo, ResolvedModel
-from core.codex.events import Failed, Finished, ReasoningDelta, TextDelta, ToolCallDone, Usage
+from core.codex.events import Finished, ReasoningDelta, TextDelta, ToolCallDone, Usage
 from core.codex.request import DEFAULT_INSTRUCTIONS, json_schema_format, reasoning_fields, stable_conversation_key, wire_service_tier
 from core.config import Config
 from core.turn.model import Prepared, Turn, UpstreamEvent
@@ -28,10 +28,12 @@ from core.protocols.base import (
     BadRequest,
     ClientRequest,
     CollectedTurn,
+    DeltaStream,
     Failure,
     NotFound,
     Reply,
     expect_object,
+    http_status,
     json_reply,
     retry_headers,
 )
@@ -281,7 +283,7 @@ def render_response(collected: CollectedTurn, context: OllamaContext) -> Reply:
     return json_reply(200, payload)
 
 
-class StreamTranslator:
+class StreamTranslator(DeltaStream):
     """Codex events → Ollama NDJSON lines, one upstream delta at a time."""
 
     content_type = NDJSON
@@ -290,7 +292,6 @@ class StreamTranslator:
         self._context = context
         self._calls = 0
         self._first_output_ns: int | None = None
-        self._done = False
 
     def _emit(self, payload: dict[str, Any]) -> bytes:
         return orjson.dumps(payload) + b"\n"
@@ -300,38 +301,32 @@ class StreamTranslator:
             self._first_output_ns = time.monotonic_ns()
         return self._emit({**_line(self._context, content, **extra), "done": False})
 
-    def feed(self, event: UpstreamEvent) -> bytes:
-        out: list[bytes] = []
-        for delta in event.deltas:
-            if isinstance(delta, TextDelta):
-                out.append(self._progress(delta.text))
-            elif isinstance(delta, ReasoningDelta):
-                if self._context.want_thinking:
-                    out.append(self._progress(thinking=delta.text))
-            elif isinstance(delta, ToolCallDone):
-                call = _tool_call(delta, self._calls)
-                if call is None:
-                    out.append(self._progress(delta.arguments))
-                elif self._context.kind == "chat":
-                    self._calls += 1
-                    out.append(self._progress(tool_calls=[call]))
-            elif isinstance(delta, Finished):
-                self._done = True
-                final = {**_line(self._context), "done": True, "done_reason": _done_reason(delta),
-                         **_metrics(self._context, delta.usage, self._first_output_ns)}
-                out.append(self._emit(final))
-            elif isinstance(delta, Failed):
-                out.append(self.fail(delta.error))
-        return b"".join(out)
+    def on_text(self, delta: TextDelta) -> bytes:
+        return self._progress(delta.text)
+
+    def on_reasoning(self, delta: ReasoningDelta) -> bytes:
+        return self._progress(thinking=delta.text) if self._context.want_thinking else b""
+
+    def on_tool_call(self, delta: ToolCallDone) -> bytes:
+        call = _tool_call(delta, self._calls)
+        if call is None:  # arguments that are not a JSON object: shown as text, as in render_response
+            return self._progress(delta.arguments)
+        if self._context.kind != "chat":
+            return b""
+        self._calls += 1
+        return self._progress(tool_calls=[call])
+
+    def on_finished(self, delta: Finished) -> bytes:
+        self._done = True
+        final = {**_line(self._context), "done": True, "done_reason": _done_reason(delta),
+                 **_metrics(self._context, delta.usage, self._first_output_ns)}
+        return self._emit(final)
 
     def keepalive(self) -> bytes:
         # NDJSON has no comments: an empty progress line is what Ollama itself sends while thinking.
         return self._emit({**_line(self._context), "done": False})
 
-    def fail(self, error: Failure) -> bytes:
-        if self._done:
-            return b""
-        self._done = True
+    def error_frame(self, error: Failure) -> bytes:
         return self._emit(error_payload(error))
 
 
@@ -400,5 +395,4 @@ def error_payload(error: Failure) -> dict[str, Any]:
 
 
 def render_error(error: Failure) -> Reply:
-    status = error.status if 400 <= error.status < 600 else 502
-    return json_reply(status, error_payload(error), retry_headers(error))
+    return json_reply(http_status(error), error_payload(error), retry_headers(error))

@@ -9,7 +9,6 @@ import orjson
 
 from core.codex.catalog import EFFORTS, ModelCatalog
 from core.codex.events import (
-    Failed,
     Finished,
     ImageGenerated,
     ReasoningDelta,
@@ -28,18 +27,20 @@ from core.codex.request import (
     wire_service_tier,
 )
 from core.config import Config
-from core.turn.model import Prepared, Turn, UpstreamEvent
+from core.turn.model import Prepared, Turn
 from core.protocols.base import (
     BadRequest,
     ClientError,
     ClientRequest,
     CollectedTurn,
+    DeltaStream,
     Failure,
     NotFound,
     Reply,
     expect_object,
     json_reply,
     now_seconds,
+    http_status,
     random_id,
     retry_headers,
 )
@@ -64,7 +65,7 @@ class ChatContext:
 
 def parse_request(request: ClientRequest, catalog: ModelCatalog, cfg: Config) -> Prepared:
     body = expect_object(request.json())
-    if not isinstance(body.get("messages"), list) and "input" in body:
+    if body.get("messages") is None and "input" in body:
         body = _responses_style_to_chat(body)
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
@@ -80,7 +81,7 @@ def parse_request(request: ClientRequest, catalog: ModelCatalog, cfg: Config) ->
     tier = _tier(body.get("service_tier"))
     tier = tier if tier is not None else wire_service_tier(model.tier or cfg.get("model.default_service_tier"))
 
-    tools, custom_tools = tools_to_codex(body.get("tools") if body.get("tools") else body.get("functions"))
+    tools, custom_tools = tools_to_codex(_array(body, "tools") or _array(body, "functions"))
     instructions, items = messages_to_items(messages, custom_tools)
     codex: dict[str, Any] = {
         "model": model.id,
@@ -109,6 +110,14 @@ def parse_request(request: ClientRequest, catalog: ModelCatalog, cfg: Config) ->
         custom_tools=custom_tools,
     )
     return Prepared(Turn("openai", codex, model, stream, key), context)
+
+
+def _array(body: dict[str, Any], key: str) -> list[Any] | None:
+    """``body[key]`` when it is an array, None when absent; anything else is refused, not ignored."""
+    value = body.get(key)
+    if value is not None and not isinstance(value, list):
+        raise BadRequest(f"Invalid request: '{key}' must be an array", code="invalid_request", param=key)
+    return value
 
 
 def _effort(body: dict[str, Any]) -> str | None:
@@ -153,6 +162,8 @@ def messages_to_items(messages: list[Any], custom_tools: frozenset[str]) -> tupl
         elif role == "assistant":
             text = text_of_parts(content)
             calls = message.get("tool_calls") or []
+            if not isinstance(calls, list):
+                raise BadRequest(f"Invalid request: messages[{index}].tool_calls must be an array", code="invalid_request", param="messages")
             if text or not calls:
                 items.append({"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": text}]})
             for call in calls:
@@ -289,10 +300,12 @@ def _response_format(fmt: Any) -> dict[str, Any] | None:
 def _responses_style_to_chat(body: dict[str, Any]) -> dict[str, Any]:
     """Cursor sometimes sends a Responses body to the chat endpoint; read it as chat messages."""
     raw = body["input"]
+    if not isinstance(raw, (str, list)):
+        raise BadRequest("Invalid request: 'input' must be a string or an array of items", code="invalid_request", param="input")
     messages: list[dict[str, Any]] = []
     if isinstance(body.get("instructions"), str):
         messages.append({"role": "system", "content": body["instructions"]})
-    for item in [{"role": "user", "content": raw}] if isinstance(raw, str) else raw if isinstance(raw, list) else []:
+    for item in [{"role": "user", "content": raw}] if isinstance(raw, str) else raw:
         if not isinstance(item, dict):
             continue
         kind = item.get("type")
@@ -374,10 +387,8 @@ def render_response(collected: CollectedTurn, context: ChatContext) -> Reply:
     return json_reply(200, payload)
 
 
-class StreamTranslator:
+class StreamTranslator(DeltaStream):
     """Codex events → ``chat.completion.chunk`` SSE frames, one upstream delta at a time."""
-
-    content_type = "text/event-stream"
 
     def __init__(self, context: ChatContext) -> None:
         self._context = context
@@ -388,7 +399,6 @@ class StreamTranslator:
         self._indexes: dict[str, int] = {}
         self._kinds: dict[str, str] = {}
         self._started = False
-        self._done = False
 
     def _chunk(self, delta: dict[str, Any]) -> bytes:
         return self._prefix + orjson.dumps(delta) + self._suffix
@@ -399,37 +409,33 @@ class StreamTranslator:
         self._started = True
         return self._chunk({"role": "assistant", "content": ""})
 
-    def feed(self, event: UpstreamEvent) -> bytes:
-        out: list[bytes] = []
-        for delta in event.deltas:
-            if isinstance(delta, TextDelta):
-                out.append(self._head())
-                out.append(self._chunk({"content": delta.text}))
-            elif isinstance(delta, ReasoningDelta):
-                if self._context.want_reasoning:
-                    out.append(self._head())
-                    out.append(self._chunk({"reasoning_content": delta.text}))
-            elif isinstance(delta, ToolCallStarted):
-                out.append(self._head())
-                index = self._indexes.setdefault(delta.call_id, len(self._indexes))
-                self._kinds[delta.call_id] = delta.kind
-                body = {"custom": {"name": delta.name, "input": ""}} if delta.kind == "custom" else {"function": {"name": delta.name, "arguments": ""}}
-                out.append(self._chunk({"tool_calls": [{"index": index, "id": delta.call_id, "type": delta.kind, **body}]}))
-            elif isinstance(delta, ToolCallArgsDelta):
-                out.append(self._args(delta.call_id, delta.delta))
-            elif isinstance(delta, ToolCallDone):
-                if not delta.had_deltas and delta.arguments:
-                    out.append(self._args(delta.call_id, delta.arguments))
-            elif isinstance(delta, ImageGenerated):
-                out.append(self._head())
-                index = self._indexes.setdefault(delta.item_id, len(self._indexes))
-                call = _image_call_payload(delta)
-                out.append(self._chunk({"tool_calls": [{"index": index, **call}]}))
-            elif isinstance(delta, Finished):
-                out.append(self._finish(delta))
-            elif isinstance(delta, Failed):
-                out.append(self.fail(delta.error))
-        return b"".join(out)
+    def on_text(self, delta: TextDelta) -> bytes:
+        return self._head() + self._chunk({"content": delta.text})
+
+    def on_reasoning(self, delta: ReasoningDelta) -> bytes:
+        if not self._context.want_reasoning:
+            return b""
+        return self._head() + self._chunk({"reasoning_content": delta.text})
+
+    def on_tool_call_started(self, delta: ToolCallStarted) -> bytes:
+        head = self._head()
+        index = self._indexes.setdefault(delta.call_id, len(self._indexes))
+        self._kinds[delta.call_id] = delta.kind
+        body = {"custom": {"name": delta.name, "input": ""}} if delta.kind == "custom" else {"function": {"name": delta.name, "arguments": ""}}
+        return head + self._chunk({"tool_calls": [{"index": index, "id": delta.call_id, "type": delta.kind, **body}]})
+
+    def on_tool_call_args(self, delta: ToolCallArgsDelta) -> bytes:
+        return self._args(delta.call_id, delta.delta)
+
+    def on_tool_call(self, delta: ToolCallDone) -> bytes:
+        if not delta.had_deltas and delta.arguments:
+            return self._args(delta.call_id, delta.arguments)
+        return b""
+
+    def on_image(self, delta: ImageGenerated) -> bytes:
+        head = self._head()
+        index = self._indexes.setdefault(delta.item_id, len(self._indexes))
+        return head + self._chunk({"tool_calls": [{"index": index, **_image_call_payload(delta)}]})
 
     def _args(self, call_id: str, text: str) -> bytes:
         index = self._indexes.get(call_id, 0)
@@ -437,9 +443,9 @@ class StreamTranslator:
             return self._chunk({"tool_calls": [{"index": index, "custom": {"input": text}}]})
         return self._chunk({"tool_calls": [{"index": index, "function": {"arguments": text}}]})
 
-    def _finish(self, finish: Finished) -> bytes:
+    def on_finished(self, delta: Finished) -> bytes:
         self._done = True
-        reason = finish_reason(finish, bool(self._indexes))
+        reason = finish_reason(delta, bool(self._indexes))
         head = self._head()
         final = self._prefix + b"{}" + b',"finish_reason":"' + reason.encode() + b'"}]}\n\n'
         usage = b""
@@ -450,18 +456,12 @@ class StreamTranslator:
                 "created": self._context.created,
                 "model": self._context.model,
                 "choices": [],
-                "usage": usage_payload(finish.usage),
+                "usage": usage_payload(delta.usage),
             }
             usage = b"data: " + orjson.dumps(payload) + b"\n\n"
         return head + final + usage + b"data: [DONE]\n\n"
 
-    def keepalive(self) -> bytes:
-        return b": ping\n\n"
-
-    def fail(self, error: Failure) -> bytes:
-        if self._done:
-            return b""
-        self._done = True
+    def error_frame(self, error: Failure) -> bytes:
         return b"data: " + orjson.dumps(error_payload(error)) + b"\n\n"  # no [DONE]: the turn did not finish
 
 
@@ -486,5 +486,4 @@ def error_payload(error: Failure) -> dict[str, Any]:
 
 
 def render_error(error: Failure) -> Reply:
-    status = error.status if 400 <= error.status < 600 else 502
-    return json_reply(status, error_payload(error), retry_headers(error))
+    return json_reply(http_status(error), error_payload(error), retry_headers(error))
