@@ -328,16 +328,21 @@ def _loaded_tools(messages: list[dict[str, Any]]) -> frozenset[str]:
     return frozenset(names)
 
 
+def _tool_list(raw: Any) -> list[dict[str, Any]]:
+    """The request's ``tools``: absent is none, anything but an array of objects is refused."""
+    if raw is None:
+        return []
+    if not isinstance(raw, list) or not all(isinstance(t, dict) for t in raw):
+        raise invalid("tools: must be an array of tool objects", "tools")
+    return raw
+
+
 def _tools(raw: Any, loaded: frozenset[str] = frozenset()) -> tuple[list[dict[str, Any]], frozenset[str]]:
     """Codex tools, and the names of the client's hosted web-search tools (for ``tool_choice``).
     A ``defer_loading`` tool is sent only once a ``tool_reference`` has loaded it (``loaded``)."""
-    if raw is None:
-        return [], frozenset()
-    if not isinstance(raw, list) or not all(isinstance(t, dict) for t in raw):
-        raise invalid("tools: must be an array of tool objects", "tools")
     tools: list[dict[str, Any]] = []
     hosted: set[str] = set()
-    for tool in raw:
+    for tool in _tool_list(raw):
         kind = tool.get("type")
         if kind in (None, "custom"):
             name = tool.get("name")
@@ -692,7 +697,7 @@ def count_tokens(request: ClientRequest, catalog: ModelCatalog, cfg: Config) -> 
     if body.get("system") is not None:
         total += _estimate(body["system"]) + 4
     total += sum(4 + _estimate(m.get("role")) + _estimate(m.get("content")) for m in body["messages"])
-    total += sum(16 + _estimate(tool) for tool in body.get("tools") or [] if isinstance(tool, dict))
+    total += sum(16 + _estimate(tool) for tool in _tool_list(body.get("tools")))
     total += _estimate(body.get("tool_choice")) + _estimate(body.get("thinking")) + 3
     return json_reply(200, {"input_tokens": max(1, total)})
 

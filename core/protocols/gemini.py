@@ -32,7 +32,6 @@ from core.config import Config
 from core.turn.model import Prepared, Turn, UpstreamEvent
 from core.protocols.base import (
     BadRequest,
-    ClientError,
     ClientRequest,
     CollectedTurn,
     DeltaStream,
@@ -118,6 +117,8 @@ def parse_request(request: ClientRequest, catalog: ModelCatalog, cfg: Config) ->
     if not isinstance(generation, dict):
         raise BadRequest("generationConfig must be an object")
     thinking = pick(generation, "thinkingConfig") or {}
+    if not isinstance(thinking, dict):
+        raise BadRequest("generationConfig.thinkingConfig must be an object")
     include_thoughts = pick(thinking, "includeThoughts") is True
     effort = catalog.supported_effort(model.id, _thinking_effort(thinking))
     effort = effort or model.effort or cfg.get("model.default_reasoning_effort")
@@ -385,9 +386,13 @@ def _tools(groups: Any) -> tuple[list[dict[str, Any]], list[str]]:
 
 
 def _apply_tool_config(codex: dict[str, Any], tool_config: Any, names: list[str]) -> None:
+    if tool_config is not None and not isinstance(tool_config, dict):
+        raise BadRequest("toolConfig must be an object")
     config = pick(tool_config, "functionCallingConfig")
-    if not isinstance(config, dict):
+    if config is None:
         return
+    if not isinstance(config, dict):
+        raise BadRequest("toolConfig.functionCallingConfig must be an object")
     mode = str(config.get("mode") or "AUTO").upper()
     allowed = pick(config, "allowedFunctionNames")
     if isinstance(allowed, list) and allowed and mode != "NONE":
@@ -558,16 +563,14 @@ def resolved_entry(catalog: ModelCatalog, name: str) -> dict[str, Any]:
     return model_entry(info, name)
 
 
-def count_tokens(request: ClientRequest) -> Reply:
+def count_tokens(request: ClientRequest, catalog: ModelCatalog, cfg: Config) -> Reply:
     """``:countTokens``: an estimate (about four characters a token, 258 a picture, as Gemini counts
-    images); the backend has no tokenizer endpoint. Clients use it for budgeting only."""
-    try:
-        body = expect_object(request.json())
-        if "generateContentRequest" in body or "generate_content_request" in body:
-            body = expect_object(pick(body, "generateContentRequest"), "generateContentRequest")
-        instructions, items = translate_contents(body)
-    except ClientError as error:
-        return render_error(error)
+    images); the backend has no tokenizer endpoint. Clients use it for budgeting only. The model
+    and settings do not change the estimate."""
+    body = expect_object(request.json())
+    if "generateContentRequest" in body or "generate_content_request" in body:
+        body = expect_object(pick(body, "generateContentRequest"), "generateContentRequest")
+    instructions, items = translate_contents(body)
     text = len(instructions)
     images = 0
     for item in items:

@@ -72,8 +72,17 @@ def _begin(request: ClientRequest, catalog: ModelCatalog, cfg: Config, kind: str
     return body, model, effort, OllamaContext(name, model.id, kind, want_thinking, _keep_alive(body.get("keep_alive")))
 
 
-def parse_chat_request(request: ClientRequest, catalog: ModelCatalog, cfg: Config) -> Prepared:
-    """``Prepared.turn`` is None for a load-only request (no messages): Ollama answers it at once."""
+def parse_request(request: ClientRequest, catalog: ModelCatalog, cfg: Config) -> Prepared:
+    """``/api/chat`` or ``/api/generate``, told apart by the path (the context's ``kind`` keeps
+    which). ``Prepared.turn`` is None for a load-only request (no messages, no prompt): Ollama
+    answers it at once (``render_load``)."""
+    parse = _PARSERS.get(request.path)
+    if parse is None:
+        raise NotFound(f"unsupported path: {request.method} {request.path}")
+    return parse(request, catalog, cfg)
+
+
+def _parse_chat(request: ClientRequest, catalog: ModelCatalog, cfg: Config) -> Prepared:
     body, model, effort, context = _begin(request, catalog, cfg, "chat")
     messages = body.get("messages")
     if messages is None or messages == []:
@@ -85,7 +94,7 @@ def parse_chat_request(request: ClientRequest, catalog: ModelCatalog, cfg: Confi
     return Prepared(_turn(body, model, instructions or DEFAULT_INSTRUCTIONS, items, tools, effort, cfg), context)
 
 
-def parse_generate_request(request: ClientRequest, catalog: ModelCatalog, cfg: Config) -> Prepared:
+def _parse_generate(request: ClientRequest, catalog: ModelCatalog, cfg: Config) -> Prepared:
     body, model, effort, context = _begin(request, catalog, cfg, "generate")
     prompt = body.get("prompt")
     images = _images(body.get("images"))
@@ -104,6 +113,9 @@ def parse_generate_request(request: ClientRequest, catalog: ModelCatalog, cfg: C
     items = [{"type": "message", "role": "user", "content": content}]
     instructions = "" if raw else system or DEFAULT_INSTRUCTIONS  # raw: no system prompt of ours either
     return Prepared(_turn(body, model, instructions, items, [], effort, cfg), context)
+
+
+_PARSERS = {"/api/chat": _parse_chat, "/api/generate": _parse_generate}
 
 
 def resolve_model(body: dict[str, Any], catalog: ModelCatalog) -> tuple[str, ResolvedModel]:
@@ -190,6 +202,8 @@ def _chat_messages(messages: list[Any]) -> list[dict[str, Any]]:
             out.append({"role": "user", "content": parts})
         elif role == "assistant":
             calls = []
+            if not isinstance(message.get("tool_calls") or [], list):
+                raise BadRequest(f"messages[{index}].tool_calls must be an array")
             for call in message.get("tool_calls") or []:
                 function = call.get("function") if isinstance(call, dict) else None
                 if not isinstance(function, dict):

@@ -19,6 +19,7 @@ from core.protocols.base import (
     BadRequest,
     ClientRequest,
     CollectedTurn,
+    DeltaStream,
     Failure,
     Reply,
     expect_object,
@@ -64,8 +65,8 @@ def parse_request(request: ClientRequest, catalog: ModelCatalog, cfg: Config, *,
     tier = body.get("service_tier") if isinstance(body.get("service_tier"), str) else model.tier or cfg.get("model.default_service_tier")
     if tier and tier not in ("auto", "default"):
         codex["service_tier"] = wire_service_tier(tier)
-    if isinstance(body.get("tools"), list):
-        codex["tools"] = [_tool(t) for t in body["tools"] if isinstance(t, dict)]
+    if body.get("tools") is not None:
+        codex["tools"] = _tools(body["tools"])
     if body.get("tool_choice") is not None:
         codex["tool_choice"] = body["tool_choice"]
     if isinstance(body.get("parallel_tool_calls"), bool):
@@ -108,10 +109,12 @@ def _input(raw: Any) -> list[dict[str, Any]]:
     return pair_tool_calls(items)
 
 
-def _tool(tool: dict[str, Any]) -> dict[str, Any]:
-    if tool.get("type") == "web_search_preview":
-        return {**tool, "type": "web_search"}
-    return tool
+def _tools(tools: Any) -> list[dict[str, Any]]:
+    if not isinstance(tools, list):
+        raise BadRequest("'tools' must be an array", code="invalid_request", param="tools")
+    if not all(isinstance(tool, dict) for tool in tools):
+        raise BadRequest("'tools' items must be objects", code="invalid_request", param="tools")
+    return [{**tool, "type": "web_search"} if tool.get("type") == "web_search_preview" else tool for tool in tools]
 
 
 def _text(text: dict[str, Any]) -> dict[str, Any]:
@@ -156,15 +159,14 @@ def render_response(collected: CollectedTurn, context: ResponsesContext) -> Repl
     return json_reply(200, response)
 
 
-class StreamTranslator:
-    """Relays upstream events unchanged, except the terminal one, whose empty output is filled in."""
-
-    content_type = "text/event-stream"
+class StreamTranslator(DeltaStream):
+    """Relays upstream events unchanged, except the terminal one, whose empty output is filled in.
+    It reads the backend's events, not their deltas, so ``feed`` is its own; the closing-frame
+    guard and the keep-alive are the shared ones."""
 
     def __init__(self, context: ResponsesContext) -> None:
         self._items: list[dict[str, Any]] = []
         self._response_id: str | None = None
-        self._done = False
 
     def feed(self, event: UpstreamEvent) -> bytes:
         name = event.name
@@ -181,21 +183,16 @@ class StreamTranslator:
             # A bare error event (or our synthetic "stream_disconnected") becomes response.failed,
             # the terminal event Responses clients such as Codex CLI act on.
             error = event.data.get("error") if isinstance(event.data.get("error"), dict) else event.data
+            self._done = True
             return self._failed({k: error.get(k) for k in ("type", "code", "message") if error.get(k) is not None})
         return format_event(name, event.raw)
 
-    def keepalive(self) -> bytes:
-        return b": ping\n\n"
-
     def _failed(self, error: dict[str, Any]) -> bytes:
-        self._done = True
         response = {"id": self._response_id or random_id("resp_proxy_"), "object": "response", "status": "failed",
                     "error": error, "output": self._items}
         return format_event("response.failed", orjson.dumps({"type": "response.failed", "response": response}))
 
-    def fail(self, error: Failure) -> bytes:
-        if self._done:
-            return b""
+    def error_frame(self, error: Failure) -> bytes:
         payload = openai_chat.error_payload(error)["error"]
         return self._failed({"type": payload["type"], "code": payload["code"], "message": payload["message"]})
 

@@ -382,11 +382,13 @@ def test_error_envelopes() -> None:
     assert limited.headers["retry-after"] == "30"
 
 
-def test_count_tokens_estimate() -> None:
+def test_count_tokens_estimate(catalog: ModelCatalog, cfg: Any) -> None:
     request = ClientRequest("POST", "/v1beta/models/m:countTokens", {}, {}, orjson.dumps({"generateContentRequest": {
         "contents": [user({"text": "x" * 400}, {"inlineData": {"mimeType": "image/png", "data": "AAAA"}})]}}))
-    assert orjson.loads(gemini.count_tokens(request).body) == {"totalTokens": 100 + 258}
-    bad = gemini.count_tokens(ClientRequest("POST", "/v1beta/models/m:countTokens", {}, {}, b"{"))
+    assert orjson.loads(gemini.count_tokens(request, catalog, cfg).body) == {"totalTokens": 100 + 258}
+    with pytest.raises(BadRequest) as raised:  # refused like parse_request: the route renders it
+        gemini.count_tokens(ClientRequest("POST", "/v1beta/models/m:countTokens", {}, {}, b"{"), catalog, cfg)
+    bad = gemini.render_error(raised.value)
     assert bad.status == 400 and orjson.loads(bad.body)["error"]["status"] == "INVALID_ARGUMENT"
 
 

@@ -21,11 +21,11 @@ JPEG = base64.b64encode(b"\xff\xd8\xff\xe0" + b"\0" * 8).decode()
 
 
 def chat(body: Any, catalog: ModelCatalog, cfg: Any) -> Any:
-    return ollama.parse_chat_request(ClientRequest("POST", "/api/chat", {}, {}, orjson.dumps(body)), catalog, cfg)
+    return ollama.parse_request(ClientRequest("POST", "/api/chat", {}, {}, orjson.dumps(body)), catalog, cfg)
 
 
 def generate(body: Any, catalog: ModelCatalog, cfg: Any) -> Any:
-    return ollama.parse_generate_request(ClientRequest("POST", "/api/generate", {}, {}, orjson.dumps(body)), catalog, cfg)
+    return ollama.parse_request(ClientRequest("POST", "/api/generate", {}, {}, orjson.dumps(body)), catalog, cfg)
 
 
 def lines(raw: bytes) -> list[dict[str, Any]]:
