@@ -13,6 +13,8 @@ from core.codex.catalog import ModelCatalog
 from core.codex.errors import UpstreamError
 from core.codex.events import Finished, Usage
 from core.protocols import gemini
+from core.protocols.gemini.response import finish_reason, usage_metadata
+from core.protocols.gemini.schema import openapi_to_json_schema
 from core.protocols.base import BadRequest, ClientRequest, Unauthorized
 from tests.unit.codex_events import TOOL_STREAM, USAGE, collect, run_events, text_stream
 
@@ -254,7 +256,7 @@ def test_uppercase_types_in_json_schemas_are_lowercased(catalog: ModelCatalog, c
 
 
 def test_openapi_schema_refs_and_nullable_enums() -> None:
-    converted = gemini.openapi_to_json_schema({
+    converted = openapi_to_json_schema({
         "type": "OBJECT", "defs": {"Pet": {"type": "OBJECT", "properties": {"kind": {"type": "STRING", "enum": ["cat"], "nullable": True}}}},
         "properties": {"pet": {"ref": "#/defs/Pet"}, "any": {"anyOf": [{"type": "STRING"}], "nullable": True}},
         "example": {"pet": None},
@@ -302,10 +304,10 @@ def test_thoughts_hidden_unless_asked_and_max_tokens() -> None:
 
 
 def test_finish_reasons() -> None:
-    assert gemini.finish_reason(Finished("completed", None, None)) == "STOP"
-    assert gemini.finish_reason(Finished("incomplete", "content_filter", None)) == "SAFETY"
-    assert gemini.finish_reason(Finished("incomplete", "other", None)) == "OTHER"
-    assert gemini.usage_metadata(Usage(10, 4)) == {"promptTokenCount": 10, "candidatesTokenCount": 4, "totalTokenCount": 14}
+    assert finish_reason(Finished("completed", None, None)) == "STOP"
+    assert finish_reason(Finished("incomplete", "content_filter", None)) == "SAFETY"
+    assert finish_reason(Finished("incomplete", "other", None)) == "OTHER"
+    assert usage_metadata(Usage(10, 4)) == {"promptTokenCount": 10, "candidatesTokenCount": 4, "totalTokenCount": 14}
 
 
 def test_malformed_call_arguments() -> None:
