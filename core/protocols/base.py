@@ -7,8 +7,7 @@ from __future__ import annotations
 import itertools
 import secrets
 import time
-from collections.abc import Mapping
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
@@ -152,14 +151,13 @@ class ClientStream(Protocol):
 
 
 class Translator(Protocol):
-    """What each protocol module (``openai_chat``, ``responses``, ``anthropic``, ``gemini``,
+    """What each protocol package (``openai_chat``, ``responses``, ``anthropic``, ``gemini``,
     ``ollama``) offers, with these names and signatures. All of it is pure: no I/O, no pipeline.
 
-    A refused request raises ``ClientError`` from ``parse_request`` (and ``count_tokens``); the
-    caller renders it with the same module's ``render_error``. ``Prepared.context`` is the
-    module's own context dataclass: the only thing ``render_response`` and ``StreamTranslator``
-    get besides the upstream turn. A protocol that counts tokens locally (Anthropic, Gemini) also
-    has ``count_tokens(request, catalog, cfg) -> Reply``."""
+    A refused request raises ``ClientError`` from ``parse_request``; the caller renders it with
+    the same package's ``render_error``. ``Prepared.context`` is the package's own context
+    dataclass: the only thing ``render_response`` and ``StreamTranslator`` get besides the
+    upstream turn."""
 
     def parse_request(self, request: ClientRequest, catalog: ModelCatalog, cfg: Config) -> Prepared: ...
 
@@ -168,6 +166,13 @@ class Translator(Protocol):
     StreamTranslator: Callable[[Any], ClientStream]  # a class: StreamTranslator(context)
 
     def render_error(self, error: Failure) -> Reply: ...
+
+
+class TokenCounter(Translator, Protocol):
+    """A protocol whose API counts tokens locally (Anthropic, Gemini): an estimate, no upstream
+    call; refusals are raised as from ``parse_request``."""
+
+    def count_tokens(self, request: ClientRequest, catalog: ModelCatalog, cfg: Config) -> Reply: ...
 
 
 # --- one dispatch for Codex deltas ---------------------------------------------------------------

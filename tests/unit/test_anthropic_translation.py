@@ -375,6 +375,9 @@ def test_conversation_key(catalog: ModelCatalog, cfg: Any) -> None:
     {"model": "claude-sonnet-4-5", "max_tokens": 10, "messages": [{"role": "user", "content": "x"}], "tool_choice": "auto"},
     {"model": "claude-sonnet-4-5", "max_tokens": 10, "messages": [{"role": "user", "content": "x"}], "tools": [{"description": "no name"}]},
     {"model": "claude-sonnet-4-5", "max_tokens": 10, "messages": [{"role": "user", "content": "x"}], "stream": "yes"},
+    {"model": "claude-sonnet-4-5", "max_tokens": 10, "messages": [{"role": "user", "content": "x"}], "tools": {"name": "t"}},
+    {"model": "claude-sonnet-4-5", "max_tokens": 10, "messages": [{"role": "user", "content": "x"}], "tools": "t"},
+    {"model": "claude-sonnet-4-5", "max_tokens": 10, "messages": {"role": "user", "content": "x"}},
 ])
 def test_invalid_bodies(body: dict[str, Any], catalog: ModelCatalog, cfg: Any) -> None:
     with pytest.raises(BadRequest) as raised:
@@ -593,3 +596,12 @@ def test_count_tokens(catalog: ModelCatalog, cfg: Any) -> None:
     assert count({**text, "tools": tools, "system": "Be brief."}) > count(text)
     with pytest.raises(BadRequest):
         anthropic.count_tokens(request({"model": "m", "messages": []}, path="/v1/messages/count_tokens"), catalog, cfg)
+
+
+@pytest.mark.parametrize("tools", ["Bash", {"name": "Bash"}, [1]])
+def test_count_tokens_refuses_wrongly_typed_tools(tools: Any, catalog: ModelCatalog, cfg: Any) -> None:
+    body = {"model": "m", "messages": [{"role": "user", "content": "x"}], "tools": tools}
+    with pytest.raises(BadRequest, match="tools: must be an array of tool objects") as raised:
+        anthropic.count_tokens(request(body, path="/v1/messages/count_tokens"), catalog, cfg)
+    reply = anthropic.render_error(raised.value)
+    assert reply.status == 400 and orjson.loads(reply.body)["error"]["type"] == "invalid_request_error"

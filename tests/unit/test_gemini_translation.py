@@ -92,10 +92,19 @@ def test_default_instructions_pdf_and_urls(catalog: ModelCatalog, cfg: Any) -> N
     ({"contents": [user({"inlineData": {"mimeType": "audio/wav", "data": "AAAA"}})]}, "audio/wav input is not supported"),
     ({"contents": [user({"text": "x"})], "tools": [{"functionDeclarations": [{"description": "no name"}]}]}, "needs a name"),
     ([1, 2], "must be a JSON object"),
+    ({"contents": "x"}, "contents must be a non-empty array"),
+    ({"contents": [user({"text": "x"})], "tools": "googleSearch"}, "tools must be an array"),
+    ({"contents": [user({"text": "x"})], "tools": [{"functionDeclarations": {"name": "f"}}]}, "functionDeclarations must be an array"),
+    ({"contents": [user({"text": "x"})], "toolConfig": "AUTO"}, "toolConfig must be an object"),
+    ({"contents": [user({"text": "x"})], "toolConfig": {"functionCallingConfig": "ANY"}}, "functionCallingConfig must be an object"),
+    ({"contents": [user({"text": "x"})], "tool_config": {"function_calling_config": ["ANY"]}}, "functionCallingConfig must be an object"),
+    ({"contents": [user({"text": "x"})], "generationConfig": {"thinkingConfig": 1024}}, "thinkingConfig must be an object"),
 ])
 def test_invalid_requests(body: Any, message: str, catalog: ModelCatalog, cfg: Any) -> None:
-    with pytest.raises(BadRequest, match=message):
+    with pytest.raises(BadRequest, match=message) as raised:
         parse(body, catalog, cfg)
+    reply = gemini.render_error(raised.value)
+    assert reply.status == 400 and orjson.loads(reply.body)["error"]["status"] == "INVALID_ARGUMENT"
 
 
 def test_unknown_action_is_rejected(catalog: ModelCatalog, cfg: Any) -> None:
