@@ -10,8 +10,9 @@ The contract (``base.Translator``), the same names and signatures in every packa
   and is answered by ``ollama.render_load``.
 * ``render_response(collected, context) -> Reply``: a whole Codex turn → the client's body.
 * ``StreamTranslator(context)``: ``feed(event) -> bytes``, ``keepalive()``, ``fail(error)`` and
-  ``content_type``; all but the Responses relay are ``base.DeltaStream`` subclasses, which walk
-  each event's deltas through the one dispatch (``base.DELTA_HANDLERS``) to ``on_*`` methods.
+  ``content_type``; a ``base.DeltaStream``, whose ``feed`` walks each event's deltas through the
+  one dispatch (``base.DELTA_HANDLERS``) to ``on_*`` methods (the Responses relay, which passes
+  the backend's events on, has its own ``feed``).
 * ``render_error(error) -> Reply``: any failure → the client's own error envelope.
 * ``count_tokens(request, catalog, cfg) -> Reply`` where the API has local token counting
   (``anthropic``, ``gemini``: ``base.TokenCounter``); it refuses like ``parse_request``.

@@ -201,10 +201,11 @@ def delta_dispatch(cls: type, default: Handler) -> dict[type, Handler]:
 
 
 class DeltaStream:
-    """Base of the stream translators that speak from deltas (all but the Responses relay, which
-    passes the backend's own events on). ``feed`` hands each of an event's deltas to the matching
-    ``on_*`` method (see ``DELTA_HANDLERS``); a subclass overrides those it answers and
-    ``error_frame``. A ``Failed`` delta closes the stream like ``fail`` does."""
+    """Base of every protocol's ``StreamTranslator``. ``feed`` hands each of an event's deltas to
+    the matching ``on_*`` method (see ``DELTA_HANDLERS``); a subclass overrides those it answers
+    and ``error_frame``. A ``Failed`` delta closes the stream like ``fail`` does, and nothing
+    follows a closing frame. (The Responses relay passes the backend's own events on, so it
+    overrides ``feed`` and keeps the rest.)"""
 
     content_type: str = "text/event-stream"
     _dispatch: ClassVar[dict[type, Handler]]
@@ -231,7 +232,7 @@ class DeltaStream:
         return self.fail(delta.error)
 
     def keepalive(self) -> bytes:
-        return b": ping\n\n"
+        return b": ping\n\n"  # an SSE comment: clients skip it
 
     def fail(self, error: Failure) -> bytes:
         if self._done:

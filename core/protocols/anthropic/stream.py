@@ -45,8 +45,7 @@ class StreamTranslator(DeltaStream):
         # message_start goes out with the first event, whatever it carries.
         if self._started:
             return DeltaStream.feed(self, event)
-        head = self._head()
-        return head + DeltaStream.feed(self, event)
+        return self._head() + DeltaStream.feed(self, event)
 
     def on_text(self, delta: TextDelta) -> bytes:
         start = self._block("text", {"type": "text", "text": ""})
