@@ -1,6 +1,6 @@
 """What every protocol translator shares: the contract each one follows (``Translator``), the
 inbound request view, replies, client errors, and the one dispatch from Codex deltas to handlers
-(``DELTA_HANDLERS``) that both ``CollectedTurn`` and every delta-driven ``DeltaStream`` use."""
+(``DELTA_HANDLERS``) that ``CollectedTurn`` and every ``DeltaStream`` use."""
 
 from __future__ import annotations
 
@@ -9,10 +9,11 @@ import secrets
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol
 
 import orjson
 
+from core.codex.catalog import ModelCatalog
 from core.codex.errors import UpstreamError
 from core.codex.events import (
     Delta,
@@ -27,11 +28,8 @@ from core.codex.events import (
     ToolCallStarted,
     Usage,
 )
-
-if TYPE_CHECKING:
-    from core.codex.catalog import ModelCatalog
-    from core.config import Config
-    from core.turn.model import Prepared, UpstreamEvent
+from core.config import Config
+from core.turn.model import Prepared, UpstreamEvent
 
 JSON_HEADERS = {"content-type": "application/json"}
 SSE_HEADERS = {"content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache", "x-accel-buffering": "no"}
