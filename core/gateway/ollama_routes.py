@@ -138,10 +138,10 @@ class OllamaPlane:
     # --- generation ------------------------------------------------------------------------------
 
     def _chat(self, request: ClientRequest) -> Outcome:
-        return self._turn(request, ollama.parse_chat_request)
+        return self._turn(request, ollama.parse_request)
 
     def _generate(self, request: ClientRequest) -> Outcome:
-        return self._turn(request, ollama.parse_generate_request)
+        return self._turn(request, ollama.parse_request)
 
     def _turn(self, request: ClientRequest, parse: Callable[..., Prepared]) -> Outcome:
         prepared = translate(ollama, parse, request, self.services)

@@ -199,7 +199,7 @@ class DataPlane:
 
         def other(request: ClientRequest, catalog: Any, cfg: Any) -> Outcome:
             if action == "countTokens":
-                return gemini.count_tokens(request)
+                return gemini.count_tokens(request, catalog, cfg)
             if action in ("embedContent", "batchEmbedContents"):
                 error = ClientError(f"{action} is not available: the Codex backend has no embedding models", code="unimplemented")
                 error.status = 501

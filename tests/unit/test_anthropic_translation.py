@@ -15,6 +15,10 @@ from core.codex.errors import UpstreamError
 from core.codex.events import CodexStreamParser, ReasoningDone
 from core.turn.pipeline import NoAccountError
 from core.protocols import anthropic
+from core.protocols.anthropic.errors import error_payload
+from core.protocols.anthropic.response import usage_payload
+from core.protocols.anthropic.thinking import reasoning_signature
+from core.protocols.anthropic.token_count import IMAGE_TOKENS
 from codex_fake.scenarios import split_words
 from core.protocols.base import BadRequest, ClientRequest, CollectedTurn, Unauthorized
 from tests.unit.codex_events import TOOL_STREAM, run_events, text_stream
@@ -141,7 +145,7 @@ def test_contract_tool_result_with_image_is_an_array_output(catalog: ModelCatalo
 
 
 def test_contract_thinking_blocks_in_history(catalog: ModelCatalog, cfg: Any) -> None:
-    ours = anthropic.reasoning_signature(ReasoningDone("rs_9", "", "gAAAAABsealed.sig"))
+    ours = reasoning_signature(ReasoningDone("rs_9", "", "gAAAAABsealed.sig"))
     body = codex({"messages": [
         {"role": "user", "content": "Q"},
         {"role": "assistant", "content": [
@@ -371,6 +375,9 @@ def test_conversation_key(catalog: ModelCatalog, cfg: Any) -> None:
     {"model": "claude-sonnet-4-5", "max_tokens": 10, "messages": [{"role": "user", "content": "x"}], "tool_choice": "auto"},
     {"model": "claude-sonnet-4-5", "max_tokens": 10, "messages": [{"role": "user", "content": "x"}], "tools": [{"description": "no name"}]},
     {"model": "claude-sonnet-4-5", "max_tokens": 10, "messages": [{"role": "user", "content": "x"}], "stream": "yes"},
+    {"model": "claude-sonnet-4-5", "max_tokens": 10, "messages": [{"role": "user", "content": "x"}], "tools": {"name": "t"}},
+    {"model": "claude-sonnet-4-5", "max_tokens": 10, "messages": [{"role": "user", "content": "x"}], "tools": "t"},
+    {"model": "claude-sonnet-4-5", "max_tokens": 10, "messages": {"role": "user", "content": "x"}},
 ])
 def test_invalid_bodies(body: dict[str, Any], catalog: ModelCatalog, cfg: Any) -> None:
     with pytest.raises(BadRequest) as raised:
@@ -381,7 +388,7 @@ def test_invalid_bodies(body: dict[str, Any], catalog: ModelCatalog, cfg: Any) -
 def test_malformed_json(catalog: ModelCatalog, cfg: Any) -> None:
     with pytest.raises(BadRequest) as raised:
         anthropic.parse_request(request(b"{nope"), catalog, cfg)
-    status, payload = anthropic.error_payload(raised.value)
+    status, payload = error_payload(raised.value)
     assert (status, payload) == (400, {"type": "error", "error": {"type": "invalid_request_error", "message": "Malformed JSON request body"}})
 
 
@@ -547,7 +554,7 @@ def test_render_response_thinking_and_text() -> None:
 def test_cache_usage_arithmetic() -> None:
     from core.codex.events import Usage
 
-    usage = anthropic.usage_payload(Usage(input_tokens=70_000_000, output_tokens=10, cached_tokens=1_180_000))
+    usage = usage_payload(Usage(input_tokens=70_000_000, output_tokens=10, cached_tokens=1_180_000))
     assert usage["input_tokens"] == 68_820_000 and usage["cache_read_input_tokens"] == 1_180_000
 
 
@@ -584,8 +591,17 @@ def test_count_tokens(catalog: ModelCatalog, cfg: Any) -> None:
     assert count({"model": "m", "messages": [{"role": "user", "content": "漢字" * 50}]}) >= 100  # one token per CJK character
     image = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "A" * 400_000}}
     with_image = count({"model": "m", "messages": [{"role": "user", "content": [image]}]})
-    assert anthropic.IMAGE_TOKENS <= with_image < anthropic.IMAGE_TOKENS + 20  # base64 is not text
+    assert IMAGE_TOKENS <= with_image < IMAGE_TOKENS + 20  # base64 is not text
     tools = [{"name": "Bash", "description": "Run a shell command", "input_schema": {"type": "object"}}]
     assert count({**text, "tools": tools, "system": "Be brief."}) > count(text)
     with pytest.raises(BadRequest):
         anthropic.count_tokens(request({"model": "m", "messages": []}, path="/v1/messages/count_tokens"), catalog, cfg)
+
+
+@pytest.mark.parametrize("tools", ["Bash", {"name": "Bash"}, [1]])
+def test_count_tokens_refuses_wrongly_typed_tools(tools: Any, catalog: ModelCatalog, cfg: Any) -> None:
+    body = {"model": "m", "messages": [{"role": "user", "content": "x"}], "tools": tools}
+    with pytest.raises(BadRequest, match="tools: must be an array of tool objects") as raised:
+        anthropic.count_tokens(request(body, path="/v1/messages/count_tokens"), catalog, cfg)
+    reply = anthropic.render_error(raised.value)
+    assert reply.status == 400 and orjson.loads(reply.body)["error"]["type"] == "invalid_request_error"

@@ -13,6 +13,8 @@ from core.codex.catalog import ModelCatalog
 from core.codex.errors import UpstreamError
 from core.codex.events import Finished, Usage
 from core.protocols import gemini
+from core.protocols.gemini.response import finish_reason, usage_metadata
+from core.protocols.gemini.schema import openapi_to_json_schema
 from core.protocols.base import BadRequest, ClientRequest, Unauthorized
 from tests.unit.codex_events import TOOL_STREAM, USAGE, collect, run_events, text_stream
 
@@ -90,10 +92,19 @@ def test_default_instructions_pdf_and_urls(catalog: ModelCatalog, cfg: Any) -> N
     ({"contents": [user({"inlineData": {"mimeType": "audio/wav", "data": "AAAA"}})]}, "audio/wav input is not supported"),
     ({"contents": [user({"text": "x"})], "tools": [{"functionDeclarations": [{"description": "no name"}]}]}, "needs a name"),
     ([1, 2], "must be a JSON object"),
+    ({"contents": "x"}, "contents must be a non-empty array"),
+    ({"contents": [user({"text": "x"})], "tools": "googleSearch"}, "tools must be an array"),
+    ({"contents": [user({"text": "x"})], "tools": [{"functionDeclarations": {"name": "f"}}]}, "functionDeclarations must be an array"),
+    ({"contents": [user({"text": "x"})], "toolConfig": "AUTO"}, "toolConfig must be an object"),
+    ({"contents": [user({"text": "x"})], "toolConfig": {"functionCallingConfig": "ANY"}}, "functionCallingConfig must be an object"),
+    ({"contents": [user({"text": "x"})], "tool_config": {"function_calling_config": ["ANY"]}}, "functionCallingConfig must be an object"),
+    ({"contents": [user({"text": "x"})], "generationConfig": {"thinkingConfig": 1024}}, "thinkingConfig must be an object"),
 ])
 def test_invalid_requests(body: Any, message: str, catalog: ModelCatalog, cfg: Any) -> None:
-    with pytest.raises(BadRequest, match=message):
+    with pytest.raises(BadRequest, match=message) as raised:
         parse(body, catalog, cfg)
+    reply = gemini.render_error(raised.value)
+    assert reply.status == 400 and orjson.loads(reply.body)["error"]["status"] == "INVALID_ARGUMENT"
 
 
 def test_unknown_action_is_rejected(catalog: ModelCatalog, cfg: Any) -> None:
@@ -254,7 +265,7 @@ def test_uppercase_types_in_json_schemas_are_lowercased(catalog: ModelCatalog, c
 
 
 def test_openapi_schema_refs_and_nullable_enums() -> None:
-    converted = gemini.openapi_to_json_schema({
+    converted = openapi_to_json_schema({
         "type": "OBJECT", "defs": {"Pet": {"type": "OBJECT", "properties": {"kind": {"type": "STRING", "enum": ["cat"], "nullable": True}}}},
         "properties": {"pet": {"ref": "#/defs/Pet"}, "any": {"anyOf": [{"type": "STRING"}], "nullable": True}},
         "example": {"pet": None},
@@ -302,10 +313,10 @@ def test_thoughts_hidden_unless_asked_and_max_tokens() -> None:
 
 
 def test_finish_reasons() -> None:
-    assert gemini.finish_reason(Finished("completed", None, None)) == "STOP"
-    assert gemini.finish_reason(Finished("incomplete", "content_filter", None)) == "SAFETY"
-    assert gemini.finish_reason(Finished("incomplete", "other", None)) == "OTHER"
-    assert gemini.usage_metadata(Usage(10, 4)) == {"promptTokenCount": 10, "candidatesTokenCount": 4, "totalTokenCount": 14}
+    assert finish_reason(Finished("completed", None, None)) == "STOP"
+    assert finish_reason(Finished("incomplete", "content_filter", None)) == "SAFETY"
+    assert finish_reason(Finished("incomplete", "other", None)) == "OTHER"
+    assert usage_metadata(Usage(10, 4)) == {"promptTokenCount": 10, "candidatesTokenCount": 4, "totalTokenCount": 14}
 
 
 def test_malformed_call_arguments() -> None:
@@ -382,11 +393,13 @@ def test_error_envelopes() -> None:
     assert limited.headers["retry-after"] == "30"
 
 
-def test_count_tokens_estimate() -> None:
+def test_count_tokens_estimate(catalog: ModelCatalog, cfg: Any) -> None:
     request = ClientRequest("POST", "/v1beta/models/m:countTokens", {}, {}, orjson.dumps({"generateContentRequest": {
         "contents": [user({"text": "x" * 400}, {"inlineData": {"mimeType": "image/png", "data": "AAAA"}})]}}))
-    assert orjson.loads(gemini.count_tokens(request).body) == {"totalTokens": 100 + 258}
-    bad = gemini.count_tokens(ClientRequest("POST", "/v1beta/models/m:countTokens", {}, {}, b"{"))
+    assert orjson.loads(gemini.count_tokens(request, catalog, cfg).body) == {"totalTokens": 100 + 258}
+    with pytest.raises(BadRequest) as raised:  # refused like parse_request: the route renders it
+        gemini.count_tokens(ClientRequest("POST", "/v1beta/models/m:countTokens", {}, {}, b"{"), catalog, cfg)
+    bad = gemini.render_error(raised.value)
     assert bad.status == 400 and orjson.loads(bad.body)["error"]["status"] == "INVALID_ARGUMENT"
 
 

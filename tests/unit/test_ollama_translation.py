@@ -21,11 +21,11 @@ JPEG = base64.b64encode(b"\xff\xd8\xff\xe0" + b"\0" * 8).decode()
 
 
 def chat(body: Any, catalog: ModelCatalog, cfg: Any) -> Any:
-    return ollama.parse_chat_request(ClientRequest("POST", "/api/chat", {}, {}, orjson.dumps(body)), catalog, cfg)
+    return ollama.parse_request(ClientRequest("POST", "/api/chat", {}, {}, orjson.dumps(body)), catalog, cfg)
 
 
 def generate(body: Any, catalog: ModelCatalog, cfg: Any) -> Any:
-    return ollama.parse_generate_request(ClientRequest("POST", "/api/generate", {}, {}, orjson.dumps(body)), catalog, cfg)
+    return ollama.parse_request(ClientRequest("POST", "/api/generate", {}, {}, orjson.dumps(body)), catalog, cfg)
 
 
 def lines(raw: bytes) -> list[dict[str, Any]]:
@@ -138,10 +138,25 @@ def test_generate_mapping(catalog: ModelCatalog, cfg: Any) -> None:
     ({"model": "gpt-5.4", "messages": [{"role": "wizard", "content": "x"}]}, BadRequest, "is not one of"),
     ({"model": "gpt-5.4", "messages": [{"role": "user", "content": "x", "images": [1]}]}, BadRequest, "images must be"),
     ({"model": "gpt-5.4", "messages": [{"role": "user", "content": "x"}], "keep_alive": "soon"}, BadRequest, "invalid keep_alive"),
+    ({"model": "gpt-5.4", "messages": {"role": "user", "content": "x"}}, BadRequest, "messages must be an array"),
+    ({"model": "gpt-5.4", "messages": [{"role": "user", "content": "x"}], "tools": {"type": "function"}}, BadRequest, "'tools' must be an array"),
+    ({"model": "gpt-5.4", "messages": [{"role": "assistant", "content": "", "tool_calls": 5}]}, BadRequest, "tool_calls must be an array"),
+    ({"model": "gpt-5.4", "messages": [{"role": "assistant", "content": "", "tool_calls": {"function": {"name": "f"}}}]},
+     BadRequest, "tool_calls must be an array"),
 ])
 def test_invalid_chat_requests(body: Any, error: type[Exception], message: str, catalog: ModelCatalog, cfg: Any) -> None:
-    with pytest.raises(error, match=message):
+    with pytest.raises(error, match=message) as raised:
         chat(body, catalog, cfg)
+    reply = ollama.render_error(raised.value)
+    assert reply.status == raised.value.status and set(orjson.loads(reply.body)) == {"error"}
+
+
+def test_parse_request_tells_the_kinds_apart_by_path(catalog: ModelCatalog, cfg: Any) -> None:
+    body = orjson.dumps({"model": "gpt-5.4", "messages": [{"role": "user", "content": "x"}], "prompt": "y"})
+    for path, kind in (("/api/chat", "chat"), ("/api/generate", "generate")):
+        assert ollama.parse_request(ClientRequest("POST", path, {}, {}, body), catalog, cfg).context.kind == kind
+    with pytest.raises(NotFound):
+        ollama.parse_request(ClientRequest("POST", "/api/embed", {}, {}, body), catalog, cfg)
 
 
 # --- answers ------------------------------------------------------------------------------------

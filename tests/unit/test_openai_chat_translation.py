@@ -74,6 +74,26 @@ def test_invalid_bodies(body: Any, catalog: ModelCatalog, cfg: Any) -> None:
         parse(body, catalog, cfg)
 
 
+USER = [{"role": "user", "content": "x"}]
+
+
+@pytest.mark.parametrize(("body", "param", "message"), [
+    ({"messages": USER, "tools": {}}, "tools", "'tools' must be an array"),
+    ({"messages": USER, "tools": 0}, "tools", "'tools' must be an array"),
+    ({"messages": USER, "tools": False}, "tools", "'tools' must be an array"),
+    ({"messages": USER, "functions": {"name": "f"}}, "functions", "'functions' must be an array"),
+    ({"messages": "x", "input": "x"}, "messages", "'messages' must be a non-empty array"),  # not read as a Responses body
+    ({"input": {"role": "user"}}, "input", "'input' must be a string or an array"),
+    ({"messages": [{"role": "assistant", "content": "x", "tool_calls": 5}]}, "messages", "tool_calls must be an array"),
+    ({"messages": [{"role": "assistant", "content": "x", "tool_calls": {"id": "c"}}]}, "messages", "tool_calls must be an array"),
+])
+def test_wrongly_typed_arrays_are_400s(body: dict[str, Any], param: str, message: str, catalog: ModelCatalog, cfg: Any) -> None:
+    with pytest.raises(BadRequest, match=message) as raised:
+        parse({"model": "gpt-5.4", **body}, catalog, cfg)
+    reply = openai_chat.render_error(raised.value)
+    assert reply.status == 400 and orjson.loads(reply.body)["error"]["param"] == param
+
+
 def test_unknown_model_family(catalog: ModelCatalog, cfg: Any) -> None:
     with pytest.raises(NotFound):
         parse({"model": "llama3", "messages": [{"role": "user", "content": "x"}]}, catalog, cfg)

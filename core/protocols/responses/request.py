@@ -1,38 +1,19 @@
-"""Codex Responses passthrough (translation-spec.md §5): the client already speaks the backend's
-language, so requests are filtered to the allow-list and events are relayed byte for byte."""
+"""A Responses body as a Codex turn: filtered to what the backend takes, little translated."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
-
-import orjson
 
 from core.codex.catalog import ModelCatalog
 from core.codex.headers import FORWARDED_CLIENT_HEADERS
 from core.codex.request import prepare_schema, reasoning_fields, stable_conversation_key, wire_service_tier
-from core.codex.sse import format_event
 from core.config import Config
-from core.turn.model import Prepared, Turn, UpstreamEvent
-from core.protocols import openai_chat
-from core.protocols.base import (
-    BadRequest,
-    ClientRequest,
-    CollectedTurn,
-    Failure,
-    Reply,
-    expect_object,
-    json_reply,
-    random_id,
-)
+from core.protocols.base import BadRequest, ClientRequest, expect_object
 from core.protocols.items import pair_tool_calls
+from core.protocols.responses.response import ResponsesContext
+from core.turn.model import Prepared, Turn
 
 _REASONING_KEYS = ("type", "id", "summary", "status", "encrypted_content", "content")
-
-
-@dataclass(slots=True)
-class ResponsesContext:
-    model: str
 
 
 def parse_request(request: ClientRequest, catalog: ModelCatalog, cfg: Config, *, compact: bool = False) -> Prepared:
@@ -64,8 +45,8 @@ def parse_request(request: ClientRequest, catalog: ModelCatalog, cfg: Config, *,
     tier = body.get("service_tier") if isinstance(body.get("service_tier"), str) else model.tier or cfg.get("model.default_service_tier")
     if tier and tier not in ("auto", "default"):
         codex["service_tier"] = wire_service_tier(tier)
-    if isinstance(body.get("tools"), list):
-        codex["tools"] = [_tool(t) for t in body["tools"] if isinstance(t, dict)]
+    if body.get("tools") is not None:
+        codex["tools"] = _tools(body["tools"])
     if body.get("tool_choice") is not None:
         codex["tool_choice"] = body["tool_choice"]
     if isinstance(body.get("parallel_tool_calls"), bool):
@@ -108,10 +89,12 @@ def _input(raw: Any) -> list[dict[str, Any]]:
     return pair_tool_calls(items)
 
 
-def _tool(tool: dict[str, Any]) -> dict[str, Any]:
-    if tool.get("type") == "web_search_preview":
-        return {**tool, "type": "web_search"}
-    return tool
+def _tools(tools: Any) -> list[dict[str, Any]]:
+    if not isinstance(tools, list):
+        raise BadRequest("'tools' must be an array", code="invalid_request", param="tools")
+    if not all(isinstance(tool, dict) for tool in tools):
+        raise BadRequest("'tools' items must be objects", code="invalid_request", param="tools")
+    return [{**tool, "type": "web_search"} if tool.get("type") == "web_search_preview" else tool for tool in tools]
 
 
 def _text(text: dict[str, Any]) -> dict[str, Any]:
@@ -125,80 +108,3 @@ def _text(text: dict[str, Any]) -> dict[str, Any]:
     if text.get("verbosity") in ("low", "medium", "high"):
         out["verbosity"] = text["verbosity"]
     return out
-
-
-# --- responses ----------------------------------------------------------------------------------
-
-
-def _with_output(response: dict[str, Any] | None, items: list[dict[str, Any]], fallback_text: str = "") -> dict[str, Any]:
-    """The backend often sends ``response.completed`` with ``output: []``; the items streamed in
-    ``output_item.done`` are the real output, so put them back for clients that read the final object."""
-    response = dict(response or {})
-    if not response.get("output"):
-        if items:
-            response["output"] = items
-        elif fallback_text:
-            response["output"] = [{
-                "type": "message", "id": random_id("msg_"), "role": "assistant", "status": "completed",
-                "content": [{"type": "output_text", "text": fallback_text, "annotations": []}],
-            }]
-        else:
-            response["output"] = []
-    return response
-
-
-def render_response(collected: CollectedTurn, context: ResponsesContext) -> Reply:
-    response = _with_output(collected.response, collected.output_items, collected.full_text)
-    response.setdefault("id", collected.response_id or random_id("resp_"))
-    response.setdefault("object", "response")
-    response.setdefault("model", context.model)
-    response.setdefault("status", collected.finish.status if collected.finish else "completed")
-    return json_reply(200, response)
-
-
-class StreamTranslator:
-    """Relays upstream events unchanged, except the terminal one, whose empty output is filled in."""
-
-    content_type = "text/event-stream"
-
-    def __init__(self, context: ResponsesContext) -> None:
-        self._items: list[dict[str, Any]] = []
-        self._response_id: str | None = None
-        self._done = False
-
-    def feed(self, event: UpstreamEvent) -> bytes:
-        name = event.name
-        if name == "response.output_item.done" and isinstance(event.data.get("item"), dict):
-            self._items.append(event.data["item"])
-        elif name == "response.created":
-            self._response_id = (event.data.get("response") or {}).get("id")
-        elif name in ("response.completed", "response.incomplete", "response.failed"):
-            self._done = True
-            if not (event.data.get("response") or {}).get("output") and self._items:
-                data = {**event.data, "response": _with_output(event.data.get("response"), self._items)}
-                return format_event(name, orjson.dumps(data))
-        elif name == "error":
-            # A bare error event (or our synthetic "stream_disconnected") becomes response.failed,
-            # the terminal event Responses clients such as Codex CLI act on.
-            error = event.data.get("error") if isinstance(event.data.get("error"), dict) else event.data
-            return self._failed({k: error.get(k) for k in ("type", "code", "message") if error.get(k) is not None})
-        return format_event(name, event.raw)
-
-    def keepalive(self) -> bytes:
-        return b": ping\n\n"
-
-    def _failed(self, error: dict[str, Any]) -> bytes:
-        self._done = True
-        response = {"id": self._response_id or random_id("resp_proxy_"), "object": "response", "status": "failed",
-                    "error": error, "output": self._items}
-        return format_event("response.failed", orjson.dumps({"type": "response.failed", "response": response}))
-
-    def fail(self, error: Failure) -> bytes:
-        if self._done:
-            return b""
-        payload = openai_chat.error_payload(error)["error"]
-        return self._failed({"type": payload["type"], "code": payload["code"], "message": payload["message"]})
-
-
-def render_error(error: Failure) -> Reply:
-    return openai_chat.render_error(error)
