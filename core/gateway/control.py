@@ -44,11 +44,9 @@ class ControlPlane:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     def environ(self, request: ClientRequest, scheme: str, host: str) -> dict[str, Any]:
-        headers = [(k, v) for k, v in _items(request.headers) if k.lower() not in _SKIPPED_HEADERS and k.lower() != "cookie"]
-        if cookies := [v for k, v in _items(request.headers) if k.lower() == "cookie"]:
-            headers.append(("Cookie", "; ".join(cookies)))  # HTTP/2 sends one header per cookie; WSGI wants one
+        headers = [(k, v) for k, v in request.headers.items() if k.lower() not in _SKIPPED_HEADERS]
         builder = EnvironBuilder(
-            path=request.path, base_url=f"{scheme}://{host}", query_string=urlencode(list(_items(request.query))),
+            path=request.path, base_url=f"{scheme}://{host}", query_string=urlencode(list(request.query.items())),
             method=request.method, headers=headers, data=request.body,
             content_type=request.headers.get("content-type"),
             environ_base={"REMOTE_ADDR": request.client_addr or "", "SERVER_PROTOCOL": "HTTP/1.1"},
@@ -108,11 +106,3 @@ async def _drain(chunks: asyncio.Queue[bytes | None]) -> None:
 def _settle(future: asyncio.Future[Any], value: Any) -> None:
     if not future.done():
         future.set_result(value)
-
-
-def _items(mapping: Any) -> Iterable[tuple[str, str]]:
-    multi = getattr(mapping, "items", None)
-    try:
-        return list(mapping.items(multi=True))  # mitmproxy's Headers and query keep every value
-    except TypeError:
-        return list(multi()) if multi else []

@@ -288,7 +288,7 @@ class CodexGateway:
     # --- the upstream mitmproxy connects to ------------------------------------------------------
 
     async def _serve(self, flow: http.HTTPFlow, conn: virtual.VirtualConnection) -> None:
-        answer = virtual.Http1Answer(conn, flow.request.method)
+        answer = virtual.Answer(conn, flow.request.method)
         task = asyncio.current_task()
         assert task is not None
         self._serving[flow.id] = task
@@ -310,7 +310,7 @@ class CodexGateway:
         finally:
             self._serving.pop(flow.id, None)
 
-    async def _answer(self, flow: http.HTTPFlow, answer: virtual.Http1Answer) -> None:
+    async def _answer(self, flow: http.HTTPFlow, answer: virtual.Answer) -> None:
         on_ollama = self._on_ollama(flow)
         addressed = on_ollama or is_addressed_to_us(flow)
         credentials = self.credentials.pop(flow)

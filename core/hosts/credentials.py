@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 
 from mitmproxy import http
 
-from core.gateway.redaction import REDACTED, SECRET_QUERY_PARAMS, is_secret_header, redact_json
+from core.gateway.redaction import REDACTED, SECRET_HEADERS, SECRET_QUERY_PARAMS, redact_json
 from core.protocols.base import ClientRequest
 
 
@@ -22,8 +22,8 @@ from core.protocols.base import ClientRequest
 class Credentials:
     """What was taken off one flow: header and query values (and perhaps its body)."""
 
-    headers: list[tuple[str, str]] = field(default_factory=list)
-    query: list[tuple[str, str]] = field(default_factory=list)
+    headers: dict[str, str] = field(default_factory=dict)  # lower-cased name → value (repeats joined)
+    query: dict[str, str] = field(default_factory=dict)
     body: bytes | None = None
 
     def applied_to(self, request: ClientRequest) -> ClientRequest:
@@ -31,18 +31,24 @@ class Credentials:
         header another addon has set since (any value but the placeholder) wins over the kept one."""
         if not self.headers and not self.query and self.body is None:
             return request
-        taken = {name for name, _ in self.headers}
-        current = list(request.headers.items(multi=True) if isinstance(request.headers, http.Headers) else request.headers.items())
-        fields = [(name, value) for name, value in current if not (name.lower() in taken and value == REDACTED)]
-        replaced = {name.lower() for name, value in current if name.lower() in taken and value != REDACTED}
-        fields += [(name, value) for name, value in self.headers if name not in replaced]
-        headers = http.Headers([(name.encode(), value.encode()) for name, value in fields])
-        query: dict[str, str] = dict(request.query)
-        for name, value in self.query:
-            if query.get(name) == REDACTED:
+        headers = dict(request.headers)
+        for name, value in self.headers.items():
+            if _placeholder(headers.get(name)):
+                headers[name] = value
+        query = dict(request.query)
+        for name, value in self.query.items():
+            if _placeholder(query.get(name)):
                 query[name] = value
-        body = request.body if self.body is None else self.body
-        return replace(request, headers=headers, query=query, body=body)
+        return replace(request, headers=headers, query=query, body=request.body if self.body is None else self.body)
+
+
+def _placeholder(value: str | None) -> bool:
+    """What ``take`` left (one placeholder per value, joined like any repeated header), or nothing."""
+    return value is None or value.replace(REDACTED, "").strip(",; ") == ""
+
+
+_SECRET_HEADER_BYTES = frozenset(name.encode() for name in SECRET_HEADERS)
+_SECRET_QUERY_MARKERS = tuple(f"{name}=" for name in SECRET_QUERY_PARAMS)
 
 
 class CredentialKeeper:
@@ -54,18 +60,24 @@ class CredentialKeeper:
     def take(self, flow: http.HTTPFlow) -> None:
         """Strip credential headers and query parameters (``requestheaders``: no body yet)."""
         request = flow.request
+        secret = {name.lower() for name, _ in request.headers.fields if name.lower() in _SECRET_HEADER_BYTES}
+        path = request.path
+        query_secret = "?" in path and any(marker in path.lower() for marker in _SECRET_QUERY_MARKERS)
+        if not secret and not query_secret:
+            return
         taken = Credentials()
-        for name in {name.lower() for name in request.headers if is_secret_header(name)}:
+        for raw in secret:
+            name = raw.decode()
             values = request.headers.get_all(name)
-            taken.headers.extend((name, value) for value in values)
+            taken.headers[name] = ("; " if name == "cookie" else ", ").join(values)
             request.headers.set_all(name, [REDACTED] * len(values))
-        query = request.query
-        for name in [name for name in query if name.lower() in SECRET_QUERY_PARAMS]:
-            values = query.get_all(name)
-            taken.query.extend((name, value) for value in values)
-            query.set_all(name, [REDACTED] * len(values))
-        if taken.headers or taken.query:
-            self._kept[flow] = taken
+        if query_secret:
+            query = request.query
+            for name in [name for name in query if name.lower() in SECRET_QUERY_PARAMS]:
+                values = query.get_all(name)
+                taken.query[name] = values[-1]
+                query.set_all(name, [REDACTED] * len(values))
+        self._kept[flow] = taken
 
     def take_body(self, flow: http.HTTPFlow) -> None:
         """Keep the body aside and leave a copy without credential members on the flow."""
@@ -76,7 +88,10 @@ class CredentialKeeper:
             flow.request.content = redacted  # re-encoded as the client encoded it; content-length follows
 
     def pop(self, flow: http.HTTPFlow) -> Credentials:
-        return self._kept.pop(flow, None) or Credentials()
+        return self._kept.pop(flow, None) or _NONE
+
+
+_NONE = Credentials()
 
 
 class ResponseSecrets:

@@ -16,6 +16,8 @@ costs (docs/benchmark.md). Three changes remove bookkeeping without changing wha
   connection's event lock; a hook whose handlers are all synchronous (nearly every one) now
   completes inside the event that raised it. A hook that really waits (an async handler, an
   intercepted flow) continues as a task exactly as before.
+* **Option reads.** Reading an option deep-copies it; immutable values are now returned as they
+  are (deepcopy would return the same object).
 * **Debug-only checks.** mitmproxy type-checks every HTTP message field and every layer event
   when Python runs without ``-O``; these checks (``if __debug__``) never fire in a correct
   program, and ``python -O`` would skip them anyway.
@@ -250,6 +252,24 @@ def _skip_debug_checks() -> int:
     return unwrapped
 
 
+_IMMUTABLE = frozenset({str, int, float, bool, bytes, type(None)})
+
+
+def _option_value_without_copy() -> None:
+    """Reading an option deep-copies its value so that callers cannot change it in place; built-in
+    addons read several options per flow. A value of an immutable type is returned as is, which is
+    what ``copy.deepcopy`` returns for it anyway (other values are still copied)."""
+    from mitmproxy import optmanager
+
+    original = optmanager._Option.current
+
+    def current(self: optmanager._Option) -> Any:
+        value = self._default if self.value is optmanager.unset else self.value
+        return value if type(value) in _IMMUTABLE else original(self)
+
+    optmanager._Option.current = current  # type: ignore[method-assign]
+
+
 def install() -> bool:
     """Install once per process; False (and mitmproxy left as it is) on an unproven version."""
     global installed
@@ -269,5 +289,6 @@ def install() -> bool:
     AddonManager.trigger = trigger  # type: ignore[method-assign]
     proxy_server.ConnectionHandler.server_event = server_event  # type: ignore[method-assign]
     _skip_debug_checks()
+    _option_value_without_copy()
     installed = True
     return True

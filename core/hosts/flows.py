@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import parse_qsl
+
 from mitmproxy import http
 
 from core.protocols.base import ClientRequest
@@ -25,6 +27,23 @@ def client_address(flow: http.HTTPFlow) -> str:
     return str(peer[0]) if peer else ""
 
 
+def header_dict(headers: http.Headers) -> dict[str, str]:
+    """Lower-cased names; repeated headers joined as HTTP joins them (cookies with ``; ``)."""
+    found: dict[str, str] = {}
+    for raw_name, raw_value in headers.fields:
+        name = raw_name.decode("latin-1").lower()
+        value = raw_value.decode("utf-8", "surrogateescape")
+        if name in found:
+            value = f"{found[name]}{'; ' if name == 'cookie' else ', '}{value}"
+        found[name] = value
+    return found
+
+
+def query_dict(path: str) -> dict[str, str]:
+    _, _, query = path.partition("?")
+    return dict(parse_qsl(query, keep_blank_values=True)) if query else {}
+
+
 def client_request(flow: http.HTTPFlow, path: str | None = None, trusted: bool = False) -> ClientRequest:
     """The request as it stands now (after every addon's hooks); ``path`` overrides the route path
     (proxy mode strips a host's API prefix)."""
@@ -33,11 +52,12 @@ def client_request(flow: http.HTTPFlow, path: str | None = None, trusted: bool =
         body = request.get_content(strict=True) or b""
     except ValueError:  # undecodable content-encoding: hand over the raw bytes, the JSON parse will say why
         body = request.raw_content or b""
+    full_path = request.path
     return ClientRequest(
         method=request.method,
-        path=path if path is not None else request.path.split("?", 1)[0],
-        query=request.query,
-        headers=request.headers,
+        path=path if path is not None else full_path.partition("?")[0],
+        query=query_dict(full_path),
+        headers=header_dict(request.headers),
         body=body,
         client_addr=client_address(flow),
         trusted=trusted,

@@ -3,17 +3,18 @@
 An addon cannot stream a response it makes up itself (mitmproxy-facts.md §2). So a flow the
 gateway answers goes upstream like any other flow: after every addon's ``request`` hook ran and an
 intercepted flow was resumed, mitmproxy asks for a server connection, and for our flows it gets a
-*virtual* one: no socket, a pair of in-memory buffers. mitmproxy writes the final request to it
-(whatever addons and mitmweb edits made of it), the gateway reads that request off the flow and
-writes an HTTP/1.1 answer back, which mitmproxy parses and streams to the client through the usual
+*virtual* one: no socket, a pair of in-memory buffers. the gateway reads the request off the flow
+(whatever addons and mitmweb edits made of it) and answers with the HTTP events a server
+connection would have produced, which mitmproxy streams to the client through the usual
 ``responseheaders``/``response`` hooks. Everything in mitmproxy after the ``request`` hook works as
 for a real upstream: the dumper's line, ``-w``, mitmweb's live view, ``store_streamed_bodies``,
 other addons' ``stream`` callables, kills (core/hosts/addon.py watches for them).
 
-Two narrow patches make this work (mitmproxy 12.3; checked by tests/unit/test_virtual.py):
+Three narrow patches make this work (mitmproxy 12.3; checked by tests/unit/test_virtual.py):
 ``HttpStream.make_server_connection`` asks for a connection to ``(VIRTUAL_HOST, n)`` when the
-gateway claims the flow, and the ``asyncio`` that mitmproxy's connection handler opens connections
-with answers that host with a ``VirtualConnection``. HTTP/1 clients reuse one virtual connection
+gateway claims the flow, the ``asyncio`` that mitmproxy's connection handler opens connections
+with answers that host with a ``VirtualConnection``, and ``HttpClient`` speaks to it through
+``VirtualHttpClient`` instead of HTTP/1. HTTP/1 clients reuse one virtual connection
 for their keep-alive requests, as they would a real server's; HTTP/2 streams get one each, so
 mitmproxy's limit of five connections per address never makes a stream wait.
 """
@@ -24,13 +25,30 @@ import asyncio
 import collections
 import itertools
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from http import HTTPStatus
 from typing import Any
 
 from mitmproxy import http
+from mitmproxy.connection import ConnectionState
+from mitmproxy.proxy import commands, events, layer
 from mitmproxy.proxy import server as proxy_server
-from mitmproxy.proxy.layers.http import ErrorCode, GetHttpConnection, HttpStream, ResponseProtocolError
+from mitmproxy.proxy.context import Context
+from mitmproxy.proxy.layers.http import (
+    ErrorCode,
+    GetHttpConnection,
+    HttpClient,
+    HttpStream,
+    RegisterHttpConnection,
+    RequestHeaders,
+    RequestProtocolError,
+    ResponseData,
+    ResponseEndOfMessage,
+    ResponseHeaders,
+    ResponseProtocolError,
+)
+from mitmproxy.proxy.layers.http._base import HttpConnection, ReceiveHttp
 
 from core.protocols.base import Reply
 
@@ -45,30 +63,32 @@ Claim = Callable[[http.HTTPFlow], bool]
 
 
 class VirtualConnection:
-    """Both ends of one in-memory server connection: mitmproxy reads and writes it through the
-    StreamReader/StreamWriter methods it uses; the gateway ``feed``s the answer."""
+    """Both ends of one in-memory server connection. mitmproxy drives it through the
+    StreamReader/StreamWriter methods its connection handler uses; the gateway queues the answer
+    as HTTP events (``push``), which ``VirtualHttpClient`` hands to mitmproxy's HTTP layer as they
+    are: no HTTP/1 is written or parsed on this side."""
 
-    __slots__ = ("id", "peer", "flows", "_chunks", "_buffered", "_eof", "_reader", "_writable", "closed", "tasks", "_serve")
+    __slots__ = ("id", "peer", "flows", "_items", "_buffered", "_eof", "_reader", "_writable", "closed", "tasks", "_serve")
 
     def __init__(self, conn_id: int, serve: Server) -> None:
         self.id = conn_id
         self.peer = (VIRTUAL_HOST, conn_id)
         self.flows: collections.deque[http.HTTPFlow] = collections.deque()  # assigned, not yet answered
-        self._chunks: collections.deque[bytes] = collections.deque()
+        self._items: collections.deque[Answered] = collections.deque()
         self._buffered = 0
         self._eof = False
-        self._reader: asyncio.Future[None] | None = None  # mitmproxy waiting for data
+        self._reader: asyncio.Future[None] | None = None  # mitmproxy waiting for the answer
         self._writable: asyncio.Future[None] | None = None  # the gateway waiting for mitmproxy to catch up
         self.closed = False
         self.tasks: set[asyncio.Task[None]] = set()
         self._serve = serve
 
-    # --- the StreamWriter side: mitmproxy sends the request ------------------------------------
+    # --- the StreamWriter side: mitmproxy sends a request ----------------------------------------
 
     def write(self, data: bytes) -> None:
-        # The request bytes are not parsed: the flow already holds the request they encode. The
-        # first write of a request (its head) starts the answer; HTTP/1 sends a request only once
-        # the previous answer has been read whole, so answers never overlap on one connection.
+        # VirtualHttpClient writes one byte when a request's head goes out: the flow holds the
+        # request itself. HTTP sends a request on a connection only once the previous answer has
+        # been read whole, so answers never overlap on one connection.
         if self.flows:
             task = asyncio.get_running_loop().create_task(self._serve(self.flows.popleft(), self))
             if not task.done():
@@ -104,10 +124,10 @@ class VirtualConnection:
     async def wait_closed(self) -> None:
         pass
 
-    # --- the StreamReader side: mitmproxy reads the answer -------------------------------------
+    # --- the StreamReader side: mitmproxy learns that answers are waiting ------------------------
 
     async def read(self, n: int = -1) -> bytes:
-        while not self._chunks:
+        while not self._items:
             if self._eof:
                 return b""
             self._reader = asyncio.get_running_loop().create_future()
@@ -115,19 +135,22 @@ class VirtualConnection:
                 await self._reader
             finally:
                 self._reader = None
-        data = self._chunks.popleft() if len(self._chunks) == 1 else b"".join(self._chunks)
-        self._chunks.clear()
+        return b"\x00"  # a wake-up; VirtualHttpClient takes() the answer itself
+
+    def take(self) -> list[Answered]:
+        items = list(self._items)
+        self._items.clear()
         self._buffered = 0
         self._wake_writer()
-        return data
+        return items
 
     # --- the gateway's side ----------------------------------------------------------------------
 
-    def feed(self, data: bytes) -> None:
-        if self.closed or not data:
+    def push(self, item: Answered, size: int = 0) -> None:
+        if self.closed:
             return
-        self._chunks.append(data)
-        self._buffered += len(data)
+        self._items.append(item)
+        self._buffered += size
         if self._reader is not None and not self._reader.done():
             self._reader.set_result(None)
 
@@ -150,9 +173,13 @@ class VirtualConnection:
             self._writable.set_result(None)
 
 
-class Http1Answer:
-    """An ``Exchange`` sink writing HTTP/1.1 to a virtual connection: a complete reply with its
-    length, or a stream in chunks (so the connection stays reusable)."""
+# What the gateway queues: the answer's head (and whether a body follows), a body chunk, its end.
+Answered = tuple[http.Response, bool] | bytes | None
+
+
+class Answer:
+    """An ``Exchange`` sink that answers a flow on its virtual connection: a complete reply (with
+    its length, for an HTTP/1 client's keep-alive), or a stream (chunked to an HTTP/1 client)."""
 
     __slots__ = ("_conn", "_head_only", "started")
 
@@ -162,37 +189,79 @@ class Http1Answer:
         self.started = False
 
     @staticmethod
-    def _head(status: int, headers: Mapping[str, str] | Iterable[tuple[str, str]], framing: bytes) -> bytes:
-        try:
-            reason = HTTPStatus(status).phrase
-        except ValueError:
-            reason = "Unknown"
-        lines = [f"HTTP/1.1 {status} {reason}".encode()]
+    def _response(status: int, headers: Mapping[str, str] | Iterable[tuple[str, str]], framing: tuple[bytes, bytes]) -> http.Response:
         pairs = headers.items() if isinstance(headers, Mapping) else headers
-        lines.extend(f"{name}: {value}".encode() for name, value in pairs
-                     if name.lower() not in ("content-length", "transfer-encoding", "connection"))
-        lines.append(framing)
-        return b"\r\n".join(lines) + b"\r\n\r\n"
+        fields = [(name.encode(), value.encode()) for name, value in pairs if name.lower() not in _FRAMING]
+        fields.append(framing)
+        return http.Response(b"HTTP/1.1", status, _reason(status), http.Headers(fields), None, None, time.time(), None)
 
     async def reply(self, reply: Reply) -> None:
         self.started = True
         status, body = reply.status, reply.body
-        no_body = status in (204, 304)
-        framing = b"content-length: 0" if no_body else b"content-length: %d" % len(body)
-        self._conn.feed(self._head(status, reply.headers, framing) + (b"" if no_body or self._head_only else body))
+        no_body = status in (204, 304) or self._head_only or not body
+        length = b"0" if status in (204, 304) else b"%d" % len(body)
+        self._conn.push((self._response(status, reply.headers, (b"content-length", length)), not no_body))
+        if not no_body:
+            self._conn.push(body, len(body))
+        self._conn.push(None)
 
     async def start(self, status: int, headers: Mapping[str, str] | Iterable[tuple[str, str]]) -> None:
         self.started = True
-        self._conn.feed(self._head(status, headers, b"transfer-encoding: chunked"))
+        self._conn.push((self._response(status, headers, (b"transfer-encoding", b"chunked")), not self._head_only))
 
     async def write(self, data: bytes) -> None:
         if data and not self._head_only:
-            self._conn.feed(b"%x\r\n%s\r\n" % (len(data), data))
+            self._conn.push(data, len(data))
             await self._conn.writable()
 
     async def end(self) -> None:
-        if not self._head_only:
-            self._conn.feed(b"0\r\n\r\n")
+        self._conn.push(None)
+
+
+_FRAMING = frozenset({"content-length", "transfer-encoding", "connection"})
+
+
+def _reason(status: int) -> bytes:
+    try:
+        return HTTPStatus(status).phrase.encode()
+    except ValueError:
+        return b""
+
+
+class VirtualHttpClient(HttpConnection):
+    """mitmproxy's HTTP client layer for a virtual connection: requests go out as a wake-up byte,
+    answers come in as the events the gateway queued, with this stream's id."""
+
+    def __init__(self, context: Context) -> None:
+        super().__init__(context, context.server)
+        self.stream_id: int | None = None
+
+    def _handle_event(self, event: events.Event) -> layer.CommandGenerator[None]:
+        if isinstance(event, RequestHeaders):
+            self.stream_id = event.stream_id
+            yield commands.SendData(self.conn, b"\x00")
+        elif isinstance(event, events.DataReceived):
+            conn = _live.get(self.conn.peername[1]) if self.conn.peername else None
+            for item in conn.take() if conn is not None else ():
+                if self.stream_id is None:
+                    break  # an answer after the stream ended (a killed flow): nobody to give it to
+                if item is None:
+                    stream_id, self.stream_id = self.stream_id, None
+                    yield ReceiveHttp(ResponseEndOfMessage(stream_id))
+                elif isinstance(item, bytes):
+                    yield ReceiveHttp(ResponseData(self.stream_id, item))
+                else:
+                    response, body_follows = item
+                    yield ReceiveHttp(ResponseHeaders(self.stream_id, response, not body_follows))
+        elif isinstance(event, events.ConnectionClosed):
+            if self.conn.state & ConnectionState.CAN_WRITE:
+                yield commands.CloseConnection(self.conn)
+            if self.stream_id is not None:
+                stream_id, self.stream_id = self.stream_id, None
+                yield ReceiveHttp(ResponseProtocolError(stream_id, "the gateway closed the connection", ErrorCode.GENERIC_SERVER_ERROR))
+        elif isinstance(event, RequestProtocolError):
+            yield commands.CloseConnection(self.conn)
+        # Start, the request's body and its end: the flow already holds them.
 
 
 # --- the patches ---------------------------------------------------------------------------------
@@ -242,11 +311,27 @@ def _make_server_connection(self: HttpStream) -> Any:
     return True
 
 
+_original_client_event = HttpClient._handle_event
+
+
+def _client_event(self: HttpClient, event: events.Event) -> layer.CommandGenerator[None]:
+    """mitmproxy's ``HttpClient``, with ``VirtualHttpClient`` under virtual connections."""
+    if not is_virtual(self.context.server):
+        return (yield from _original_client_event(self, event))
+    err = None if self.context.server.connected else (yield commands.OpenConnection(self.context.server))
+    if not err:
+        self.child_layer = VirtualHttpClient(self.context)
+        self._handle_event = self.child_layer.handle_event  # type: ignore[method-assign]
+        yield from self._handle_event(event)
+    yield RegisterHttpConnection(self.context.server, err)
+
+
 def install(serve: Server, claim: Claim) -> None:
     """Answer the flows ``claim`` picks with ``serve`` (one gateway per process, as ``ctx`` is)."""
     global _server, _claim
     proxy_server.asyncio = _Asyncio()  # type: ignore[attr-defined]
     HttpStream.make_server_connection = _make_server_connection  # type: ignore[method-assign]
+    HttpClient._handle_event = _client_event  # type: ignore[method-assign]
     _server, _claim = serve, claim
 
 

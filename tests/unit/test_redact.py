@@ -47,7 +47,7 @@ def test_keeper_takes_credentials_off_the_flow_and_gives_them_back_once() -> Non
     credentials = keeper.pop(flow)
     request = credentials.applied_to(client_request(flow))
     assert request.headers["authorization"] == "Bearer cp-secret"
-    assert request.headers.get_all("cookie") == ["a=1", "b=2"]
+    assert request.headers["cookie"] == "a=1; b=2"
     assert request.query["key"] == "AIza-secret" and request.query["alt"] == "sse"
     assert keeper.pop(flow) == Credentials()
 
