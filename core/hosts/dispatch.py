@@ -5,7 +5,8 @@ costs (docs/benchmark.md). Three changes remove bookkeeping without changing wha
 
 * **Hook dispatch.** ``AddonManager.trigger_event`` walks all ~50 addons (and their children) for
   every event of every flow, entering a ``safecall()`` per addon, whether or not it has a handler.
-  Here the handler list per event is found once and reused until the chain changes; calls keep
+  Here the addons that have a handler are found once per event and reused until the chain changes
+  (an addon that gains a hook method later is seen after the next change); calls keep
   chain order, each top-level addon's handlers still run inside ``safecall`` (an addon error is
   logged and the next addon runs), ``AddonHalt`` still stops the event, and a sync ``trigger`` still
   refuses async handlers. Events outside ``FLOW_EVENTS`` (load, configure, running, done, ...) take
@@ -67,25 +68,30 @@ _original: dict[str, Callable[..., Any]] = {}
 installed = False
 
 
-def _handlers(manager: AddonManager, name: str) -> list[tuple[Callable[..., Any], ...]]:
-    """Per top-level addon that has any, its handlers for ``name`` in traversal order."""
-    cache: dict[str, list[tuple[Callable[..., Any], ...]]] = manager.__dict__.setdefault(_CACHE, {})
+def _handlers(manager: AddonManager, name: str) -> list[tuple[Any, ...]]:
+    """Per top-level addon that has any, the addons (it and its children, in traversal order) that
+    had a ``name`` attribute when the chain was last read. Handlers are still fetched by name at
+    each call, so a handler an addon replaces or removes at run time is seen at once."""
+    cache: dict[str, list[tuple[Any, ...]]] = manager.__dict__.setdefault(_CACHE, {})
     found = cache.get(name)
     if found is None:
         found = []
         for top in manager.chain:
-            funcs = []
-            for addon in traverse([top]):
-                func = getattr(addon, name, None)
-                if not func or isinstance(func, types.ModuleType):  # a module import that shares a hook's name
-                    continue
-                if not callable(func):
-                    raise exceptions.AddonManagerError(f"Addon handler {name} ({addon}) not callable")
-                funcs.append(func)
-            if funcs:
-                found.append(tuple(funcs))
+            holders = tuple(addon for addon in traverse([top]) if getattr(addon, name, None))
+            if holders:
+                found.append(holders)
         cache[name] = found
     return found
+
+
+def _handler(addon: Any, name: str) -> Callable[..., Any] | None:
+    """As mitmproxy's ``_iter_hooks`` finds it: None for a module of the same name (an import)."""
+    func = getattr(addon, name, None)
+    if not func or isinstance(func, types.ModuleType):
+        return None
+    if not callable(func):
+        raise exceptions.AddonManagerError(f"Addon handler {name} ({addon}) not callable")
+    return func
 
 
 def _forget(manager: AddonManager) -> None:
@@ -106,38 +112,41 @@ def _structural(name: str) -> Callable[..., Any]:
 
 
 async def trigger_event(self: AddonManager, event: hooks.Hook) -> None:
-    name = event.name
+    name = getattr(event, "name", None)  # a non-hook argument gets mitmproxy's own handling (an error, logged)
     if name not in FLOW_EVENTS:
         try:
             return await _original["trigger_event"](self, event)
         finally:
             _forget(self)
     args = event.args()
-    for funcs in _handlers(self, name):
+    for holders in _handlers(self, name):
         try:
             with safecall():
-                for func in funcs:
-                    result = func(*args)
-                    if result is not None and inspect.isawaitable(result):
-                        await result
+                for addon in holders:
+                    if (func := _handler(addon, name)) is not None:
+                        result = func(*args)
+                        if result is not None and inspect.isawaitable(result):
+                            await result
         except exceptions.AddonHalt:
             return
 
 
 def trigger(self: AddonManager, event: hooks.Hook) -> None:
-    name = event.name
+    name = getattr(event, "name", None)  # a non-hook argument gets mitmproxy's own handling (an error, logged)
     if name not in FLOW_EVENTS:
         try:
             return _original["trigger"](self, event)
         finally:
             _forget(self)
     args = event.args()
-    for funcs in _handlers(self, name):
+    for holders in _handlers(self, name):
         try:
             with safecall():
-                for func in funcs:
+                for addon in holders:
+                    if (func := _handler(addon, name)) is None:
+                        continue
                     if inspect.iscoroutinefunction(func):
-                        raise exceptions.AddonManagerError(f"Async handler {name} ({func}) cannot be called from sync context")
+                        raise exceptions.AddonManagerError(f"Async handler {name} ({addon}) cannot be called from sync context")
                     func(*args)
         except exceptions.AddonHalt:
             return

@@ -223,3 +223,28 @@ def test_clients_from_other_machines_need_the_proxy_key(fake: FakeCodexThread, t
         assert answer.choices[0].message.content == "for the remote client"
     finally:
         proxy.stop()
+
+
+def test_many_streams_at_once_over_one_http2_connection(gateway: ProxyProcess, fake: FakeCodexThread, tmp_path: Path) -> None:
+    """HTTP/2 multiplexes a client's calls over one connection; each stream is answered on its own
+    (mitmproxy limits connections per upstream address to five: none of the twelve may wait).
+    curl is the client: it speaks HTTP/2 through a proxy tunnel, which httpx does not."""
+    import time
+
+    fake.configure(events=10, event_delay_ms=100)  # each stream takes about a second
+    body = tmp_path / "body.json"
+    body.write_text(json.dumps({"model": "gpt-5.4", "stream": True, "messages": [{"role": "user", "content": "hi"}]}))
+    url = "https://api.openai.com/v1/chat/completions"
+    started = time.monotonic()
+    done = subprocess.run(
+        ["curl", "-sS", "--http2", "--parallel", "--parallel-max", "12", "--proxy", gateway.origin, "--cacert", str(gateway.ca_cert),
+         "-H", f"Authorization: Bearer {CLIENT_KEY}", "-H", "Content-Type: application/json", "--data-binary", f"@{body}",
+         "-w", "%{http_version} %{num_connects}\n", *[url] * 12],
+        capture_output=True, text=True, timeout=30, check=True,
+    )
+    elapsed = time.monotonic() - started
+    assert done.stdout.count("data: [DONE]") == 12
+    versions = [line.split() for line in done.stdout.splitlines() if line.startswith(("2 ", "1.1 "))]
+    assert len(versions) == 12 and all(version == "2" for version, _ in versions)
+    assert sum(int(connects) for _, connects in versions) == 1  # one connection carried them all
+    assert elapsed < 2.5, elapsed  # concurrently: about one stream's time, not twelve

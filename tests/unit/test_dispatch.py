@@ -1,0 +1,157 @@
+"""The cached hook dispatch keeps mitmproxy's behaviour: chain order, AddonHalt, errors logged per
+addon, addons added, removed and changed while running, async handlers refused by ``trigger``."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import logging
+import types
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+from mitmproxy import exceptions, hooks
+from mitmproxy.proxy.layers.http import HttpRequestHook, HttpResponseHook
+from mitmproxy.test import taddons, tflow
+
+from core.hosts import dispatch
+
+pytestmark = pytest.mark.skipif(not dispatch.install(), reason="mitmproxy version without the speed-ups")
+
+
+class Recorder:
+    def __init__(self, name: str, calls: list[str], children: list[Any] | None = None) -> None:
+        self.name = name
+        self.calls = calls
+        if children is not None:
+            self.addons = children
+
+    def request(self, flow: Any) -> None:
+        self.calls.append(self.name)
+
+
+class Halting(Recorder):
+    def request(self, flow: Any) -> None:
+        super().request(flow)
+        raise exceptions.AddonHalt()
+
+
+class Failing(Recorder):
+    def request(self, flow: Any) -> None:
+        super().request(flow)
+        raise ValueError("boom")
+
+
+class AsyncOne(Recorder):
+    async def request(self, flow: Any) -> None:
+        self.calls.append(self.name)
+
+
+def in_mitmproxy(test: Callable[[Any], Awaitable[None]]) -> Callable[..., None]:
+    """Run an async test body inside a mitmproxy test context (it needs a running loop)."""
+
+    @functools.wraps(test)
+    def run(*args: Any, **kwargs: Any) -> None:
+        async def body() -> None:
+            with taddons.context(loadcore=False) as tctx:
+                await test(tctx, *args, **kwargs)
+
+        asyncio.run(body())
+
+    run.__signature__ = inspect.Signature([p for name, p in inspect.signature(test).parameters.items() if name != "context"])  # type: ignore[attr-defined]
+    return run
+
+
+@in_mitmproxy
+async def test_chain_order_children_included(context: Any) -> None:
+    calls: list[str] = []
+    parent = Recorder("parent", calls, children=[Recorder("child", calls)])
+    context.master.addons.add(Recorder("first", calls), parent, AsyncOne("last", calls))
+    await context.master.addons.handle_lifecycle(HttpRequestHook(tflow.tflow()))
+    assert calls == ["first", "parent", "child", "last"]
+
+
+@in_mitmproxy
+async def test_addon_halt_stops_the_event(context: Any) -> None:
+    calls: list[str] = []
+    context.master.addons.add(Recorder("a", calls), Halting("halt", calls), Recorder("after", calls))
+    await context.master.addons.trigger_event(HttpRequestHook(tflow.tflow()))
+    context.master.addons.trigger(HttpRequestHook(tflow.tflow()))
+    assert calls == ["a", "halt", "a", "halt"]
+
+
+@in_mitmproxy
+async def test_an_error_is_logged_and_the_next_addon_runs(context: Any, caplog: pytest.LogCaptureFixture) -> None:
+    calls: list[str] = []
+    context.master.addons.add(Failing("fails", calls), Recorder("next", calls))
+    with caplog.at_level(logging.ERROR):
+        await context.master.addons.trigger_event(HttpRequestHook(tflow.tflow()))
+    assert calls == ["fails", "next"] and "Addon error: boom" in caplog.text
+
+
+@in_mitmproxy
+async def test_addons_added_and_removed_while_running(context: Any) -> None:
+    calls: list[str] = []
+    manager = context.master.addons
+    first = Recorder("first", calls)
+    manager.add(first)
+    await manager.trigger_event(HttpRequestHook(tflow.tflow()))
+    manager.add(Recorder("second", calls))
+    await manager.trigger_event(HttpRequestHook(tflow.tflow()))
+    manager.remove(first)
+    await manager.trigger_event(HttpRequestHook(tflow.tflow()))
+    assert calls == ["first", "first", "second", "second"]
+
+
+@in_mitmproxy
+async def test_a_handler_replaced_at_run_time(context: Any, caplog: pytest.LogCaptureFixture) -> None:
+    calls: list[str] = []
+    addon = Recorder("one", calls)
+    context.master.addons.add(addon)
+    await context.master.addons.trigger_event(HttpRequestHook(tflow.tflow()))
+    addon.request = types.ModuleType("request")  # an import that shares the hook's name: ignored, as by mitmproxy
+    await context.master.addons.trigger_event(HttpRequestHook(tflow.tflow()))
+    addon.request = "not callable"
+    with caplog.at_level(logging.ERROR):
+        context.master.addons.trigger(HttpRequestHook(tflow.tflow()))
+    assert calls == ["one"] and "not callable" in caplog.text
+
+
+@in_mitmproxy
+async def test_sync_trigger_refuses_an_async_handler(context: Any, caplog: pytest.LogCaptureFixture) -> None:
+    calls: list[str] = []
+    context.master.addons.add(AsyncOne("async", calls), Recorder("sync", calls))
+    with caplog.at_level(logging.ERROR):
+        context.master.addons.trigger(HttpRequestHook(tflow.tflow()))
+    assert calls == ["sync"] and "cannot be called from sync context" in caplog.text
+
+
+@in_mitmproxy
+async def test_other_events_take_mitmproxys_path_and_refresh_the_cache(context: Any) -> None:
+    calls: list[str] = []
+    manager = context.master.addons
+    holder = Recorder("holder", calls, children=[])
+    manager.add(holder)
+    await manager.trigger_event(HttpRequestHook(tflow.tflow()))
+    holder.addons.append(Recorder("late child", calls))  # as ScriptLoader reorders its scripts in configure
+    manager.trigger(hooks.ConfigureHook(set()))
+    await manager.trigger_event(HttpRequestHook(tflow.tflow()))
+    assert calls == ["holder", "holder", "late child"]
+
+
+@in_mitmproxy
+async def test_update_follows_every_flow_event(context: Any) -> None:
+    seen: list[str] = []
+
+    class Watcher:
+        def response(self, flow: Any) -> None:
+            seen.append("response")
+
+        def update(self, flows: Any) -> None:
+            seen.append("update")
+
+    context.master.addons.add(Watcher())
+    await context.master.addons.handle_lifecycle(HttpResponseHook(tflow.tflow(resp=True)))
+    assert seen == ["response", "update"]
