@@ -1,18 +1,18 @@
 """Cheaper flow handling inside mitmproxy, with the same behaviour for every addon.
 
 Every API call is a mitmproxy flow, so mitmproxy's per-flow bookkeeping is most of what a call
-costs (docs/benchmark.md). Three changes remove bookkeeping without changing what addons observe:
+costs (docs/benchmark.md). These changes remove bookkeeping without changing what addons observe:
 
 * **Hook dispatch.** ``AddonManager.trigger_event`` walks all ~50 addons (and their children) for
   every event of every flow, entering a ``safecall()`` per addon, whether or not it has a handler.
   Here the addons that have a handler are found once per event and reused until the chain changes
-  (an addon that gains a hook method later is seen after the next change); calls keep
-  chain order, each top-level addon's handlers still run inside ``safecall`` (an addon error is
-  logged and the next addon runs), ``AddonHalt`` still stops the event, and a sync ``trigger`` still
-  refuses async handlers. Events outside ``FLOW_EVENTS`` (load, configure, running, done, ...) take
+  (an addon that gains a hook method later is seen after the next change). Calls keep chain
+  order; an error in a top-level addon's handlers is logged as ``safecall`` logs it (inlined here)
+  and the next addon runs; ``AddonHalt`` still stops the event; a sync ``trigger`` still refuses
+  async handlers. Events outside ``FLOW_EVENTS`` (load, configure, running, done, ...) take
   mitmproxy's own path, and the cache is dropped after each of them and whenever an addon is
   registered or removed (scripts that reload re-register; ``ScriptLoader`` re-orders its children
-  only inside ``configure``).
+  only inside ``configure``). ``Hook.args`` keeps each hook class's field names.
 * **Hooks that finish at once.** mitmproxy runs every hook as its own task that then waits for the
   connection's event lock; a hook whose handlers are all synchronous (nearly every one) now
   completes inside the event that raised it. A hook that really waits (an async handler, an
@@ -24,13 +24,15 @@ costs (docs/benchmark.md). Three changes remove bookkeeping without changing wha
   program, and ``python -O`` would skip them anyway.
 
 The patched functions are internal, so this only installs on the mitmproxy versions it was
-checked on (``PROVEN_VERSIONS``; tests/unit/test_dispatch.py runs mitmproxy's own addons through
-it). On any other version mitmproxy runs unchanged, only slower.
+checked on (``PROVEN_VERSIONS``): mitmproxy's own test suite passes the same with and without it
+(scripts/mitmproxy_suite.py), and tests/unit/test_dispatch.py checks the dispatch rules above. On
+any other version mitmproxy runs unchanged, only slower.
 """
 
 from __future__ import annotations
 
 import collections
+import dataclasses
 import importlib
 import inspect
 import logging
@@ -41,7 +43,8 @@ from collections.abc import Callable
 from typing import Any
 
 from mitmproxy import exceptions, hooks, http
-from mitmproxy.addonmanager import AddonManager, safecall, traverse
+from mitmproxy.addonmanager import AddonManager, cut_traceback, traverse
+from mitmproxy.addonmanager import logger as addon_logger
 from mitmproxy.proxy import commands, events
 from mitmproxy.proxy import server as proxy_server
 from mitmproxy.utils import asyncio_utils
@@ -94,6 +97,24 @@ def _handler(addon: Any, name: str) -> Callable[..., Any] | None:
     return func
 
 
+def _addon_error(exc: Exception) -> None:
+    """What mitmproxy's ``safecall`` does with an addon's exception (the same record, the same
+    logger); inlined because entering a context manager per addon per event is a cost of its own."""
+    tb = cut_traceback(cut_traceback(exc.__traceback__, "invoke_addon_sync"), "invoke_addon")
+    addon_logger.error(f"Addon error: {exc}", exc_info=(type(exc), exc, tb))
+
+
+def _hook_args(self: hooks.Hook) -> list[Any]:
+    """``Hook.args`` without asking ``dataclasses.fields`` anew for every event."""
+    names = _HOOK_FIELDS.get(type(self))
+    if names is None:
+        names = _HOOK_FIELDS[type(self)] = tuple(field.name for field in dataclasses.fields(self))  # type: ignore[arg-type]
+    return [getattr(self, name) for name in names]
+
+
+_HOOK_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
 def _forget(manager: AddonManager) -> None:
     manager.__dict__.pop(_CACHE, None)
 
@@ -121,14 +142,17 @@ async def trigger_event(self: AddonManager, event: hooks.Hook) -> None:
     args = event.args()
     for holders in _handlers(self, name):
         try:
-            with safecall():
-                for addon in holders:
-                    if (func := _handler(addon, name)) is not None:
-                        result = func(*args)
-                        if result is not None and inspect.isawaitable(result):
-                            await result
+            for addon in holders:
+                if (func := _handler(addon, name)) is not None:
+                    result = func(*args)
+                    if result is not None and inspect.isawaitable(result):
+                        await result
         except exceptions.AddonHalt:
             return
+        except exceptions.OptionsError:
+            raise
+        except Exception as exc:
+            _addon_error(exc)
 
 
 def trigger(self: AddonManager, event: hooks.Hook) -> None:
@@ -141,15 +165,18 @@ def trigger(self: AddonManager, event: hooks.Hook) -> None:
     args = event.args()
     for holders in _handlers(self, name):
         try:
-            with safecall():
-                for addon in holders:
-                    if (func := _handler(addon, name)) is None:
-                        continue
-                    if inspect.iscoroutinefunction(func):
-                        raise exceptions.AddonManagerError(f"Async handler {name} ({addon}) cannot be called from sync context")
-                    func(*args)
+            for addon in holders:
+                if (func := _handler(addon, name)) is None:
+                    continue
+                if inspect.iscoroutinefunction(func):
+                    raise exceptions.AddonManagerError(f"Async handler {name} ({addon}) cannot be called from sync context")
+                func(*args)
         except exceptions.AddonHalt:
             return
+        except exceptions.OptionsError:
+            raise
+        except Exception as exc:
+            _addon_error(exc)
 
 
 # --- hooks that finish at once -------------------------------------------------------------------
@@ -297,6 +324,7 @@ def install() -> bool:
     AddonManager.trigger_event = trigger_event  # type: ignore[method-assign]
     AddonManager.trigger = trigger  # type: ignore[method-assign]
     proxy_server.ConnectionHandler.server_event = server_event  # type: ignore[method-assign]
+    hooks.Hook.args = _hook_args  # type: ignore[method-assign]
     _skip_debug_checks()
     _option_value_without_copy()
     installed = True
