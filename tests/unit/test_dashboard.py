@@ -184,7 +184,7 @@ def test_the_key_is_revealed_and_replaced_through_the_api(client: FlaskClient, s
     assert KEY not in (redact_json(shown.data) or b"").decode()  # what mitmweb's copy of this answer shows
     assert client.post("/admin/server-key", json={"api_key": "has space"}, headers=auth).status_code == 400
     new = client.post("/admin/server-key", json={"generate": True}, headers=auth).json["api_key"]
-    assert new.startswith("cp-") and services.cfg.proxy_api_key == new
+    assert new.startswith("cp-") and services.cfg.server.proxy_api_key == new
     assert yaml.safe_load(services.config.local_path.read_text())["server"]["proxy_api_key"] == new
     assert client.get("/admin/server-key", headers=auth).status_code == 401
     assert client.get("/admin/server-key", headers={"x-api-key": new}).json["api_key"] == new
@@ -222,7 +222,7 @@ def test_an_environment_variable_that_wins_is_named(tmp_path: Path, monkeypatch:
     svc = Services(tmp_path)
     try:
         client = create_app(svc).test_client()
-        view = client.get("/admin/settings", headers={"Host": "127.0.0.1", "Authorization": f"Bearer {svc.cfg.proxy_api_key}"}).json
+        view = client.get("/admin/settings", headers={"Host": "127.0.0.1", "Authorization": f"Bearer {svc.cfg.server.proxy_api_key}"}).json
         assert view["env_overrides"] == {"ollama.port": "OLLAMA_BRIDGE_PORT"} and view["values"]["ollama.port"] == 11999
     finally:
         svc.close_sync()
