@@ -47,8 +47,8 @@ def byte_size(value: Any) -> int:
 
 POSITIVE = "positive"  # an Annotated marker: zero or less is refused (a zero timeout or interval)
 ByteSize = Annotated[int, byte_size]  # written as text in YAML, held as a number of bytes
-Seconds = Annotated[float, POSITIVE]  # a timeout or interval (also in minutes, where the name says so)
-Count = Annotated[int, POSITIVE]
+PositiveNumber = Annotated[float, POSITIVE]  # a timeout or an interval (in the unit its name says)
+PositiveCount = Annotated[int, POSITIVE]
 # Percent thresholds: one list for both quota windows, or {"primary": [...], "secondary": [...]}.
 Thresholds = tuple[int | float, ...] | Mapping[str, tuple[int | float, ...]]
 CustomModel = str | Mapping[str, Any]  # a model id, or a models.yaml-style entry
@@ -65,8 +65,8 @@ class ServerSettings:
 @dataclass(frozen=True, slots=True)
 class ApiSettings:
     base_url: str
-    timeout_seconds: Seconds
-    connect_timeout_seconds: Seconds
+    timeout_seconds: PositiveNumber
+    connect_timeout_seconds: PositiveNumber
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,8 +98,8 @@ class AuthSettings:
     refresh_margin_seconds: float
     refresh_retry_base_seconds: float
     refresh_retry_max_seconds: float
-    refresh_timeout_seconds: Seconds
-    login_timeout_seconds: Seconds
+    refresh_timeout_seconds: PositiveNumber
+    login_timeout_seconds: PositiveNumber
     oauth_client_id: str
     oauth_issuer: str
     oauth_redirect_uri: str
@@ -117,7 +117,7 @@ class LogsSettings:
     enabled: bool
     retention_days: float
     capture_bodies: bool
-    bodies_kept: Count
+    bodies_kept: PositiveCount
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,7 +125,7 @@ class TlsSettings:
     impersonate: str | None
     proxy_url: str | None
     force_http11: bool
-    max_clients: Count
+    max_clients: PositiveCount
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,17 +138,17 @@ class QuotaSettings:
 @dataclass(frozen=True, slots=True)
 class SessionSettings:
     password: str | None
-    ttl_minutes: Count  # whole minutes: the dashboard edits it as an integer
-    cleanup_interval_minutes: Seconds
-    login_attempts: Count
-    login_window_minutes: Seconds
+    ttl_minutes: PositiveCount  # whole minutes: the dashboard edits it as an integer
+    cleanup_interval_minutes: PositiveNumber
+    login_attempts: PositiveCount
+    login_window_minutes: PositiveNumber
 
 
 @dataclass(frozen=True, slots=True)
 class StreamSettings:
     commit_after_seconds: float
-    keepalive_seconds: Seconds
-    idle_timeout_seconds: Seconds
+    keepalive_seconds: PositiveNumber
+    idle_timeout_seconds: PositiveNumber
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,7 +229,7 @@ def _converter(hint: Any) -> Converter:
     """How to check (and freeze) one field's YAML value, derived once from its annotation."""
     if get_origin(hint) is Annotated:
         base, extra = get_args(hint)
-        if extra is not POSITIVE:
+        if extra != POSITIVE:
             return extra  # a converter of its own (byte_size)
         convert_base = _converter(base)
 

@@ -217,7 +217,7 @@ class LoginService:
     # --- device code -------------------------------------------------------------------------------
 
     def start_device(self) -> dict[str, Any]:
-        login = self._run_on_loop(self._begin_device())
+        login = self._run_on_loop(self._begin_device(self._transport()))
         assert login.device is not None
         device = login.device
         return {
@@ -228,9 +228,9 @@ class LoginService:
             "expires_in": int(DEVICE_TIMEOUT),
         }
 
-    async def _begin_device(self) -> Login:
+    async def _begin_device(self, transport: UpstreamTransport) -> Login:
         """On the loop: ask for a user code, then leave a poller running there."""
-        device = await oauth.device_start(self._transport(), self._config.current)
+        device = await oauth.device_start(transport, self._config.current)
         login = Login("dev_" + secrets.token_urlsafe(12), "device", time.time() + DEVICE_TIMEOUT, device=device)
         with self._lock:
             self._prune()

@@ -22,6 +22,7 @@ from flask.testing import FlaskClient
 from codex_fake import mint_access_token, mint_refresh_token
 from core.gateway.redaction import redact_json
 from core.services import Services
+from core.settings import SettingsError
 from core.store import log_queries
 from core.gateway.capture import BodyCapture
 from core.store.bodies import BODY_CAP, BodyLog, Captured
@@ -215,6 +216,16 @@ def test_settings_are_checked_saved_and_say_what_waits_for_a_restart(client: Fla
                       ({"auth.rotation_strategy": "random"}, "least_used"), ({"server.proxy_api_key": "x"}, "unknown"), ({}, "Give")):
         refused = client.post("/admin/settings", json=bad, headers=auth)
         assert refused.status_code == 400 and word in refused.json["error"]["message"], bad
+
+
+def test_a_value_the_settings_loader_refuses_is_a_400(client: FlaskClient, services: Services,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise SettingsError("local.yaml: 'logs.bodies_kept' must be above zero, not 0")
+
+    monkeypatch.setattr(services.config, "update_local", refuse)
+    refused = client.post("/admin/settings", json={"logs.bodies_kept": 5}, headers={"Authorization": f"Bearer {KEY}"})
+    assert refused.status_code == 400 and "logs.bodies_kept" in refused.json["error"]["message"]
 
 
 def test_an_environment_variable_that_wins_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
