@@ -1,4 +1,5 @@
-"""Offline fake of the ChatGPT Codex backend and its OAuth server (see codex-protocol.md §8)."""
+"""Offline fake of the ChatGPT Codex backend and its OAuth server, for the tests, the benchmark
+and demo mode."""
 
 from codex_fake import scenarios
 from codex_fake.backend import FakeCodex

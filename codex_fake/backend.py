@@ -17,6 +17,7 @@ from aiohttp import web
 
 from codex_fake import control, oauth, ws
 from codex_fake.catalog import catalog
+from codex_fake.host import Caller
 from codex_fake.scenarios import Turn, TurnKnobs, TurnRequest, token_expired_401, usage_limit_429
 from codex_fake.state import RESPONSE_FAULT_KEYS, FakeState
 from codex_fake.tokens import TokenExpired, TokenInvalid, seal_blob, verify_access_token
@@ -24,18 +25,6 @@ from codex_fake.validation import ApiError, check_compact_body, check_responses_
 from codex_fake.wire import DISCONNECTS, error_response, http_error_of, pump, request_id, sse_frame
 
 API = "/backend-api"
-
-
-class Caller:
-    """The authenticated account behind a request."""
-
-    __slots__ = ("account", "plan", "user_id", "email")
-
-    def __init__(self, account: str, plan: str, user_id: str | None, email: str | None) -> None:
-        self.account = account
-        self.plan = plan
-        self.user_id = user_id
-        self.email = email
 
 
 class FakeCodex:
@@ -131,7 +120,8 @@ class FakeCodex:
     # -- shared request plumbing -------------------------------------------------------------------
 
     def authenticate(self, request: web.Request) -> Caller:
-        """Bearer JWT check (401 forms of §5.1) and the ChatGPT-Account-Id consistency rule."""
+        """Bearer JWT check (401 ``{"detail": "Unauthorized"}`` for a missing or bad token, the
+        ``token_expired`` error for an expired one) and the ChatGPT-Account-Id consistency rule."""
         auth = request.headers.get("Authorization", "")
         if not auth.startswith("Bearer ") or not auth[7:].strip():
             raise detail(401, "Unauthorized")
@@ -185,7 +175,7 @@ class FakeCodex:
     @staticmethod
     def set_cloudflare_cookies(resp: web.StreamResponse, caller: Caller) -> None:
         """What Cloudflare in front of chatgpt.com sets: a fresh ``__cf_bm`` each time (replaying it
-        is what gets paths blocked, §9.14) and a ``cf_clearance`` — here stable per account."""
+        is what gets paths blocked) and a ``cf_clearance`` — here stable per account."""
         resp.set_cookie("__cf_bm", secrets.token_urlsafe(24), path="/", domain=".chatgpt.com", httponly=True, secure=True)
         resp.set_cookie("cf_clearance", f"clear-{caller.account}", path="/", domain=".chatgpt.com", httponly=True,
                         secure=True, max_age=31536000)  # fmt: skip

@@ -1,7 +1,7 @@
-"""The fake's model catalogue: the proxy's config/models.yaml plus the newer slugs of §7.2.
+"""The fake's model catalogue: the proxy's config/models.yaml plus newer slugs the backend serves.
 
-Loaded once. Shapes the ``/codex/models`` answer (§7.1 field names) and drives the model, plan
-and reasoning-effort checks on ``/codex/responses``.
+Loaded once. Shapes the ``/codex/models`` answer (the backend's field names) and drives the
+model, plan and reasoning-effort checks on ``/codex/responses``.
 """
 
 from __future__ import annotations
@@ -9,13 +9,14 @@ from __future__ import annotations
 import functools
 import hashlib
 from dataclasses import dataclass, field
-from pathlib import Path
+from importlib import resources
 from typing import Any
 
 import orjson
 import yaml
 
-MODELS_YAML = Path(__file__).resolve().parents[1] / "config" / "models.yaml"
+# The proxy's config/models.yaml, which pyproject.toml ships as package data of core.defaults.
+MODELS_YAML = ("core.defaults", "models.yaml")
 
 ALL_PLANS = (
     "free", "go", "plus", "pro", "prolite", "team", "business", "enterprise", "edu", "edu_plus",
@@ -24,7 +25,7 @@ ALL_PLANS = (
     "enterprise_cbp_usage_based",
 )  # fmt: skip
 NOT_FREE = tuple(p for p in ALL_PLANS if p not in ("free", "free_workspace", "k12"))
-RESTRICTED = {"gpt-5.4": NOT_FREE, "codex-auto-review": NOT_FREE}  # §7.5, 2026-08 snapshot
+RESTRICTED = {"gpt-5.4": NOT_FREE, "codex-auto-review": NOT_FREE}  # plan restrictions as of 2026-08
 MIN_CLIENT = {"gpt-5.6-sol": "0.144.0", "gpt-5.5": "0.124.0"}
 EFFORT_TEXT = {
     "none": "No reasoning",
@@ -179,10 +180,11 @@ class Catalog:
 def catalog() -> Catalog:
     """The process-wide catalogue (the yaml is read once)."""
     models: list[dict[str, Any]] = []
+    package, name = MODELS_YAML
     try:
-        data = yaml.safe_load(MODELS_YAML.read_text(encoding="utf-8")) or {}
+        data = yaml.safe_load(resources.files(package).joinpath(name).read_text(encoding="utf-8")) or {}
         models = [m for m in data.get("models") or [] if isinstance(m, dict) and m.get("id")]
-    except OSError:
+    except (OSError, ModuleNotFoundError):  # the fake without the proxy beside it: its own models only
         models = []
     known = {m["id"] for m in models}
     models.extend(m for m in EXTRA_MODELS if m["id"] not in known)

@@ -1,22 +1,44 @@
 """``/__fake/*``: the control operations over HTTP, for a fake running as a subprocess.
 
-Each route is a thin JSON wrapper around the same-named FakeCodex method; a ValueError from a
-bad argument becomes a 400 so a typo in a benchmark script fails loudly.
+Each route is a thin JSON wrapper around the same-named method of the backend (``Controls``,
+which FakeCodex satisfies); a ValueError from a bad argument becomes a 400 so a typo in a
+benchmark script fails loudly.
 """
 
 from __future__ import annotations
 
 import base64
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import orjson
 from aiohttp import web
 
-if TYPE_CHECKING:
-    from codex_fake.backend import FakeCodex
-
 Handler = Callable[[web.Request], Awaitable[web.Response]]
+
+
+class Controls(Protocol):
+    """The control operations of FakeCodex (see its docstrings)."""
+
+    def reset(self) -> None: ...
+
+    def script(self, *scenarios: Any, account: str | None = None) -> None: ...
+
+    def fault(self, account: str, fault: Any, times: int | None = None) -> None: ...
+
+    def clear_fault(self, account: str) -> None: ...
+
+    def requests(self, path_suffix: str | None = None) -> list[dict[str, Any]]: ...
+
+    def configure(self, **values: Any) -> None: ...
+
+    def refresh_count(self, account: str | None = None) -> int: ...
+
+    def set_usage(self, account: str, **values: Any) -> None: ...
+
+    def approve_device(self, user_code: str) -> bool: ...
+
+    def stats(self) -> dict[str, int]: ...
 
 
 def reply(data: Any, status: int = 200) -> web.Response:
@@ -54,7 +76,7 @@ def exportable(record: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def register(app: web.Application, fake: FakeCodex) -> None:
+def register(app: web.Application, fake: Controls) -> None:
     async def reset(request: web.Request) -> None:
         fake.reset()
 

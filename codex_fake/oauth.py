@@ -1,6 +1,6 @@
 """The fake auth.openai.com: PKCE authorize, token grants with rotating refresh tokens, device code.
 
-Follows codex-protocol.md §6. Authorize logs in immediately (no browser): the identity is the
+Authorize logs in immediately (no browser): the identity is the
 one-shot ``next_login`` knob, else ``login_hint`` (an account id), else ``default_login``.
 Refresh tokens are single-use; reuse and unknown tokens fail with the codes codex-rs knows.
 """
@@ -13,12 +13,13 @@ import hashlib
 import secrets
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import orjson
 from aiohttp import web
 
+from codex_fake.host import Host
 from codex_fake.tokens import (
     CLIENT_ID,
     Identity,
@@ -28,9 +29,6 @@ from codex_fake.tokens import (
     mint_refresh_token,
     parse_refresh_token,
 )
-
-if TYPE_CHECKING:
-    from codex_fake.backend import FakeCodex
 
 REAL_REDIRECT = "http://localhost:1455/auth/callback"
 REAL_DEVICE_REDIRECT = "https://auth.openai.com/deviceauth/callback"
@@ -73,7 +71,7 @@ class DeviceAuth:
 class OAuthServer:
     """OAuth state and routes of one fake (codes, spent refresh tokens, pending device logins)."""
 
-    def __init__(self, fake: FakeCodex) -> None:
+    def __init__(self, fake: Host) -> None:
         self.fake = fake
         self.reset()
 

@@ -1,7 +1,8 @@
-"""Scripted responses: the scenario dict, the ready-made faults of §8, and the event generator.
+"""Scripted responses: the scenario dict, ready-made faults (the backend's failure answers), and
+the event generator.
 
 A scenario (one per ``POST /codex/responses``) says *what* the model answers; :class:`Turn`
-turns it into the exact Responses-stream event sequence of codex-protocol.md §4 (items through
+turns it into the Responses-stream event sequence the real backend sends (items through
 ``output_item.added``/``done``, ``sequence_number`` increasing, no ``[DONE]``). The transport
 (SSE or WebSocket) only frames and paces what the generator yields.
 
@@ -604,7 +605,7 @@ class Turn:
             yield {"type": "response.output_item.done", "sequence_number": 0, "output_index": index, "item": item}
 
 
-# --- ready-made faults (codex-protocol.md §8) -------------------------------------------------------
+# --- ready-made faults: the backend's failure answers, as it sends them -----------------------------
 
 
 def _rate_headers(primary: float, secondary: float, resets_in: int, now: float) -> dict[str, str]:

@@ -111,7 +111,7 @@ class AccountUsage:
         }
 
     def wham(self, plan: str, now: float) -> dict[str, Any]:
-        """The ``/wham/usage`` body of §4.8."""
+        """The ``/wham/usage`` body, shaped like the backend's."""
         return {
             "plan_type": self.plan_type or plan,
             "rate_limit": {

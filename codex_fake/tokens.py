@@ -1,7 +1,8 @@
 """Token minting and checking for the fake backend.
 
-Access and ID tokens are real JWTs (HS256, fixed fake secret) carrying the claim layout of
-codex-protocol.md §6.5, so the proxy's unverified claim parsing works on them unchanged while the
+Access and ID tokens are real JWTs (HS256, fixed fake secret) carrying the claims of real ones
+(the account, plan and user under ``https://api.openai.com/auth``, the email under
+``…/profile``), so the proxy's unverified claim parsing works on them unchanged while the
 fake itself can still tell a forged or expired token from a good one. Refresh tokens and the
 opaque ``encrypted_content`` blobs are HMAC-signed strings: self-describing, so a fake started as
 a subprocess accepts tokens minted in the test process without any shared registry.

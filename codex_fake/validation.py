@@ -1,4 +1,4 @@
-"""Request checks of codex-protocol.md §3 and §8, with the backend's exact error bodies.
+"""The backend's request checks, with its exact error bodies.
 
 Each rule raises :class:`ApiError`; the HTTP layer turns it into a response and the WebSocket
 layer into an ``{"type":"error","status":...}`` frame.
@@ -14,7 +14,7 @@ import orjson
 from codex_fake.catalog import ModelInfo, catalog
 from codex_fake.tokens import blob_account
 
-# §3.1 allow-list for POST /codex/responses; WS frames may also carry these two.
+# The only top-level fields POST /codex/responses accepts (others: 400); WS frames may also carry these two.
 RESPONSES_FIELDS = frozenset(
     {
         "model", "instructions", "input", "stream", "store", "tools", "tool_choice",
@@ -144,7 +144,7 @@ def check_responses_body(
     require_instructions: bool = False,
     system_role: str = "accept",
 ) -> CheckedRequest:
-    """All §8 rules for a responses turn (HTTP body or WS ``response.create`` frame)."""
+    """Every rule the backend applies to a responses turn (HTTP body or WS ``response.create`` frame)."""
     if not isinstance(body, dict):
         raise detail(400, "Request body must be a JSON object")
     stream = body.get("stream")

@@ -1,4 +1,4 @@
-"""``WS /backend-api/codex/responses``: the WebSocket transport of codex-protocol.md §1.3.
+"""``WS /backend-api/codex/responses``: the backend's WebSocket transport for turns.
 
 One ``response.create`` frame per turn, one JSON text frame per event, ``codex.rate_limits``
 before ``response.created``, one turn in flight per socket, and ``previous_response_id``
@@ -9,17 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 from aiohttp import WSMsgType, web
 
 from codex_fake.catalog import catalog
+from codex_fake.host import Caller, Host
 from codex_fake.validation import ApiError, check_responses_body, detail
 from codex_fake.wire import error_response, pump, request_id
-
-if TYPE_CHECKING:
-    from codex_fake.backend import Caller, FakeCodex
 
 BETA = "responses_websockets=2026-02-06"
 
@@ -34,7 +32,7 @@ def error_frame(err: ApiError) -> dict[str, Any]:
 class Socket:
     """One upgraded connection: its own response history and at most one running turn."""
 
-    def __init__(self, fake: FakeCodex, request: web.Request, ws: web.WebSocketResponse, caller: Caller) -> None:
+    def __init__(self, fake: Host, request: web.Request, ws: web.WebSocketResponse, caller: Caller) -> None:
         self.fake = fake
         self.request = request
         self.ws = ws
@@ -127,7 +125,7 @@ class Socket:
             stats.streams_open -= 1
 
 
-async def handle(fake: FakeCodex, request: web.Request) -> web.StreamResponse:
+async def handle(fake: Host, request: web.Request) -> web.StreamResponse:
     """Check auth and the beta header on the handshake, then serve turns until the socket closes."""
     fake.state.stats.requests += 1
     try:

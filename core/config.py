@@ -1,44 +1,56 @@
 """Configuration: shipped defaults, the user's ``<data>/local.yaml`` and environment overrides.
 
-The effective config is an immutable snapshot; ``ConfigStore.update_local`` writes local.yaml
-atomically and swaps in a new snapshot, so readers on any thread see a consistent whole.
+The layers merge in that order (a mapping key by key; lists and scalars replace), then process-only
+overrides (demo mode) on top, and the result becomes a typed, immutable ``Settings`` snapshot
+(core/settings.py). ``ConfigStore.update_local`` writes local.yaml atomically and swaps in a new
+snapshot, so readers on any thread see a consistent whole.
+
+The shipped defaults are config/default.yaml (and config/models.yaml, read by the model catalog)
+at the repository root, packaged as ``core.defaults`` (pyproject.toml) and read through
+importlib.resources, so an installed wheel has them too.
 """
 
 from __future__ import annotations
 
 import copy
+import logging
 import os
 import secrets
 import threading
 from collections.abc import Callable, Collection, Mapping
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import yaml
 from deepmerge import Merger
 
-ROOT = Path(__file__).resolve().parents[1]
-CONFIG_DIR = ROOT / "config"
+from core.settings import Settings, SettingsError, build, parse_env, unknown_keys
+
+logger = logging.getLogger(__name__)
+
+# The old name of the snapshot type, kept only because core/upstream/transport.py (rewritten
+# separately) still imports it; that module also still reads settings with ``Settings.get``.
+Config = Settings
+
+DEFAULTS_PACKAGE = "core.defaults"  # the repository's config/ folder, as pyproject.toml packages it
+_DATA_DIR = Path(__file__).resolve().parents[1] / "data"  # the checkout's own data folder
 
 # Dicts merge key by key; lists and scalars from the later layer replace the earlier one.
 _merger = Merger([(dict, ["merge"])], ["override"], ["override"])
 
-# (environment variable, dotted config key, converter) — the seed's override table.
-_ENV_OVERRIDES: list[tuple[str, str, Callable[[str], Any]]] = [
-    ("PORT", "server.port", int),
-    ("HTTPS_PROXY", "tls.proxy_url", str),
-    ("CODEX_PLATFORM", "client.platform", str),
-    ("CODEX_ARCH", "client.arch", str),
-    ("OLLAMA_BRIDGE_ENABLED", "ollama.enabled", lambda v: v.strip().lower() in {"1", "true", "yes", "on"}),
-    ("OLLAMA_BRIDGE_HOST", "ollama.host", str),
-    ("OLLAMA_BRIDGE_PORT", "ollama.port", int),
-    ("OLLAMA_BRIDGE_VERSION", "ollama.version", str),
-    (
-        "OLLAMA_BRIDGE_DISABLE_VISION",
-        "ollama.disable_vision",
-        lambda v: v.strip().lower() in {"1", "true", "yes", "on"},
-    ),
-]
+# Environment variable → the setting it overrides (its text is read as that setting's type).
+ENV_OVERRIDES: dict[str, str] = {
+    "PORT": "server.port",
+    "HTTPS_PROXY": "tls.proxy_url",
+    "CODEX_PLATFORM": "client.platform",
+    "CODEX_ARCH": "client.arch",
+    "OLLAMA_BRIDGE_ENABLED": "ollama.enabled",
+    "OLLAMA_BRIDGE_HOST": "ollama.host",
+    "OLLAMA_BRIDGE_PORT": "ollama.port",
+    "OLLAMA_BRIDGE_VERSION": "ollama.version",
+    "OLLAMA_BRIDGE_DISABLE_VISION": "ollama.disable_vision",
+}
 
 
 def new_api_key() -> str:
@@ -47,18 +59,29 @@ def new_api_key() -> str:
 
 def default_data_dir() -> Path:
     env = os.environ.get("CODEX_PROXY_DATA_DIR")
-    return Path(env).expanduser().resolve() if env else ROOT / "data"
+    return Path(env).expanduser().resolve() if env else _DATA_DIR
 
 
-def read_yaml(path: Path) -> dict[str, Any]:
-    if not path.exists():
-        return {}
-    loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+def _mapping(loaded: Any, where: str) -> dict[str, Any]:
     if loaded is None:
         return {}
     if not isinstance(loaded, dict):
-        raise ValueError(f"{path}: top level must be a mapping")
+        raise SettingsError(f"{where}: the top level must be a mapping")
     return loaded
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    """A YAML file's top-level mapping; an absent or empty file is an empty one."""
+    if not path.exists():
+        return {}
+    return _mapping(yaml.safe_load(path.read_text(encoding="utf-8")), str(path))
+
+
+def shipped_yaml(name: str) -> tuple[dict[str, Any], str]:
+    """One of the shipped YAML files (``default.yaml``, ``models.yaml``) and where it was read."""
+    resource = resources.files(DEFAULTS_PACKAGE).joinpath(name)
+    where = str(resource)
+    return _mapping(yaml.safe_load(resource.read_text(encoding="utf-8")), where), where
 
 
 def set_path(tree: dict[str, Any], dotted: str, value: Any) -> None:
@@ -81,46 +104,17 @@ def remove_path(tree: dict[str, Any], dotted: str) -> None:
         node.pop(leaf, None)
 
 
-_MISSING = object()
-
-
-class Config:
-    """A read-only view of the merged configuration with dotted-path lookup."""
-
-    __slots__ = ("data", "data_dir", "_found")
-
-    def __init__(self, data: dict[str, Any], data_dir: Path) -> None:
-        self.data = data
-        self.data_dir = data_dir
-        self._found: dict[str, Any] = {}  # the snapshot never changes: each path is walked once
-
-    def get(self, dotted: str, default: Any = None) -> Any:
-        found = self._found.get(dotted, _MISSING)
-        if found is _MISSING:
-            node: Any = self.data
-            for key in dotted.split("."):
-                if not isinstance(node, Mapping) or key not in node:
-                    node = _MISSING
-                    break
-                node = node[key]
-            self._found[dotted] = found = node
-        return default if found is _MISSING else found
-
-    def section(self, name: str) -> Mapping[str, Any]:
-        value = self.data.get(name)
-        return value if isinstance(value, Mapping) else {}
-
-    @property
-    def db_path(self) -> Path:
-        return self.data_dir / "codex-proxy.db"
-
-    @property
-    def proxy_api_key(self) -> str | None:
-        return self.get("server.proxy_api_key") or None
+def has_path(tree: Mapping[str, Any], dotted: str) -> bool:
+    node: Any = tree
+    for key in dotted.split("."):
+        if not isinstance(node, Mapping) or key not in node:
+            return False
+        node = node[key]
+    return True
 
 
 class ConfigStore:
-    """Owns the data folder's local.yaml and hands out Config snapshots."""
+    """Owns the data folder's local.yaml and hands out ``Settings`` snapshots."""
 
     def __init__(
         self,
@@ -136,44 +130,45 @@ class ConfigStore:
         # Process-only overrides (demo mode aims the proxy at the in-process fake); never written.
         self._runtime = copy.deepcopy(dict(runtime or {}))
         self._lock = threading.Lock()
-        self._listeners: list[Callable[[Config], None]] = []
+        self._listeners: list[Callable[[Settings], None]] = []
         if create:
             self._ensure_local()
-        self._current = self._load()
+        self._current = self._load(self.local_overrides())
 
     @property
-    def current(self) -> Config:
+    def current(self) -> Settings:
         return self._current
 
-    def on_change(self, listener: Callable[[Config], None]) -> None:
+    def on_change(self, listener: Callable[[Settings], None]) -> None:
         self._listeners.append(listener)
 
     def env_override(self, dotted: str) -> str | None:
         """The environment variable that sets ``dotted`` now (and wins over local.yaml), if any."""
-        return next((name for name, key, _ in _ENV_OVERRIDES if key == dotted and self._environ.get(name)), None)
+        return next((name for name, key in ENV_OVERRIDES.items() if key == dotted and self._environ.get(name)), None)
 
     def local_overrides(self) -> dict[str, Any]:
         return read_yaml(self.local_path)
 
-    def update_local(self, patch: Mapping[str, Any], *, replace: Collection[str] = ()) -> Config:
+    def update_local(self, patch: Mapping[str, Any], *, replace: Collection[str] = ()) -> Settings:
         """Deep-merge ``patch`` into local.yaml, write it atomically and reload. Dotted paths in
         ``replace`` take the patch's value whole (a mapping such as ``model.aliases`` loses the
-        keys the patch leaves out) instead of being merged into."""
+        keys the patch leaves out) instead of being merged into. A patch that makes a setting
+        unusable raises SettingsError and writes nothing."""
         with self._lock:
             local = self.local_overrides()
             for dotted in replace:
                 remove_path(local, dotted)
             local = _merger.merge(local, copy.deepcopy(dict(patch)))
+            current = self._load(local)
             self._write_local(local)
-            self._current = self._load()
-            current = self._current
+            self._current = current
         for listener in self._listeners:
             listener(current)
         return current
 
-    def reload(self) -> Config:
+    def reload(self) -> Settings:
         with self._lock:
-            self._current = self._load()
+            self._current = self._load(self.local_overrides())
             return self._current
 
     def _ensure_local(self) -> None:
@@ -188,12 +183,27 @@ class ConfigStore:
         os.chmod(tmp, 0o600)
         os.replace(tmp, self.local_path)
 
-    def _load(self) -> Config:
-        merged = _merger.merge(read_yaml(CONFIG_DIR / "default.yaml"), self.local_overrides())
-        for env_name, dotted, convert in _ENV_OVERRIDES:
-            raw = self._environ.get(env_name)
-            if raw:
-                set_path(merged, dotted, convert(raw))
+    def _load(self, local: dict[str, Any]) -> Settings:
+        defaults, defaults_file = shipped_yaml("default.yaml")
+        if unknown := unknown_keys(defaults):
+            raise SettingsError(f"{defaults_file}: no setting is named {', '.join(unknown)} (see core/settings.py)")
+        if unknown := unknown_keys(local):
+            logger.warning("%s: ignoring unknown setting(s) %s", self.local_path, ", ".join(unknown))
+        merged = _merger.merge(defaults, copy.deepcopy(local))
+        for env_name, dotted in ENV_OVERRIDES.items():
+            if raw := self._environ.get(env_name):
+                try:
+                    set_path(merged, dotted, parse_env(dotted, raw))
+                except ValueError as error:
+                    raise SettingsError(f"environment variable {env_name} ({dotted}): {error}") from None
         if self._runtime:
             merged = _merger.merge(merged, copy.deepcopy(self._runtime))
-        return Config(merged, self.data_dir)
+
+        def source_of(dotted: str) -> str:
+            if has_path(self._runtime, dotted):
+                return "the process's runtime overrides"
+            if env := self.env_override(dotted):
+                return f"environment variable {env}"
+            return str(self.local_path) if has_path(local, dotted) else defaults_file
+
+        return build(merged, self.data_dir, source_of)

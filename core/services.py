@@ -20,7 +20,8 @@ from core.accounts.pool import AccountPool
 from core.accounts.service import AccountService
 from core.accounts.tokens import TokenManager
 from core.codex.catalog import ModelCatalog
-from core.config import Config, ConfigStore
+from core.config import ConfigStore
+from core.settings import Settings
 from core.turn.pipeline import Pipeline
 from core.store.accounts import AccountStore
 from core.store.bodies import BodyLog
@@ -50,8 +51,8 @@ class Services:
         self.pool = AccountPool(self.account_store, self.config)
         self.pool.load()
         self.accounts = AccountService(self.account_store, self.pool, self._refresh_blocking)
-        self.request_log = RequestLog(self.db, lambda: float(self.cfg.get("logs.retention_days") or 0))
-        self.bodies = BodyLog(self.db, int(cfg.get("logs.bodies_kept") or 200))
+        self.request_log = RequestLog(self.db, lambda: self.cfg.logs.retention_days)
+        self.bodies = BodyLog(self.db, cfg.logs.bodies_kept)
         self.catalog = ModelCatalog.from_config(cfg)
         self.installation_id = _installation_id(cfg.data_dir)
         self.config.on_change(self._config_changed)
@@ -60,15 +61,15 @@ class Services:
         self.tokens: TokenManager | None = None
         self.backend: AccountBackend | None = None
         self.pipeline: Pipeline | None = None
-        self.login = LoginService(self)
+        self.login = LoginService(self.config, self.accounts, self.run_on_loop, lambda: self.transport)
 
     @property
-    def cfg(self) -> Config:
+    def cfg(self) -> Settings:
         return self.config.current
 
-    def _config_changed(self, cfg: Config) -> None:
+    def _config_changed(self, cfg: Settings) -> None:
         self.catalog = ModelCatalog.from_config(cfg)
-        self.bodies.keep = int(cfg.get("logs.bodies_kept") or 200)
+        self.bodies.keep = cfg.logs.bodies_kept
 
     async def start(self) -> None:
         """Create what must live on the event loop (the curl_cffi session, the token timers), then

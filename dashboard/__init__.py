@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -12,12 +13,13 @@ from flask.json.provider import JSONProvider
 from werkzeug.exceptions import HTTPException
 
 from core.services import Services
+from core.settings import SettingsError
 from dashboard.accounts import accounts_api
 from dashboard.admin import admin_api
 from dashboard.gate import gate, set_session_cookie
 from dashboard.login import login_api
 from dashboard.pages import pages
-from dashboard.security import csrf_refusal
+from dashboard.security import api_error, csrf_refusal
 from dashboard.sessions import LoginLimiter, SessionStore
 from dashboard.settings import settings_api
 from dashboard.usage import usage_api
@@ -27,9 +29,16 @@ CONTENT_SECURITY_POLICY = ("default-src 'self'; script-src 'self'; style-src 'se
                            "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
 
 
+def _plain(obj: Any) -> Any:
+    """What orjson cannot write itself: the read-only mappings settings hold (model.aliases…)."""
+    if isinstance(obj, Mapping):
+        return dict(obj)
+    raise TypeError(f"{type(obj).__name__} is not JSON serializable")
+
+
 class OrjsonProvider(JSONProvider):
     def dumps(self, obj: Any, **kwargs: Any) -> str:
-        return orjson.dumps(obj, option=orjson.OPT_NON_STR_KEYS).decode()
+        return orjson.dumps(obj, default=_plain, option=orjson.OPT_NON_STR_KEYS).decode()
 
     def loads(self, s: str | bytes, **kwargs: Any) -> Any:
         return orjson.loads(s)
@@ -48,6 +57,8 @@ def create_app(services: Services) -> Flask:
     app.after_request(set_session_cookie)
     app.after_request(_security_headers)
     app.register_error_handler(HTTPException, _json_error)
+    # A saved value the settings loader refuses (nothing was written): the caller's mistake.
+    app.register_error_handler(SettingsError, lambda error: api_error(400, str(error), "invalid_request"))
     app.register_error_handler(Exception, _unexpected_error)
     # werkzeug logs every request at INFO; mitmproxy's own flow log already shows them.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)

@@ -1,4 +1,4 @@
-"""Management API for ChatGPT accounts under ``/auth`` (shapes as the seed's README).
+"""Management API for ChatGPT accounts under ``/auth`` (README.md, "Management API", lists the shapes).
 
 Tokens never appear in an answer, except in the full export (``GET /auth/accounts/export``),
 which exists to move accounts and is therefore a secret itself.
@@ -30,7 +30,7 @@ def account_view(account: Account, with_quota: bool = False) -> dict[str, Any]:
         view["quota"] = quota and {
             **quota,
             "exhausted_until": account.quota.exhausted_until(now) if account.quota else None,
-            "warnings": warnings_for(account.quota, services().cfg.get("quota.warning_thresholds"), now),
+            "warnings": warnings_for(account.quota, services().cfg.quota.warning_thresholds, now),
         }
     return view
 
@@ -179,4 +179,4 @@ def account_quota(account_id: str) -> Any:
 @require_api_key
 def quota_warnings() -> Any:
     svc = services()
-    return jsonify({"thresholds": svc.cfg.get("quota.warning_thresholds"), "warnings": svc.pool.warnings()})
+    return jsonify({"thresholds": svc.cfg.quota.warning_thresholds, "warnings": svc.pool.warnings()})

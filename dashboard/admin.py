@@ -134,7 +134,7 @@ def log_entry(entry_id: int) -> Any:
         raise NotFound(f"No log entry {entry_id}")
     bodies = svc.bodies.get(row["request_id"]) if row["request_id"] else None
     row["account_name"] = _account_names().get(row["account_id"] or "")
-    return jsonify({"log": row, "capture_bodies": bool(svc.cfg.get("logs.capture_bodies")),
+    return jsonify({"log": row, "capture_bodies": svc.cfg.logs.capture_bodies,
                     "bodies": bodies and {k: bodies[k] for k in ("request", "response", "truncated")}})  # fmt: skip
 
 

@@ -36,11 +36,11 @@ gate = Blueprint("gate", __name__, url_prefix="/dashboard")
 
 def dashboard_password() -> str | None:
     cfg = services().cfg
-    return cfg.get("session.password") or cfg.proxy_api_key
+    return cfg.session.password or cfg.server.proxy_api_key
 
 
 def _ttl() -> float:
-    return float(services().cfg.get("session.ttl_minutes") or 720) * 60
+    return services().cfg.session.ttl_minutes * 60.0
 
 
 def _start_session(local: bool) -> Session:
@@ -100,8 +100,8 @@ def login() -> Any:
     if expected is None:
         return _login_page("remote_closed", 403)
     address = client_addr()
-    attempts = int(cfg.get("session.login_attempts") or 5)
-    window = float(cfg.get("session.login_window_minutes") or 15) * 60
+    attempts = cfg.session.login_attempts
+    window = cfg.session.login_window_minutes * 60
     limiter = login_limiter()
     if wait := limiter.wait(address, attempts, window):
         return _login_page("locked", 429, wait)

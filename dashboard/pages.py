@@ -79,14 +79,14 @@ def connect() -> Any:
         "connect",
         origin=origin(),
         proxy_host=host,
-        masked_key=mask(cfg.proxy_api_key),
-        has_key=bool(cfg.proxy_api_key),
+        masked_key=mask(cfg.server.proxy_api_key),
+        has_key=bool(cfg.server.proxy_api_key),
         default_model=default,
         models=[_model_row(m, default) for m in catalog.list()],
         aliases=sorted(catalog.aliases.items()),
         ollama_url=view["ollama_listening"],
         ca_path=str(mitmproxy_confdir() / CA_CERT),
-        intercept_hosts=cfg.get("intercept.hosts") or [],
+        intercept_hosts=cfg.intercept.hosts,
     )
 
 
@@ -103,7 +103,7 @@ def logs() -> Any:
     return render_page("logs", boot={
         "accounts": {a.id: a.label or a.email or a.id for a in svc.pool.all()},
         "models": [m.id for m in svc.catalog.list()],
-        "capture_bodies": bool(svc.cfg.get("logs.capture_bodies")),
+        "capture_bodies": svc.cfg.logs.capture_bodies,
     })  # fmt: skip
 
 
@@ -112,7 +112,7 @@ def logs() -> Any:
 def settings() -> Any:
     svc = services()
     view = settings_view()
-    return render_page("settings", settings=view, values=view["values"], masked_key=mask(svc.cfg.proxy_api_key),
+    return render_page("settings", settings=view, values=view["values"], masked_key=mask(svc.cfg.server.proxy_api_key),
                        models=[m.id for m in svc.catalog.list()], boot={"settings": view})  # fmt: skip
 
 

@@ -83,7 +83,7 @@ def session_cookie_name() -> str:
 
 def current_session() -> Session | None:
     if "codex_session" not in g:
-        prune_every = float(services().cfg.get("session.cleanup_interval_minutes") or 30) * 60
+        prune_every = services().cfg.session.cleanup_interval_minutes * 60
         g.codex_session = sessions().get(request.cookies.get(session_cookie_name()), prune_every=prune_every)
     return g.codex_session
 
@@ -111,7 +111,7 @@ def same_secret(given: str | None, expected: str | None) -> bool:
 
 
 def has_valid_key() -> bool:
-    return same_secret(presented_key(), services().cfg.proxy_api_key)
+    return same_secret(presented_key(), services().cfg.server.proxy_api_key)
 
 
 def require_api_key(view: F) -> F:
@@ -121,7 +121,7 @@ def require_api_key(view: F) -> F:
     @functools.wraps(view)
     def guarded(*args: Any, **kwargs: Any) -> Any:
         if not (has_valid_key() or current_session() is not None):
-            if services().cfg.proxy_api_key:
+            if services().cfg.server.proxy_api_key:
                 return api_error(401, "Invalid or missing proxy API key", "invalid_api_key")
             if not is_local_browser():
                 return api_error(403, "Set server.proxy_api_key to manage the proxy from another machine", "forbidden")

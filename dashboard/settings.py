@@ -4,7 +4,8 @@ reads it per request. Listeners and mitmproxy's TLS scope are set up at start, s
 say so (``live: false``) and the answer lists what waits for a restart.
 
 * ``GET/POST /admin/settings``: ``{"values": {"dotted.key": value}}``; a POST takes dotted keys.
-* ``GET/POST /admin/rotation-settings`` and ``/admin/quota-settings``: the seed's shapes.
+* ``GET/POST /admin/rotation-settings`` and ``/admin/quota-settings``: one section's settings by
+  their short names (``{"rotation_strategy": ...}``).
 * ``GET/POST /admin/server-key``: reveal, set or regenerate the proxy key.
 * ``POST /admin/dashboard-password``: set or clear the password other machines log in with.
 """
@@ -20,7 +21,8 @@ import orjson
 from flask import Blueprint, current_app, jsonify
 
 from core.accounts.strategies import STRATEGIES
-from core.config import Config, new_api_key, set_path
+from core.config import new_api_key, set_path
+from core.settings import Settings
 from dashboard.security import api_error, current_session, json_body, require_api_key, services, sessions
 
 settings_api = Blueprint("settings", __name__, url_prefix="/admin")
@@ -48,7 +50,7 @@ def _integer(low: int, high: int) -> Check:
 
 
 def _thresholds(value: Any) -> str | None:
-    """A list for both windows, or the seed's ``{"primary": [...], "secondary": [...]}``."""
+    """A list for both windows, or one list per window: ``{"primary": [...], "secondary": [...]}``."""
     lists = list(value.values()) if isinstance(value, dict) and set(value) <= {"primary", "secondary"} else [value]
     ok = all(
         isinstance(items, list) and all(isinstance(t, int) and not isinstance(t, bool) and 1 <= t <= 100 for t in items)
@@ -117,7 +119,7 @@ SETTINGS: dict[str, Setting] = {
 }
 
 
-def startup_config() -> Config:
+def startup_config() -> Settings:
     return current_app.extensions["codex_startup_config"]
 
 
@@ -128,7 +130,7 @@ def _invalid(values: dict[str, Any]) -> str | None:
     return None
 
 
-def save(values: dict[str, Any]) -> Config:
+def save(values: dict[str, Any]) -> Settings:
     """Write checked dotted ``values`` to local.yaml and swap the running config."""
     patch: dict[str, Any] = {}
     for key, value in values.items():
@@ -149,15 +151,15 @@ def settings_view() -> dict[str, Any]:
     cfg, startup, store = services().cfg, startup_config(), services().config
     ollama = _runtime().get("ollama_listen")
     return {
-        "values": {key: cfg.get(key) for key in SETTINGS},
+        "values": {key: cfg.at(key) for key in SETTINGS},
         "live": {key: setting.live for key, setting in SETTINGS.items()},
-        "restart_pending": [key for key, s in SETTINGS.items() if not s.live and cfg.get(key) != startup.get(key)],
+        "restart_pending": [key for key, s in SETTINGS.items() if not s.live and cfg.at(key) != startup.at(key)],
         "env_overrides": {key: env for key in SETTINGS if (env := store.env_override(key))},
         "ollama_listening": f"http://{ollama[0]}:{ollama[1]}" if ollama else None,
         "local_yaml": str(store.local_path),
         "strategies": list(STRATEGIES),
-        "has_key": bool(cfg.proxy_api_key),
-        "has_password": bool(cfg.get("session.password")),
+        "has_key": bool(cfg.server.proxy_api_key),
+        "has_password": bool(cfg.session.password),
     }
 
 
@@ -182,11 +184,11 @@ def save_settings() -> Any:
 
 
 def _section_endpoints(path: str, section: str, keys: tuple[str, ...], extra: Callable[[], dict[str, Any]] | None = None) -> None:
-    """``GET``/``POST /admin/<path>``: the seed's per-section shape of the same settings."""
+    """``GET``/``POST /admin/<path>``: the settings of one section by their short names."""
 
     def view() -> dict[str, Any]:
         cfg = services().cfg
-        return {**{key: cfg.get(f"{section}.{key}") for key in keys}, **(extra() if extra else {})}
+        return {**{key: cfg.at(f"{section}.{key}") for key in keys}, **(extra() if extra else {})}
 
     def show() -> Any:
         return jsonify(view())
@@ -229,7 +231,7 @@ def _log_out_others() -> None:
 def reveal_key() -> Any:
     """The proxy key itself, for the dashboard's reveal and copy buttons (the page only ever
     shows it masked)."""
-    response = jsonify({"api_key": services().cfg.proxy_api_key})  # the name core/redact.py hides in mitmweb
+    response = jsonify({"api_key": services().cfg.server.proxy_api_key})  # the name core/redact.py hides in mitmweb
     response.headers["Cache-Control"] = "no-store"
     return response
 

@@ -1,4 +1,4 @@
-"""The pooled usage view for Codex CLI / Desktop (peers.md §3 item 19).
+"""The pooled usage view for Codex CLI / Desktop.
 
 The official client reads its account's limits from ``GET {chatgpt_base_url}/wham/usage`` (or
 ``/api/codex/usage`` when the base URL has no ``/backend-api``) and blocks the composer when that
@@ -28,7 +28,7 @@ usage_api = Blueprint("usage", __name__)
 @require_key_or_loopback
 def pooled_usage() -> Any:
     svc = services()
-    max_age = float(svc.cfg.get("quota.refresh_interval_minutes") or 0) * 60
+    max_age = svc.cfg.quota.refresh_interval_minutes * 60.0
     if max_age > 0 and svc.backend is not None:
         members = [a for a in svc.pool.all() if a.status == "active" or a.status in WAITING]
         svc.run_on_loop(svc.backend.refresh_usage(members, max_age), timeout=60)

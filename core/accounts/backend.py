@@ -25,7 +25,9 @@ logger = logging.getLogger(__name__)
 
 
 def cookie_header(account: Account) -> dict[str, str]:
-    """The account's own Cloudflare clearance, the one cookie worth replaying (§9.14)."""
+    """The account's own Cloudflare clearance, the one cookie worth replaying: Cloudflare in front
+    of chatgpt.com also sets a fresh ``__cf_bm`` on every answer, and sending that back is what
+    gets paths blocked (an empty 404)."""
     return {"Cookie": f"cf_clearance={account.cf_clearance}"} if account.cf_clearance else {}
 
 
@@ -46,7 +48,7 @@ class AccountBackend:
     async def _get(self, account: Account, path: str) -> Any:
         account = await self._tokens.ensure_fresh(account)
         cfg = self._config.current
-        url = str(cfg.get("api.base_url")).rstrip("/") + path
+        url = cfg.api.base_url.rstrip("/") + path
         for retry in (True, False):
             sent = account.access_token
             headers = {**account_headers(cfg, account), "Accept": "application/json"}
@@ -84,7 +86,7 @@ class AccountBackend:
         return {a.id: str(r) for a, r in zip(stale, results, strict=True) if isinstance(r, Exception)}
 
     async def models(self, account: Account) -> list[str]:
-        version = quote(str(self._config.current.get("client.app_version") or "0.146.0"))
+        version = quote(self._config.current.client.app_version)
         body = await self._get(account, f"/codex/models?client_version={version}")
         models = body.get("models") if isinstance(body, dict) else None
         return [str(m["slug"]) for m in models or [] if isinstance(m, dict) and m.get("slug")]
@@ -94,7 +96,7 @@ class AccountBackend:
     def refresh_catalogs(self) -> None:
         """On the loop: fetch the catalogue of every plan we have accounts on but no fresh list for
         (in the background, one fetch at a time; a call during a run makes it look once more)."""
-        if not self._config.current.get("auth.plan_routing", True):
+        if not self._config.current.auth.plan_routing:
             return
         self._catalogs_wanted = True
         if self._catalog_task is None or self._catalog_task.done():

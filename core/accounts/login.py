@@ -1,4 +1,4 @@
-"""Adding accounts by logging in (codex-protocol.md §6.2, §6.4).
+"""Adding accounts by logging in: browser PKCE or device code.
 
 * Browser PKCE: ``start_browser`` makes the authorize URL and opens a short-lived callback listener
   on the configured redirect URI (``auth.oauth_redirect_uri``, by default
@@ -19,17 +19,21 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlsplit
 
 from core.accounts import oauth
 from core.accounts.oauth import DeviceCode, Endpoints, OAuthError, TokenSet
+from core.accounts.service import AccountInputError, AccountService
+from core.config import ConfigStore
+from core.upstream.transport import UpstreamTransport
 
-if TYPE_CHECKING:
-    from core.services import Services
+T = TypeVar("T")
+# Runs a coroutine on the data plane's event loop and waits for its result (Services.run_on_loop).
+RunOnLoop = Callable[[Coroutine[Any, Any, T]], T]
 
 logger = logging.getLogger(__name__)
 
@@ -114,20 +118,28 @@ class CallbackListener:
 
 
 class LoginService:
-    def __init__(self, services: Services) -> None:
-        self._services = services
+    """The logins in progress. ``transport`` is asked for at each call: the upstream transport
+    exists only once the data plane's loop runs (None before)."""
+
+    def __init__(self, config: ConfigStore, accounts: AccountService, run_on_loop: RunOnLoop[Any],
+                 transport: Callable[[], UpstreamTransport | None]) -> None:  # fmt: skip
+        self._config = config
+        self._accounts = accounts
+        self._run_on_loop = run_on_loop
+        self._current_transport = transport
         self._lock = threading.Lock()
         self._logins: dict[str, Login] = {}  # browser logins by state, device logins by id
         self._listener: CallbackListener | None = None
+        self._pollers: set[asyncio.Task[None]] = set()  # device-code pollers (the loop keeps only weak references)
 
     # --- browser PKCE ------------------------------------------------------------------------------
 
     def start_browser(self) -> dict[str, Any]:
-        cfg = self._services.cfg
+        cfg = self._config.current
         endpoints = Endpoints.of(cfg)
         verifier, challenge = oauth.pkce_pair()
         state = secrets.token_urlsafe(32)
-        ttl = float(cfg.get("auth.login_timeout_seconds") or 600)
+        ttl = cfg.auth.login_timeout_seconds
         login = Login(state, "browser", time.time() + ttl, verifier=verifier, redirect_uri=endpoints.redirect_uri)
         listener_error = None
         with self._lock:
@@ -176,8 +188,8 @@ class LoginService:
             code = str(params.get("code") or "")
             if not code:
                 raise LoginError("The callback URL has no 'code' parameter.")
-            tokens = self._services.run_on_loop(
-                oauth.exchange_code(self._transport(), self._services.cfg, code, login.verifier, login.redirect_uri)
+            tokens = self._run_on_loop(
+                oauth.exchange_code(self._transport(), self._config.current, code, login.verifier, login.redirect_uri)
             )
             return self._finish(login, tokens)
         except (LoginError, OAuthError) as exc:
@@ -205,13 +217,9 @@ class LoginService:
     # --- device code -------------------------------------------------------------------------------
 
     def start_device(self) -> dict[str, Any]:
-        device = self._services.run_on_loop(oauth.device_start(self._transport(), self._services.cfg))
-        login = Login("dev_" + secrets.token_urlsafe(12), "device", time.time() + DEVICE_TIMEOUT, device=device)
-        with self._lock:
-            self._prune()
-            self._logins[login.id] = login
-        assert self._services.loop is not None
-        asyncio.run_coroutine_threadsafe(self._poll(login), self._services.loop)
+        login = self._run_on_loop(self._begin_device(self._transport()))
+        assert login.device is not None
+        device = login.device
         return {
             "login_id": login.id,
             "user_code": device.user_code,
@@ -220,10 +228,22 @@ class LoginService:
             "expires_in": int(DEVICE_TIMEOUT),
         }
 
+    async def _begin_device(self, transport: UpstreamTransport) -> Login:
+        """On the loop: ask for a user code, then leave a poller running there."""
+        device = await oauth.device_start(transport, self._config.current)
+        login = Login("dev_" + secrets.token_urlsafe(12), "device", time.time() + DEVICE_TIMEOUT, device=device)
+        with self._lock:
+            self._prune()
+            self._logins[login.id] = login
+        poller = asyncio.create_task(self._poll(login))
+        self._pollers.add(poller)
+        poller.add_done_callback(self._pollers.discard)
+        return login
+
     async def _poll(self, login: Login) -> None:
         """On the loop: poll until the user approves (or the code expires), then store the account."""
         assert login.device is not None
-        cfg = self._services.cfg
+        cfg = self._config.current
         try:
             grant = None
             while grant is None:
@@ -245,16 +265,15 @@ class LoginService:
             login = self._logins.get(login_id)
             return login.view() if login else None
 
-    def _transport(self) -> Any:
-        if self._services.transport is None:
+    def _transport(self) -> UpstreamTransport:
+        transport = self._current_transport()
+        if transport is None:
             raise LoginError("the proxy is still starting")
-        return self._services.transport
+        return transport
 
     def _finish(self, login: Login, tokens: TokenSet) -> dict[str, Any]:
-        from core.accounts.service import AccountInputError
-
         try:
-            account, created = self._services.accounts.add(
+            account, created = self._accounts.add(
                 {"token": tokens.access_token, "refreshToken": tokens.refresh_token, "idToken": tokens.id_token}
             )
         except AccountInputError as exc:

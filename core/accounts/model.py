@@ -47,7 +47,7 @@ class Account:
     last_error: str | None = None
     quota: Quota | None = None  # the last rate-limit snapshot
     refresh_error: str | None = None  # a permanent refresh failure: no more refresh attempts
-    cf_clearance: str | None = None  # the one Cloudflare cookie worth replaying (codex-protocol §9.14)
+    cf_clearance: str | None = None  # the one Cloudflare cookie worth replaying (see accounts/backend.py)
 
     @classmethod
     def from_tokens(

@@ -1,4 +1,4 @@
-"""Calls to the OAuth server (codex-protocol.md §6): PKCE authorize URLs, the code exchange, the
+"""Calls to the OAuth server (auth.openai.com): PKCE authorize URLs, the code exchange, the
 refresh grant and the device-code flow. Every endpoint comes from ``auth.oauth_*`` config, so tests
 and the demo aim them at the fake.
 
@@ -18,10 +18,9 @@ from urllib.parse import quote, urlencode
 import orjson
 
 from core.codex.errors import UpstreamError
-from core.config import Config
+from core.settings import Settings
 from core.upstream.transport import UpstreamTransport
 
-DEFAULT_SCOPE = "openid profile email offline_access"
 REFRESH_SCOPE = "openid profile email"
 # Token-endpoint error codes that mean the refresh token will never work again.
 PERMANENT_REFRESH_ERRORS = frozenset(
@@ -68,26 +67,23 @@ class Endpoints:
     device_redirect_uri: str
 
     @classmethod
-    def of(cls, cfg: Config) -> Endpoints:
-        issuer = str(cfg.get("auth.oauth_issuer") or "https://auth.openai.com").rstrip("/")
-
-        def url(key: str, path: str) -> str:
-            return str(cfg.get(f"auth.{key}") or issuer + path)
-
+    def of(cls, cfg: Settings) -> Endpoints:
+        auth = cfg.auth
+        issuer = auth.oauth_issuer.rstrip("/")
         return cls(
-            client_id=str(cfg.get("auth.oauth_client_id")),
-            authorize=url("oauth_authorize_url", "/oauth/authorize"),
-            token=url("oauth_token_url", "/oauth/token"),
-            redirect_uri=str(cfg.get("auth.oauth_redirect_uri") or "http://localhost:1455/auth/callback"),
-            scope=str(cfg.get("auth.oauth_scope") or DEFAULT_SCOPE),
-            device_code=url("oauth_device_code_url", "/api/accounts/deviceauth/usercode"),
-            device_token=url("oauth_device_token_url", "/api/accounts/deviceauth/token"),
-            device_verification=url("oauth_device_verification_url", "/codex/device"),
-            device_redirect_uri=url("oauth_device_redirect_uri", "/deviceauth/callback"),
+            client_id=auth.oauth_client_id,
+            authorize=auth.oauth_authorize_url or issuer + "/oauth/authorize",
+            token=auth.oauth_token_url or issuer + "/oauth/token",
+            redirect_uri=auth.oauth_redirect_uri,
+            scope=auth.oauth_scope,
+            device_code=auth.oauth_device_code_url or issuer + "/api/accounts/deviceauth/usercode",
+            device_token=auth.oauth_device_token_url or issuer + "/api/accounts/deviceauth/token",
+            device_verification=auth.oauth_device_verification_url or issuer + "/codex/device",
+            device_redirect_uri=auth.oauth_device_redirect_uri or issuer + "/deviceauth/callback",
         )
 
 
-# --- browser PKCE (§6.2) ------------------------------------------------------------------------
+# --- browser PKCE -----------------------------------------------------------------------------------
 
 
 def pkce_pair() -> tuple[str, str]:
@@ -152,15 +148,15 @@ async def _token_grant(transport: UpstreamTransport, endpoints: Endpoints, form:
     return parsed
 
 
-async def refresh(transport: UpstreamTransport, cfg: Config, refresh_token: str) -> TokenSet:
-    """One refresh-token grant. Keeps the old refresh token when none comes back (§6.3)."""
+async def refresh(transport: UpstreamTransport, cfg: Settings, refresh_token: str) -> TokenSet:
+    """One refresh-token grant. Keeps the old refresh token when the answer carries no new one."""
     endpoints = Endpoints.of(cfg)
     form = {"grant_type": "refresh_token", "client_id": endpoints.client_id, "refresh_token": refresh_token, "scope": REFRESH_SCOPE}
-    body = await _token_grant(transport, endpoints, form, float(cfg.get("auth.refresh_timeout_seconds") or 30))
+    body = await _token_grant(transport, endpoints, form, cfg.auth.refresh_timeout_seconds)
     return TokenSet(body["access_token"], body.get("refresh_token") or refresh_token, body.get("id_token"))
 
 
-async def exchange_code(transport: UpstreamTransport, cfg: Config, code: str, verifier: str, redirect_uri: str) -> TokenSet:
+async def exchange_code(transport: UpstreamTransport, cfg: Settings, code: str, verifier: str, redirect_uri: str) -> TokenSet:
     """An authorization code (browser or device flow) for tokens."""
     endpoints = Endpoints.of(cfg)
     form = {"grant_type": "authorization_code", "client_id": endpoints.client_id, "code": code,
@@ -169,7 +165,7 @@ async def exchange_code(transport: UpstreamTransport, cfg: Config, code: str, ve
     return TokenSet(body["access_token"], body.get("refresh_token"), body.get("id_token"))
 
 
-# --- device code (§6.4) ----------------------------------------------------------------------------
+# --- device code -----------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,7 +182,7 @@ class DeviceGrant:
     code_verifier: str
 
 
-async def device_start(transport: UpstreamTransport, cfg: Config) -> DeviceCode:
+async def device_start(transport: UpstreamTransport, cfg: Settings) -> DeviceCode:
     endpoints = Endpoints.of(cfg)
     status, body, raw = await _post(transport, endpoints.device_code, orjson.dumps({"client_id": endpoints.client_id}),
                                     "application/json", 30.0)  # fmt: skip
@@ -200,7 +196,7 @@ async def device_start(transport: UpstreamTransport, cfg: Config) -> DeviceCode:
     return DeviceCode(str(body["device_auth_id"]), str(code), interval, endpoints.device_verification)
 
 
-async def device_poll(transport: UpstreamTransport, cfg: Config, device: DeviceCode) -> DeviceGrant | None:
+async def device_poll(transport: UpstreamTransport, cfg: Settings, device: DeviceCode) -> DeviceGrant | None:
     """One poll: the grant once the user approved, None while pending (403/404)."""
     endpoints = Endpoints.of(cfg)
     payload = orjson.dumps({"device_auth_id": device.device_auth_id, "user_code": device.user_code})

@@ -1,4 +1,4 @@
-"""Plan routing: which models each ChatGPT plan serves (codex-protocol.md §7.5).
+"""Plan routing: which models each ChatGPT plan serves (the backend restricts some to some plans).
 
 Learned two ways: the backend's ``/codex/models`` catalogue, fetched once per plan through an
 account on that plan (``auth.plan_routing``), and "model not supported" answers (a plan that

@@ -154,7 +154,7 @@ class AccountPool:
             self._persist(account)
 
     def _serving(self, now: float, exclude: set[str]) -> list[Account]:
-        skip_exhausted = bool(self._config.current.get("quota.skip_exhausted", True))
+        skip_exhausted = self._config.current.quota.skip_exhausted
         serving = []
         for account in self._accounts.values():
             self._refresh_waiting(account, now)
@@ -174,12 +174,11 @@ class AccountPool:
             if not routed:
                 return None
             account = None
-            if conversation_key and cfg.get("auth.session_affinity", True):
+            if conversation_key and cfg.auth.session_affinity:
                 bound = self._affinity.get(conversation_key, now)
                 account = next((a for a in routed if a.id == bound), None)
             if account is None:
-                strategy = str(cfg.get("auth.rotation_strategy") or "least_used")
-                chosen = pick(strategy, [self._candidate(a, now) for a in routed], self._rotation)
+                chosen = pick(cfg.auth.rotation_strategy, [self._candidate(a, now) for a in routed], self._rotation)
                 account = self._accounts[chosen.id]
             runtime = self._runtime.setdefault(account.id, _Runtime())
             runtime.in_flight += 1
@@ -209,7 +208,7 @@ class AccountPool:
         """Keep ``conversation_key`` on ``account`` while it can serve (prompt-cache hits)."""
         if not conversation_key:
             return
-        ttl = float(self._config.current.get("auth.affinity_ttl_minutes") or 240) * 60
+        ttl = self._config.current.auth.affinity_ttl_minutes * 60
         with self._lock:
             self._affinity.bind(conversation_key, account.id, time.time() + ttl)
 
@@ -239,12 +238,12 @@ class AccountPool:
         now = time.time()
         with self._lock:
             if effect in ("rate_limited", "quota_exhausted"):
-                wait = error.retry_after if error.retry_after else float(cfg.get("auth.rate_limit_backoff_seconds") or 60)
+                wait = error.retry_after if error.retry_after else cfg.auth.rate_limit_backoff_seconds
                 self._wait(account, "rate_limited", now + wait)
             elif effect == "cooldown":
-                self._wait(account, "cooldown", now + float(cfg.get("auth.cooldown_seconds") or 120))
+                self._wait(account, "cooldown", now + cfg.auth.cooldown_seconds)
                 if error.code == "upstream_blocked":
-                    account.cf_clearance = None  # a replayed cookie can cause the blocked path (§9.14)
+                    account.cf_clearance = None  # a replayed Cloudflare cookie may be what got the path blocked
             elif effect in ("expired", "banned"):
                 account.status = effect
             account.last_error = f"{error.status} {error.code}: {error.message}"[:500]
@@ -265,9 +264,9 @@ class AccountPool:
             before = (account.quota, account.status)
             account.quota = account.quota.merged(quota) if account.quota else quota
             until = account.quota.exhausted_until(now)
-            if until and cfg.get("quota.skip_exhausted", True) and account.status == "active":
+            if until and cfg.quota.skip_exhausted and account.status == "active":
                 self._wait(account, "rate_limited", until)
-            setting = cfg.get("quota.warning_thresholds")
+            setting = cfg.quota.warning_thresholds
             runtime = self._runtime.setdefault(account.id, _Runtime())
             for name, window in (("primary", account.quota.primary), ("secondary", account.quota.secondary)):
                 level = crossed(window.used(now), thresholds_for(setting, name)) if window else None
@@ -339,7 +338,7 @@ class AccountPool:
 
     def warnings(self) -> list[dict[str, Any]]:
         now = time.time()
-        setting = self._config.current.get("quota.warning_thresholds")
+        setting = self._config.current.quota.warning_thresholds
         with self._lock:
             return [
                 {"account_id": a.id, "email": a.email, "label": a.label, "status": a.status, **warning}

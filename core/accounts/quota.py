@@ -1,8 +1,8 @@
 """Quota: the backend's rate-limit windows, read from the ``x-codex-*`` headers of every response
-and from ``/wham/usage`` bodies (codex-protocol.md §4.1, §4.8), and the pool-wide view of them.
+and from ``/wham/usage`` bodies, and the pool-wide view of them.
 
 Which window is the 5-hour one and which the weekly one is told by its length, never by the
-words "primary"/"secondary" (§4.1: builds differ). A window whose reset time has passed counts
+words "primary"/"secondary" (backend builds disagree on which is which). A window whose reset time has passed counts
 as empty. Everything here is pure: no I/O, no clock but the ``now`` passed in.
 """
 
@@ -218,7 +218,7 @@ def _body_window(data: Any, now: float) -> Window | None:
 
 
 def parse_usage_body(body: Any, now: float) -> Quota | None:
-    """A ``/wham/usage`` answer (§4.8); None when it has no ``rate_limit`` (not a usage body)."""
+    """A ``/wham/usage`` answer; None when it has no ``rate_limit`` (not a usage body)."""
     if not isinstance(body, Mapping) or not isinstance(body.get("rate_limit"), Mapping):
         return None
     limits = body["rate_limit"]
@@ -255,7 +255,7 @@ def crossed(used: float, thresholds: Iterable[float]) -> float | None:
 
 
 def thresholds_for(setting: Any, window: str) -> list[float]:
-    """``quota.warning_thresholds``: one list for both windows, or the seed's
+    """``quota.warning_thresholds``: one list for both windows, or one list per window as
     ``{"primary": [...], "secondary": [...]}``."""
     if isinstance(setting, Mapping):
         setting = setting.get(window)

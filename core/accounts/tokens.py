@@ -103,10 +103,6 @@ class TokenManager:
         task.add_done_callback(self._tasks.discard)
         task.add_done_callback(lambda t: t.cancelled() or t.exception())  # errors were logged where raised
 
-    def _setting(self, key: str, default: float) -> float:
-        value = self._config.current.get(f"auth.{key}")
-        return float(default if value is None else value)
-
     # --- scheduling --------------------------------------------------------------------------------
 
     def schedule(self, account_id: str, at: float | None = None, not_before: float = 0.0) -> None:
@@ -120,7 +116,7 @@ class TokenManager:
         if account is None or not account.refresh_token or account.refresh_error or account.status in ("banned", "disabled"):
             return
         if at is None:
-            margin = self._setting("refresh_margin_seconds", 300) * random.uniform(0.85, 1.15)
+            margin = self._config.current.auth.refresh_margin_seconds * random.uniform(0.85, 1.15)
             at = (account.expires_at or 0) - margin
         delay = max(0.0, at - time.time(), not_before - time.time())
         self._timers[account_id] = self._loop.call_later(delay, self._due, account_id)
@@ -169,7 +165,7 @@ class TokenManager:
 
     def _holder_alive(self, holder: str, started: float) -> bool:
         """Is the process that set this marker still refreshing? (Same host: the pid tells.)"""
-        if time.time() - started > 2 * self._setting("refresh_timeout_seconds", 30) + 5:
+        if time.time() - started > 2 * self._config.current.auth.refresh_timeout_seconds + 5:
             return False
         pid_text = holder.split(":", 1)[0]
         return pid_text.isdigit() and int(pid_text) != os.getpid() and _pid_alive(int(pid_text))
@@ -188,7 +184,7 @@ class TokenManager:
         if timer := self._timers.pop(account.id, None):
             timer.cancel()
         claim = await asyncio.to_thread(self._store.claim_refresh, account.id, self.owner, self._holder_alive)
-        deadline = time.time() + 2 * self._setting("refresh_timeout_seconds", 30) + 5
+        deadline = time.time() + 2 * self._config.current.auth.refresh_timeout_seconds + 5
         while claim.busy and time.time() < deadline:  # another live process is refreshing it: wait for its result
             await asyncio.sleep(BUSY_POLL)
             claim = await asyncio.to_thread(self._store.claim_refresh, account.id, self.owner, self._holder_alive)
@@ -202,7 +198,7 @@ class TokenManager:
         elif (stored.refresh_token, stored.access_token) != (account.refresh_token, account.access_token):
             # Rotated elsewhere (another process, a re-import): adopt, and refresh only if still needed.
             self._pool.committed(account, {name: getattr(stored, name) for name in TOKEN_FIELDS})
-            if stored.refresh_token and not stored.is_expired(margin=self._setting("refresh_margin_seconds", 300)) and reason != "forced":
+            if stored.refresh_token and not stored.is_expired(margin=self._config.current.auth.refresh_margin_seconds) and reason != "forced":
                 await asyncio.to_thread(self._store.release_refresh, account.id, self.owner)
                 self.schedule(account.id)
                 return account
@@ -269,7 +265,8 @@ class TokenManager:
             self._retry_at.pop(account.id, None)
             return
         failures = self._failures[account.id] = self._failures.get(account.id, 0) + 1
-        base, cap = self._setting("refresh_retry_base_seconds", 5), self._setting("refresh_retry_max_seconds", 300)
+        auth = self._config.current.auth
+        base, cap = auth.refresh_retry_base_seconds, auth.refresh_retry_max_seconds
         delay = min(cap, base * 3 ** (failures - 1)) * random.uniform(0.7, 1.3)
         retry_at = self._retry_at[account.id] = now + delay
         logger.warning("account %s: token refresh failed (%s); attempt %d, retrying in %.1fs", account.id, exc, failures, delay)

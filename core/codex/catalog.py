@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from core.config import CONFIG_DIR, Config, read_yaml
+from core.config import shipped_yaml
+from core.settings import Settings
 
 EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh", "max", "ultra")
 TIERS = ("fast", "flex")
-# Names that look like OpenAI/Codex models are served by the default model when unknown (seed rule).
+# Unknown names that look like OpenAI/Codex models (gpt-…, o1…, codex-…) are served by the default
+# model rather than refused, so a client configured with an older model name keeps working.
 _CODEX_LIKE = re.compile(r"^(gpt|o\d|codex)", re.IGNORECASE)
 _ALIAS_HOPS = 20
 
@@ -31,7 +34,7 @@ class ModelInfo:
     source: str = "static"
 
     @classmethod
-    def from_config(cls, raw: str | dict[str, Any], source: str) -> ModelInfo:
+    def from_config(cls, raw: str | Mapping[str, Any], source: str) -> ModelInfo:
         if isinstance(raw, str):
             return cls(id=raw, display_name=raw, efforts=("medium",), default_effort="medium", source=source)
         efforts = raw.get("efforts") or raw.get("supported_reasoning_efforts") or ()
@@ -74,22 +77,22 @@ class ResolvedModel:
 
 @dataclass(slots=True)
 class ModelCatalog:
+    default: str  # the model served when a request names none (model.default)
     models: dict[str, ModelInfo] = field(default_factory=dict)
     aliases: dict[str, str] = field(default_factory=dict)
     alias_prefixes: list[tuple[str, str]] = field(default_factory=list)
-    default: str = "gpt-5.4"
 
     @classmethod
-    def from_config(cls, cfg: Config) -> ModelCatalog:
-        static = read_yaml(CONFIG_DIR / "models.yaml")
+    def from_config(cls, cfg: Settings) -> ModelCatalog:
+        static, _ = shipped_yaml("models.yaml")
         models = {m.id: m for m in (ModelInfo.from_config(raw, "static") for raw in static.get("models") or [])}
-        for raw in cfg.get("model.custom_models") or []:
+        for raw in cfg.model.custom_models:
             info = ModelInfo.from_config(raw, "custom")
             models[info.id] = info
         aliases = {str(k): str(v) for k, v in (static.get("aliases") or {}).items()}
-        aliases.update({str(k): str(v) for k, v in (cfg.get("model.aliases") or {}).items()})
+        aliases.update(cfg.model.aliases)
         prefixes = [(str(k), str(v)) for k, v in (static.get("alias_prefixes") or {}).items()]
-        return cls(models=models, aliases=aliases, alias_prefixes=prefixes, default=cfg.get("model.default") or "gpt-5.4")
+        return cls(default=cfg.model.default, models=models, aliases=aliases, alias_prefixes=prefixes)
 
     def get(self, model_id: str) -> ModelInfo | None:
         return self.models.get(model_id)

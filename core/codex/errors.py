@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 
-# How the pool should treat the account that produced the error (codex-protocol.md §5.4).
+# How the pool should treat the account that produced the error (classify_http decides).
 RETRY_SAME = "retry_same"  # transient: try again on the same account after a short pause
 ROTATE = "rotate"  # this account cannot serve now: try another one
 FATAL = "fatal"  # the request itself is wrong: no account will do better
@@ -71,7 +71,9 @@ def _resets_in(body: Any, headers: dict[str, str], now: float, message: str) -> 
 
 
 def is_unsupported_model(message: str) -> bool:
-    """codex-proxy's rule (§5.1): the message names a model and says it is not supported/available."""
+    """Whether an error message refuses the model: it mentions a model and says "not supported" or
+    "not available". Such an error moves the turn to another account, and the pipeline remembers
+    that the serving account's plan lacks the model."""
     lowered = message.lower()
     return "model" in lowered and any(s in lowered for s in ("not supported", "not_supported", "not available", "not_available"))
 

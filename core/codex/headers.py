@@ -1,11 +1,11 @@
-"""The header set the official Codex client sends (codex-protocol.md §2.1)."""
+"""The header set the official Codex client (codex-rs) sends, which the backend expects."""
 
 from __future__ import annotations
 
 import hashlib
 import uuid
 
-from core.config import Config
+from core.settings import Settings
 
 # Client headers that carry per-turn routing hints; forwarded upstream as they came.
 FORWARDED_CLIENT_HEADERS = (
@@ -19,10 +19,9 @@ FORWARDED_CLIENT_HEADERS = (
 )
 
 
-def user_agent(cfg: Config) -> str:
-    originator = cfg.get("client.originator") or "codex_cli_rs"
-    version = cfg.get("client.app_version") or "0.146.0"
-    return f"{originator}/{version} ({cfg.get('client.platform') or 'darwin'} {cfg.get('client.arch') or 'arm64'})"
+def user_agent(cfg: Settings) -> str:
+    client = cfg.client
+    return f"{client.originator}/{client.app_version} ({client.platform} {client.arch})"
 
 
 def account_installation_id(base: str, scope: str) -> str:
@@ -33,10 +32,10 @@ def account_installation_id(base: str, scope: str) -> str:
     return str(uuid.UUID(bytes=bytes(digest)))
 
 
-def base_headers(cfg: Config, access_token: str, chatgpt_account_id: str | None) -> dict[str, str]:
+def base_headers(cfg: Settings, access_token: str, chatgpt_account_id: str | None) -> dict[str, str]:
     headers = {
         "Authorization": f"Bearer {access_token}",
-        "originator": cfg.get("client.originator") or "codex_cli_rs",
+        "originator": cfg.client.originator,
         "User-Agent": user_agent(cfg),
         "Accept-Language": "en-US,en;q=0.9",
     }
@@ -46,7 +45,7 @@ def base_headers(cfg: Config, access_token: str, chatgpt_account_id: str | None)
 
 
 def responses_headers(
-    cfg: Config,
+    cfg: Settings,
     access_token: str,
     chatgpt_account_id: str | None,
     *,
@@ -66,7 +65,7 @@ def responses_headers(
             "x-codex-installation-id": installation_id,
         }
     )
-    if cfg.get("client.residency"):
-        headers["x-openai-internal-codex-residency"] = str(cfg.get("client.residency"))
+    if cfg.client.residency:
+        headers["x-openai-internal-codex-residency"] = cfg.client.residency
     headers.update(forwarded)
     return headers

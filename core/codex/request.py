@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 
-# Top-level fields the HTTP endpoint accepts (codex-protocol.md §3.1); anything else is a 400.
+# The only top-level fields the backend's HTTP endpoint accepts; it answers anything else with a 400.
 ALLOWED_FIELDS = frozenset(
     {
         "model",
@@ -137,7 +137,7 @@ def json_schema_format(name: str, schema: dict[str, Any]) -> dict[str, Any]:
 
 def effort_for_budget(budget: Any) -> str | None:
     """A thinking-token budget (Anthropic ``budget_tokens``, Gemini ``thinkingBudget``) as a
-    reasoning effort (translation-spec §1.3). ``0`` means "do not think": the lowest effort
+    reasoning effort, by the thresholds below. ``0`` means "do not think": the lowest effort
     (``none``; callers clamp it to what the model supports). Negative (Gemini's "dynamic") or
     missing: no opinion."""
     if isinstance(budget, bool) or not isinstance(budget, (int, float)) or budget < 0:

@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+from core.gateway.sink import Sink
 from core.protocols.base import Reply
 from core.store.bodies import BODY_CAP, Captured
-
-if TYPE_CHECKING:
-    from core.gateway.exchange import Sink
 
 
 class BodyCapture:

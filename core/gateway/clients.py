@@ -18,7 +18,8 @@ def is_loopback_address(address: str) -> bool:
 
 
 def extract_api_key(request: ClientRequest) -> str | None:
-    """Every protocol accepts every key form (seed order): ?key, x-goog-api-key, x-api-key, Bearer."""
+    """Every protocol accepts every key form, whichever client sent it; the first found wins, in
+    this order: ``?key=``, ``x-goog-api-key``, ``x-api-key``, ``Authorization: Bearer``."""
     if key := request.query.get("key"):
         return key
     for header in ("x-goog-api-key", "x-api-key"):

@@ -1,6 +1,7 @@
 """Running one translated request: pipeline → stream translator → the client, byte by byte.
 
-Independent of the host: the bridge hands in a ``Sink`` (an HTTP response being written).
+Independent of the host: the bridge hands in a ``Sink`` (core/gateway/sink.py: an HTTP response
+being written).
 Response headers go out when the turn commits (first output), so failures before that still
 get a proper HTTP status; a long silent start is covered by sending headers plus keep-alives
 after ``stream.commit_after_seconds``. If the client goes away, the host cancels this task and
@@ -13,30 +14,21 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import Any, Protocol
+from typing import Any
 
 from core.accounts.quota import usage_headers
 from core.codex.errors import UpstreamError
+from core.gateway.capture import BodyCapture
 from core.gateway.routes import Job
-from core.turn.pipeline import TurnStream
+from core.gateway.sink import Sink
 from core.protocols.base import SSE_HEADERS, CollectedTurn, Reply
 from core.services import Services
-from core.gateway.capture import BodyCapture
+from core.turn.pipeline import TurnStream
 from core.upstream.tap import tapping
 
 logger = logging.getLogger(__name__)
 
 CLIENT_CLOSED = 499
-
-
-class Sink(Protocol):
-    async def reply(self, reply: Reply) -> None: ...  # a complete, non-streamed answer
-
-    async def start(self, status: int, headers: dict[str, str]) -> None: ...  # begin a stream
-
-    async def write(self, data: bytes) -> None: ...
-
-    async def end(self) -> None: ...
 
 
 def _stream_headers(translator: Any) -> dict[str, str]:
@@ -59,7 +51,7 @@ class Exchange:
     def __init__(self, services: Services, job: Job, sink: Sink) -> None:
         self.services = services
         self.job = job
-        self.capture = BodyCapture(sink) if services.cfg.get("logs.capture_bodies") else None
+        self.capture = BodyCapture(sink) if services.cfg.logs.capture_bodies else None
         self.sink: Sink = self.capture or sink
         self.turn: TurnStream | None = None
         self.status = 0
@@ -124,12 +116,12 @@ class Exchange:
         starting = asyncio.ensure_future(self.services.pipeline.start(self.job.prepared.turn))
         committed = False
         try:
-            done, _ = await asyncio.wait({starting}, timeout=float(cfg.get("stream.commit_after_seconds") or 8))
+            done, _ = await asyncio.wait({starting}, timeout=cfg.stream.commit_after_seconds)
             if not done:
                 # The model is slow to say anything: start the response so the client does not time out.
                 committed = True
                 await self.sink.start(200, {**_stream_headers(translator), **self.job.extra_headers})
-                keepalive = float(cfg.get("stream.keepalive_seconds") or 15)
+                keepalive = cfg.stream.keepalive_seconds
                 while not done:
                     await self.sink.write(translator.keepalive())
                     done, _ = await asyncio.wait({starting}, timeout=keepalive)
@@ -167,7 +159,7 @@ class Exchange:
 
     async def _keepalive(self, translator: Any) -> None:
         """A comment frame whenever the upstream has been silent for a while (long reasoning)."""
-        interval = float(self.services.cfg.get("stream.keepalive_seconds") or 15)
+        interval = self.services.cfg.stream.keepalive_seconds
         while True:
             await asyncio.sleep(interval)
             if time.monotonic() - self._last_write >= interval:
@@ -210,7 +202,7 @@ class Exchange:
             "duration_ms": round((now - self.started) * 1000, 2),
             "attempts": turn.attempts if turn is not None else None,
         }
-        if self.services.cfg.get("logs.enabled", True):
+        if self.services.cfg.logs.enabled:
             self.services.request_log.record(row)
             if self.capture is not None:
                 self.services.bodies.record(self.capture.captured(self.job.request_id, self.job.received_at, self.job.body))

@@ -1,4 +1,4 @@
-"""The Ollama listener's route table (translation-spec.md §6).
+"""The Ollama listener's route table (the translation itself: core/protocols/ollama).
 
 Everything that arrives on the Ollama port is answered here: Ollama's own API, and ``/v1/*``
 served by the main routes as if the proxy key had been sent (Ollama has no keys, so neither
@@ -108,7 +108,7 @@ class OllamaPlane:
         return Reply(200, b"Ollama is running", {"content-type": "text/plain; charset=utf-8"})
 
     def _version(self, request: ClientRequest) -> Reply:
-        return json_reply(200, {"version": str(self.services.cfg.get("ollama.version") or "0.18.3")})
+        return json_reply(200, {"version": self.services.cfg.ollama.version})
 
     def _tags(self, request: ClientRequest) -> Reply:
         return json_reply(200, ollama.tags_payload(self.services.catalog, self.started_at))
@@ -118,7 +118,7 @@ class OllamaPlane:
             name, model = ollama.resolve_model(expect_object(request.json()), self.services.catalog)
         except ClientError as error:
             return ollama.render_error(error)
-        disable_vision = bool(self.services.cfg.get("ollama.disable_vision"))
+        disable_vision = self.services.cfg.ollama.disable_vision
         return json_reply(200, ollama.show_payload(self.services.catalog, name, model, self.started_at, disable_vision))
 
     def _forget_expired(self, now: float) -> None:

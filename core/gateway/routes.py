@@ -124,7 +124,7 @@ class DataPlane:
     # --- helpers -------------------------------------------------------------------------------
 
     def authorize(self, request: ClientRequest) -> None:
-        expected = self.services.cfg.proxy_api_key
+        expected = self.services.cfg.server.proxy_api_key
         if not expected or request.trusted:
             return
         given = extract_api_key(request)

@@ -24,7 +24,6 @@ from typing import Any
 import orjson
 from mitmproxy import ctx, flow as mflow, hooks, http
 from mitmproxy.addonmanager import Loader
-from mitmproxy.utils import human
 
 from core.config import ConfigStore, default_data_dir
 from core.gateway.control import ControlPlane
@@ -49,7 +48,7 @@ _TOO_LARGE = "codex.too_large"  # flow metadata: the declared body is over serve
 
 
 class ListenDefaults:
-    """Where the proxy listens: config (default 127.0.0.1:8080, env PORT) unless mitmproxy's own
+    """Where the proxy listens: server.host and server.port (env PORT) unless mitmproxy's own
     ``--listen-host``/``-p`` or a custom ``--mode`` say otherwise. mitmproxy binds before scripts
     load, so a bare ``mitmdump -s`` first listens on its own default and is moved once running."""
 
@@ -92,13 +91,13 @@ class CodexGateway:
         self.control: ControlPlane | None = None
         self.ollama: OllamaListener | None = None
         self.proxy_mode = ProxyMode(())
-        self.listen = ListenDefaults("127.0.0.1", 8080)
+        self.listen: ListenDefaults | None = None  # set in load(), from server.host and server.port
         self.legs = UpstreamLegs()
         self.credentials = CredentialKeeper()
         self.response_secrets = ResponseSecrets()
         self.ready = asyncio.Event()
         self.failed: str | None = None
-        self.max_body = 64 * 1024 * 1024
+        self.max_body = 0  # server.max_body_size in bytes, set in load()
         self.addons: list[Any] = []
         self._serving: dict[str, asyncio.Task[None]] = {}  # flow id → the task answering it
         self._demo: Any = None  # the in-process fake backend in demo mode
@@ -112,8 +111,9 @@ class CodexGateway:
         dispatch.install()
         cfg = ConfigStore(self._data_dir(), create=False).current  # the listen address, before anything binds
         self.ollama = OllamaListener(cfg)
-        self.proxy_mode = ProxyMode(cfg.get("intercept.hosts") or ())
-        self.listen = ListenDefaults(str(cfg.get("server.host") or "127.0.0.1"), int(cfg.get("server.port") or 8080))
+        self.proxy_mode = ProxyMode(cfg.intercept.hosts)
+        self.listen = ListenDefaults(cfg.server.host, cfg.server.port)
+        self.max_body = cfg.server.max_body_size
         self.addons = [self.listen, self.ollama, self.proxy_mode, BodyBudget(), LegRecorder(), self.legs]
 
     def configure(self, updated: set[str]) -> None:
@@ -122,7 +122,7 @@ class CodexGateway:
             ctx.options.update(connection_strategy="lazy")
 
     def running(self) -> None:
-        # Sync on purpose: an async running() breaks mitmproxy's script reload (facts §5).
+        # Sync on purpose: mitmproxy's script reload breaks when running() is a coroutine.
         virtual.install(self._serve, self.claims)
         self.response_secrets.install()
         view = ctx.master.addons.get("view")
@@ -167,7 +167,6 @@ class CodexGateway:
 
             self.control = ControlPlane(await asyncio.to_thread(create_app, services))
             self.data_plane = DataPlane(services)
-            self.max_body = human.parse_size(str(services.cfg.get("server.max_body_size") or "64m")) or self.max_body
             if self.ollama is not None and (addr := await self.ollama.listening()) is not None:
                 self.ollama_addr = addr
                 self.ollama_plane = OllamaPlane(services, self.data_plane, listen_host=self.ollama.host)
@@ -212,9 +211,9 @@ class CodexGateway:
 
     def _announce(self, services: Services) -> None:
         addrs = self._listen_addrs()
-        host, port = addrs[0] if addrs else ("127.0.0.1", 8080)
+        host, port = addrs[0] if addrs else (services.cfg.server.host, services.cfg.server.port)
         shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
-        key = services.cfg.proxy_api_key
+        key = services.cfg.server.proxy_api_key
         masked = f"{key[:6]}…{key[-2:]}" if key and len(key) > 10 else ("(none: open to anyone who can connect)" if not key else "***")
         logger.warning(
             "codex-proxy ready: base URL http://%s:%s/v1 · dashboard http://%s:%s/ · key %s (full key in %s) · %d account(s)%s",
@@ -343,7 +342,7 @@ class CodexGateway:
             flow.metadata[_CONTROL_PLANE] = True
             await control.serve(control.environ(request, flow.request.scheme, flow.request.host_header or ""), answer)
         elif isinstance(outcome, Job):
-            outcome.tap = legs = self.legs.tap(flow, str(services.cfg.get("api.base_url") or ""))
+            outcome.tap = legs = self.legs.tap(flow, services.cfg.api.base_url)
             outcome.annotate = _annotator(flow, legs)
             await Exchange(services, outcome, answer).run()
             if legs is not None:  # someone is looking: show the comment even if the flow ended first

@@ -2,9 +2,9 @@
 
 The client's flow shows what the client sent and the translated answer it got; the leg shows the
 translated request exactly as sent upstream (credentials redacted) and the raw event stream as
-received. mitmweb lists legs next to client flows (mitmproxy-facts.md §6: added to the View, then
-run through the ``response``/``error`` lifecycle so mitmweb, ``-w`` and ``codex_record`` all see
-them like any other flow). Legs are only built when someone looks: under mitmweb, with a save file
+received. mitmweb lists legs next to client flows (each is added to mitmweb's View, then run
+through the ``response``/``error`` hooks, so mitmweb, ``-w`` and ``codex_record`` all see it like
+any other flow). Legs are only built when someone looks: under mitmweb, with a save file
 (``-w``) or with ``codex_record``.
 """
 

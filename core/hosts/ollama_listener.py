@@ -16,17 +16,17 @@ import time
 from mitmproxy import ctx, exceptions, http
 from mitmproxy.proxy.mode_specs import ProxyMode
 
-from core.config import Config
+from core.settings import Settings
 
 logger = logging.getLogger(__name__)
 
 
 class OllamaListener:
-    def __init__(self, cfg: Config) -> None:
-        self.host = str(cfg.get("ollama.host") or "127.0.0.1")
-        self.port = int(cfg.get("ollama.port") or 11434)
+    def __init__(self, cfg: Settings) -> None:
+        self.host = cfg.ollama.host
+        self.port = cfg.ollama.port
         self.spec: str | None = None
-        if cfg.get("ollama.enabled"):
+        if cfg.ollama.enabled:
             self.spec = ProxyMode.parse(f"regular@{self.host}:{self.port}").full_spec
 
     def running(self) -> None:

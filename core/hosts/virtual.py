@@ -1,6 +1,7 @@
 """The gateway as the upstream server of the flows it answers, inside mitmproxy's own process.
 
-An addon cannot stream a response it makes up itself (mitmproxy-facts.md §2). So a flow the
+An addon cannot stream a response it makes up itself: one set in the ``request`` hook goes to the
+client whole; only a body read from a server connection can be streamed. So a flow the
 gateway answers goes upstream like any other flow: after every addon's ``request`` hook ran and an
 intercepted flow was resumed, mitmproxy asks for a server connection, and for our flows it gets a
 *virtual* one: no socket, a pair of in-memory buffers. the gateway reads the request off the flow

@@ -28,7 +28,7 @@ from core.codex.events import (
     ToolCallStarted,
     Usage,
 )
-from core.config import Config
+from core.settings import Settings
 from core.turn.model import Prepared, UpstreamEvent
 
 JSON_HEADERS = {"content-type": "application/json"}
@@ -48,7 +48,7 @@ class ClientRequest:
     trusted: bool = False  # the host vouched for the client (Ollama listener, proxy mode — README "Trust"): no proxy key needed
 
     def json(self) -> Any:
-        """The body as JSON; raises ``BadRequest`` with the seed's wording when it is not."""
+        """The body as JSON; raises ``BadRequest`` (``invalid_json``) when it is not."""
         try:
             return orjson.loads(self.body) if self.body else None
         except orjson.JSONDecodeError:
@@ -157,7 +157,7 @@ class Translator(Protocol):
     dataclass: the only thing ``render_response`` and ``StreamTranslator`` get besides the
     upstream turn."""
 
-    def parse_request(self, request: ClientRequest, catalog: ModelCatalog, cfg: Config) -> Prepared: ...
+    def parse_request(self, request: ClientRequest, catalog: ModelCatalog, cfg: Settings) -> Prepared: ...
 
     def render_response(self, collected: CollectedTurn, context: Any) -> Reply: ...
 
@@ -170,7 +170,7 @@ class TokenCounter(Translator, Protocol):
     """A protocol whose API counts tokens locally (Anthropic, Gemini): an estimate, no upstream
     call; refusals are raised as from ``parse_request``."""
 
-    def count_tokens(self, request: ClientRequest, catalog: ModelCatalog, cfg: Config) -> Reply: ...
+    def count_tokens(self, request: ClientRequest, catalog: ModelCatalog, cfg: Settings) -> Reply: ...
 
 
 # --- one dispatch for Codex deltas ---------------------------------------------------------------

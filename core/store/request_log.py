@@ -26,7 +26,7 @@ _TOTALS = """
     COALESCE(SUM(cached_tokens), 0) AS cached_tokens,
     COALESCE(SUM(reasoning_tokens), 0) AS reasoning_tokens
 """
-BUCKETS = {"five_min": 300, "hourly": 3600, "daily": 86400}  # the seed's granularity names
+BUCKETS = {"five_min": 300, "hourly": 3600, "daily": 86400}  # the usage API's ?granularity= values
 SWEEP_FIRST_SECONDS = 60.0  # not during start-up
 SWEEP_EVERY_SECONDS = 3600.0
 LINGER_SECONDS = 0.25  # rows wait at most this long, so a busy proxy commits a few times a second

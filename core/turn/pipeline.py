@@ -166,9 +166,9 @@ class Pipeline:
             headers.update({"Content-Type": "application/json", "Accept": "application/json",
                             "OpenAI-Beta": "responses_websockets=2026-02-06", "x-client-request-id": conversation_id,
                             "x-codex-installation-id": installation_id})
-            url = cfg.get("api.base_url").rstrip("/") + "/codex/responses/compact"
+            url = cfg.api.base_url.rstrip("/") + "/codex/responses/compact"
             reply = await self._transport.request("POST", url, headers, finalize_compact_body(turn.body),
-                                                  timeout=float(cfg.get("api.timeout_seconds") or 600))
+                                                  timeout=cfg.api.timeout_seconds)
             self._observe(account, reply.headers, [])
             if reply.status >= 400:
                 raise classify_http(reply.status, reply.headers, reply.body)
@@ -292,7 +292,7 @@ class Pipeline:
         )
         headers.update(cookie_header(account))
         body = finalize_body(turn.body, conversation_id=conversation_id, installation_id=installation_id)
-        stream = await self._transport.open_stream(cfg.get("api.base_url").rstrip("/") + "/codex/responses", headers, body)
+        stream = await self._transport.open_stream(cfg.api.base_url.rstrip("/") + "/codex/responses", headers, body)
         self._observe(account, stream.headers, stream.set_cookies)
         if stream.status >= 400:
             raw = await stream.read()

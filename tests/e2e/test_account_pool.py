@@ -280,7 +280,7 @@ def test_plan_routing_sends_a_model_only_to_plans_that_have_it(pool_proxy: Proxy
     wait_for(lambda: {"free", "plus"} <= set(pool_proxy.api("GET", "/admin/rotation-settings").json()["plan_models"]),
              what="the model lists of both plans")
     for i in range(4):
-        chat(pool_client, f"big {i}", model="gpt-5.4")  # gpt-5.4 is not on the free plan (§7.5)
+        chat(pool_client, f"big {i}", model="gpt-5.4")  # the backend serves gpt-5.4 to paid plans only
     assert served(fake) == ["acc-plus"] * 4
     for i in range(4):
         chat(pool_client, f"small {i}", model="gpt-5.4-mini")

@@ -1,5 +1,5 @@
-"""Unit tests of the Anthropic Messages translator (pure functions, no I/O), including the seed's
-ten contract fixtures (translation-spec.md §9) and the §12 edge cases that apply."""
+"""Unit tests of the Anthropic Messages translator (pure functions, no I/O): ten golden
+Anthropic → Codex cases (the contract fixtures), then edge cases."""
 
 from __future__ import annotations
 
@@ -92,7 +92,7 @@ def reasoning_stream(summary: str | None, *, encrypted: str | None = "gAAAAABsea
     return pairs
 
 
-# --- contract fixtures (spec §9: the seed's ten golden anthropic-to-codex cases) ---------------------
+# --- contract fixtures: ten golden Anthropic → Codex cases -----------------------------------------
 
 
 def test_contract_simple(catalog: ModelCatalog, cfg: Any) -> None:
@@ -585,7 +585,7 @@ def test_count_tokens(catalog: ModelCatalog, cfg: Any) -> None:
         assert reply.status == 200
         return orjson.loads(reply.body)["input_tokens"]
 
-    assert count({"model": "gpt-5.5", "messages": [{"role": "user", "content": "hello"}]}) == 12  # the seed's vector
+    assert count({"model": "gpt-5.5", "messages": [{"role": "user", "content": "hello"}]}) == 12  # a fixed vector: the estimate must not drift
     text = {"model": "m", "messages": [{"role": "user", "content": "word " * 400}]}
     assert 495 <= count(text) <= 520
     assert count({"model": "m", "messages": [{"role": "user", "content": "漢字" * 50}]}) >= 100  # one token per CJK character

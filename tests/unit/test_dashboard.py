@@ -22,6 +22,7 @@ from flask.testing import FlaskClient
 from codex_fake import mint_access_token, mint_refresh_token
 from core.gateway.redaction import redact_json
 from core.services import Services
+from core.settings import SettingsError
 from core.store import log_queries
 from core.gateway.capture import BodyCapture
 from core.store.bodies import BODY_CAP, BodyLog, Captured
@@ -184,7 +185,7 @@ def test_the_key_is_revealed_and_replaced_through_the_api(client: FlaskClient, s
     assert KEY not in (redact_json(shown.data) or b"").decode()  # what mitmweb's copy of this answer shows
     assert client.post("/admin/server-key", json={"api_key": "has space"}, headers=auth).status_code == 400
     new = client.post("/admin/server-key", json={"generate": True}, headers=auth).json["api_key"]
-    assert new.startswith("cp-") and services.cfg.proxy_api_key == new
+    assert new.startswith("cp-") and services.cfg.server.proxy_api_key == new
     assert yaml.safe_load(services.config.local_path.read_text())["server"]["proxy_api_key"] == new
     assert client.get("/admin/server-key", headers=auth).status_code == 401
     assert client.get("/admin/server-key", headers={"x-api-key": new}).json["api_key"] == new
@@ -217,12 +218,22 @@ def test_settings_are_checked_saved_and_say_what_waits_for_a_restart(client: Fla
         assert refused.status_code == 400 and word in refused.json["error"]["message"], bad
 
 
+def test_a_value_the_settings_loader_refuses_is_a_400(client: FlaskClient, services: Services,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise SettingsError("local.yaml: 'logs.bodies_kept' must be above zero, not 0")
+
+    monkeypatch.setattr(services.config, "update_local", refuse)
+    refused = client.post("/admin/settings", json={"logs.bodies_kept": 5}, headers={"Authorization": f"Bearer {KEY}"})
+    assert refused.status_code == 400 and "logs.bodies_kept" in refused.json["error"]["message"]
+
+
 def test_an_environment_variable_that_wins_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OLLAMA_BRIDGE_PORT", "11999")
     svc = Services(tmp_path)
     try:
         client = create_app(svc).test_client()
-        view = client.get("/admin/settings", headers={"Host": "127.0.0.1", "Authorization": f"Bearer {svc.cfg.proxy_api_key}"}).json
+        view = client.get("/admin/settings", headers={"Host": "127.0.0.1", "Authorization": f"Bearer {svc.cfg.server.proxy_api_key}"}).json
         assert view["env_overrides"] == {"ollama.port": "OLLAMA_BRIDGE_PORT"} and view["values"]["ollama.port"] == 11999
     finally:
         svc.close_sync()

@@ -1,8 +1,7 @@
-"""Anthropic Messages ⇄ Codex Responses (translation-spec.md §3), so that Claude Code and the
-Anthropic SDKs run unmodified against ``ANTHROPIC_BASE_URL=http://127.0.0.1:8080``.
+"""Anthropic Messages ⇄ Codex Responses, so that Claude Code and the Anthropic SDKs run
+unmodified against ``ANTHROPIC_BASE_URL=http://127.0.0.1:8080``.
 
-Where the seed's behaviour (spec §3, §11) is not what an Anthropic client expects, this package
-decides differently:
+What an Anthropic client expects, and how this package provides it:
 
 * Thinking round-trips. A streamed ``thinking`` block ends with a ``signature_delta`` whose
   signature carries the reasoning item (id + ``encrypted_content``); reasoning without a summary
@@ -12,8 +11,7 @@ decides differently:
   nothing). Other signatures (real Anthropic ones) and ``redacted_thinking`` are dropped. If the
   next turn lands on another account, the backend refuses the sealed reasoning; the pipeline then
   drops it and retries (``invalid_encrypted_content``).
-* Block order is kept: a user turn ``[tool_result, text]`` stays in that order (the seed moved the
-  text first).
+* Block order is kept: a user turn ``[tool_result, text]`` stays in that order.
 * Web search: only a client-declared ``web_search_*`` tool becomes the backend's hosted search.
   Nothing is added by default, and Claude Code's own ``WebSearch`` function is left alone (it runs
   its search as a sub-request that declares ``web_search_20250305``, honouring its permissions).
@@ -27,7 +25,7 @@ decides differently:
   Claude Code keys its model display and context window on; the request log records the Codex
   model that served it.
 * Tool results holding images are sent as an array of ``input_text``/``input_image`` parts, the
-  form Codex CLI uses for such outputs (the seed moved the images into an extra user message).
+  form Codex CLI uses for such outputs, not moved into a user message of their own.
 * ``speed: "fast"`` (Anthropic's fast mode) asks for the priority tier, like a ``-fast`` suffix.
 * ``tool_choice: {"type":"none"}`` is accepted; ``disable_parallel_tool_use`` turns parallel calls
   off (they are on otherwise, as on Anthropic's API).

@@ -15,13 +15,13 @@ from core.codex.request import (
     stable_conversation_key,
     wire_service_tier,
 )
-from core.config import Config
 from core.protocols.anthropic.errors import invalid
 from core.protocols.anthropic.response import AnthropicContext
 from core.protocols.anthropic.thinking import replayed_reasoning
 from core.protocols.anthropic.tools import loaded_tools, translate_tool_choice, translate_tools
 from core.protocols.base import ClientRequest, expect_object
 from core.protocols.items import pair_tool_calls
+from core.settings import Settings
 from core.turn.model import Prepared, Turn
 
 BILLING_HEADER = "x-anthropic-billing-header:"  # Claude Code's per-request line; it would break prompt caching
@@ -30,7 +30,7 @@ _ROLES = {"user": "user", "assistant": "assistant", "system": "developer", "deve
 _LEGACY_SESSION = re.compile(r"_session_([0-9a-fA-F-]{36})$")
 
 
-def parse_request(request: ClientRequest, catalog: ModelCatalog, cfg: Config) -> Prepared:
+def parse_request(request: ClientRequest, catalog: ModelCatalog, cfg: Settings) -> Prepared:
     body = expect_object(request.json())
     model_name = requested_model(body)
     max_tokens = body.get("max_tokens")
@@ -59,7 +59,7 @@ def parse_request(request: ClientRequest, catalog: ModelCatalog, cfg: Config) ->
         if choice is not None:
             codex["tool_choice"] = choice
     speed = "fast" if body.get("speed") == "fast" else None  # Anthropic's fast mode is Codex's priority tier
-    if tier := wire_service_tier(speed or model.tier or cfg.get("model.default_service_tier")):
+    if tier := wire_service_tier(speed or model.tier or cfg.model.default_service_tier):
         codex["service_tier"] = tier
     key = _conversation_key(request, body) or stable_conversation_key(model.id, instructions, items)
     context = AnthropicContext(model=model_name, want_reasoning=bool(effort), thinking_text=thinking_text)
@@ -90,7 +90,7 @@ def message_list(body: dict[str, Any]) -> list[Any]:
     return messages
 
 
-def _effort(body: dict[str, Any], model: ResolvedModel, catalog: ModelCatalog, cfg: Config) -> str | None:
+def _effort(body: dict[str, Any], model: ResolvedModel, catalog: ModelCatalog, cfg: Settings) -> str | None:
     """Thinking budget → ``output_config.effort`` → model-name suffix → (adaptive: the model's
     default) → config default; then clamped to what the model supports."""
     thinking = body.get("thinking")
@@ -112,7 +112,7 @@ def _effort(body: dict[str, Any], model: ResolvedModel, catalog: ModelCatalog, c
     if effort is None and adaptive:
         info = catalog.get(model.id)
         effort = (info.default_effort if info else None) or "medium"
-    effort = effort or cfg.get("model.default_reasoning_effort")
+    effort = effort or cfg.model.default_reasoning_effort
     return catalog.supported_effort(model.id, effort) if effort else None
 
 

@@ -7,17 +7,17 @@ import re
 from typing import Any
 
 from core.codex.catalog import ModelCatalog
-from core.config import Config
 from core.protocols.anthropic.request import message_list, requested_model
 from core.protocols.anthropic.tools import tool_list
 from core.protocols.base import ClientRequest, Reply, expect_object, json_reply
+from core.settings import Settings
 
 IMAGE_TOKENS = 1600  # what Anthropic bills a full-size image; base64 payloads are never counted as text
 _CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
 _SKIPPED_KEYS = frozenset({"cache_control", "signature"})
 
 
-def count_tokens(request: ClientRequest, catalog: ModelCatalog, cfg: Config) -> Reply:
+def count_tokens(request: ClientRequest, catalog: ModelCatalog, cfg: Settings) -> Reply:
     """``POST /v1/messages/count_tokens``: a local estimate, no upstream call and no account needed.
     No tokenizer can be downloaded offline, so: ceil(non-CJK chars / 4) + 1 per CJK character for
     text, a little structure per message, tool and object key, and a flat ``IMAGE_TOKENS`` per

@@ -1,4 +1,4 @@
-"""Gemini ``generateContent`` / ``streamGenerateContent`` ⇄ Codex Responses (translation-spec.md §4).
+"""Gemini ``generateContent`` / ``streamGenerateContent`` ⇄ Codex Responses.
 
 Requests arrive the way Google's SDKs write them: camelCase on the wire, but google-genai (Python)
 also sends snake_case keys (``thinking_budget``, ``parameters_json_schema``), which the real API

@@ -14,13 +14,13 @@ from core.codex.request import (
     stable_conversation_key,
     wire_service_tier,
 )
-from core.config import Config
 from core.protocols.base import BadRequest, ClientRequest, expect_object
 from core.protocols.gemini.casing import pick
 from core.protocols.gemini.contents import translate_contents
 from core.protocols.gemini.response import GeminiContext
 from core.protocols.gemini.schema import lowercase_types, openapi_to_json_schema
 from core.protocols.gemini.tools import apply_tool_config, translate_tools
+from core.settings import Settings
 from core.turn.model import Prepared, Turn
 
 ACTION_PATH = re.compile(r"^/(?:v1beta|v1alpha|v1)/models/(?P<model>[^/]+?):(?P<action>[A-Za-z]+)$")
@@ -28,7 +28,7 @@ GENERATE_ACTIONS = frozenset({"generateContent", "streamGenerateContent"})
 _THINKING_LEVELS = {"minimal": "minimal", "low": "low", "medium": "medium", "high": "high"}
 
 
-def parse_request(request: ClientRequest, catalog: ModelCatalog, cfg: Config) -> Prepared:
+def parse_request(request: ClientRequest, catalog: ModelCatalog, cfg: Settings) -> Prepared:
     match = ACTION_PATH.match(request.path)
     if match is None or match["action"] not in GENERATE_ACTIONS:
         raise BadRequest(f"Invalid action in {request.path}: use :generateContent or :streamGenerateContent")
@@ -45,7 +45,7 @@ def parse_request(request: ClientRequest, catalog: ModelCatalog, cfg: Config) ->
         raise BadRequest("generationConfig.thinkingConfig must be an object")
     include_thoughts = pick(thinking, "includeThoughts") is True
     effort = catalog.supported_effort(model.id, _thinking_effort(thinking))
-    effort = effort or model.effort or cfg.get("model.default_reasoning_effort")
+    effort = effort or model.effort or cfg.model.default_reasoning_effort
     if include_thoughts and not effort:
         info = catalog.get(model.id)
         effort = (info.default_effort if info else None) or "medium"  # thoughts need a reasoning summary
@@ -59,7 +59,7 @@ def parse_request(request: ClientRequest, catalog: ModelCatalog, cfg: Config) ->
         **reasoning_fields(effort),
     }
     apply_tool_config(codex, pick(body, "toolConfig"), names)
-    if tier := wire_service_tier(model.tier or cfg.get("model.default_service_tier")):
+    if tier := wire_service_tier(model.tier or cfg.model.default_service_tier):
         codex["service_tier"] = tier
     if (fmt := _response_format(generation)) is not None:
         codex["text"] = {"format": fmt}

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from core.codex.catalog import ModelCatalog
-from core.config import Config
 from core.protocols.base import ClientRequest, Reply, json_reply
 from core.protocols.gemini.contents import translate_contents
 from core.protocols.gemini.request import request_body
+from core.settings import Settings
 
 
-def count_tokens(request: ClientRequest, catalog: ModelCatalog, cfg: Config) -> Reply:
+def count_tokens(request: ClientRequest, catalog: ModelCatalog, cfg: Settings) -> Reply:
     """``:countTokens``: an estimate (about four characters a token, 258 a picture, as Gemini counts
     images); the backend has no tokenizer endpoint. Clients use it for budgeting only. The model
     and settings do not change the estimate."""

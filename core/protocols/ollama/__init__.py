@@ -1,4 +1,4 @@
-"""Ollama ``/api/chat`` and ``/api/generate`` ⇄ Codex Responses (translation-spec.md §6), plus the
+"""Ollama ``/api/chat`` and ``/api/generate`` ⇄ Codex Responses, plus the
 model-info answers (``/api/tags``, ``/api/show``, ``/api/ps``) built from the catalog.
 
 Chat messages are rewritten into OpenAI Chat messages (Ollama's tool format already is OpenAI's)

@@ -15,17 +15,17 @@ from core.codex.request import (
     stable_conversation_key,
     wire_service_tier,
 )
-from core.config import Config
 from core.protocols.base import BadRequest, ClientRequest, NotFound, expect_object
 from core.protocols.items import CallLedger, image_url
 from core.protocols.ollama.response import DEFAULT_KEEP_ALIVE, OllamaContext
 from core.protocols.openai_chat.messages import messages_to_items, tools_to_codex
+from core.settings import Settings
 from core.turn.model import Prepared, Turn
 
 _DURATION = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 
 
-def parse_request(request: ClientRequest, catalog: ModelCatalog, cfg: Config) -> Prepared:
+def parse_request(request: ClientRequest, catalog: ModelCatalog, cfg: Settings) -> Prepared:
     """``/api/chat`` or ``/api/generate``, told apart by the path (the context's ``kind`` keeps
     which). ``Prepared.turn`` is None for a load-only request (no messages, no prompt): Ollama
     answers it at once (``render_load``)."""
@@ -35,7 +35,7 @@ def parse_request(request: ClientRequest, catalog: ModelCatalog, cfg: Config) ->
     return parse(request, catalog, cfg)
 
 
-def _begin(request: ClientRequest, catalog: ModelCatalog, cfg: Config, kind: str) -> tuple[dict[str, Any], ResolvedModel, str | None, OllamaContext]:
+def _begin(request: ClientRequest, catalog: ModelCatalog, cfg: Settings, kind: str) -> tuple[dict[str, Any], ResolvedModel, str | None, OllamaContext]:
     """What chat and generate requests share: the body, the model, the effort and the answer's context."""
     body = expect_object(request.json())
     name, model = resolve_model(body, catalog)
@@ -43,7 +43,7 @@ def _begin(request: ClientRequest, catalog: ModelCatalog, cfg: Config, kind: str
     return body, model, effort, OllamaContext(name, model.id, kind, want_thinking, _keep_alive(body.get("keep_alive")))
 
 
-def _parse_chat(request: ClientRequest, catalog: ModelCatalog, cfg: Config) -> Prepared:
+def _parse_chat(request: ClientRequest, catalog: ModelCatalog, cfg: Settings) -> Prepared:
     body, model, effort, context = _begin(request, catalog, cfg, "chat")
     messages = body.get("messages")
     if messages is None or messages == []:
@@ -55,7 +55,7 @@ def _parse_chat(request: ClientRequest, catalog: ModelCatalog, cfg: Config) -> P
     return Prepared(_turn(body, model, instructions or DEFAULT_INSTRUCTIONS, items, tools, effort, cfg), context)
 
 
-def _parse_generate(request: ClientRequest, catalog: ModelCatalog, cfg: Config) -> Prepared:
+def _parse_generate(request: ClientRequest, catalog: ModelCatalog, cfg: Settings) -> Prepared:
     body, model, effort, context = _begin(request, catalog, cfg, "generate")
     prompt = body.get("prompt")
     images = _images(body.get("images"))
@@ -91,23 +91,23 @@ def resolve_model(body: dict[str, Any], catalog: ModelCatalog) -> tuple[str, Res
 
 
 def _turn(body: dict[str, Any], model: ResolvedModel, instructions: str, items: list[dict[str, Any]],
-          tools: list[dict[str, Any]], effort: str | None, cfg: Config) -> Turn:
+          tools: list[dict[str, Any]], effort: str | None, cfg: Settings) -> Turn:
     codex: dict[str, Any] = {"model": model.id, "instructions": instructions, "input": items, "tools": tools, **reasoning_fields(effort)}
     if fmt := _format(body.get("format")):
         codex["text"] = {"format": fmt}
-    if tier := wire_service_tier(model.tier or cfg.get("model.default_service_tier")):
+    if tier := wire_service_tier(model.tier or cfg.model.default_service_tier):
         codex["service_tier"] = tier
     stream = body.get("stream") is not False  # Ollama streams unless told otherwise
     return Turn("ollama", codex, model, stream, stable_conversation_key(model.id, instructions, items))
 
 
-def _think(value: Any, model: ResolvedModel, catalog: ModelCatalog, cfg: Config) -> tuple[str | None, bool]:
+def _think(value: Any, model: ResolvedModel, catalog: ModelCatalog, cfg: Settings) -> tuple[str | None, bool]:
     """Ollama's ``think`` as (reasoning effort, return thinking?). ``false`` asks for the least
     thinking the model allows; ``true`` for its default; a level for that level."""
     if isinstance(value, str) and value.lower() in ("true", "false"):
         value = value.lower() == "true"
     if value is None:
-        return model.effort or cfg.get("model.default_reasoning_effort"), False
+        return model.effort or cfg.model.default_reasoning_effort, False
     if value is False:
         return catalog.supported_effort(model.id, "none"), False
     if value is True:

@@ -1,4 +1,4 @@
-"""OpenAI Chat Completions ⇄ Codex Responses (translation-spec.md §2).
+"""OpenAI Chat Completions ⇄ Codex Responses.
 
 Modules: ``request`` (the body → Codex turn), ``messages`` (chat messages and tool definitions →
 Codex input items and tools; the Ollama translator builds its input with them too), ``response``

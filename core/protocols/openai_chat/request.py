@@ -14,17 +14,17 @@ from core.codex.request import (
     stable_conversation_key,
     wire_service_tier,
 )
-from core.config import Config
 from core.protocols.base import BadRequest, ClientRequest, NotFound, expect_object
 from core.protocols.items import text_of_parts
 from core.protocols.openai_chat.messages import ROLES, messages_to_items, tools_to_codex
 from core.protocols.openai_chat.response import ChatContext
+from core.settings import Settings
 from core.turn.model import Prepared, Turn
 
 _TIER_ALIASES = {"auto": None, "default": None, "priority": "priority", "fast": "priority", "flex": "flex"}
 
 
-def parse_request(request: ClientRequest, catalog: ModelCatalog, cfg: Config) -> Prepared:
+def parse_request(request: ClientRequest, catalog: ModelCatalog, cfg: Settings) -> Prepared:
     body = expect_object(request.json())
     if body.get("messages") is None and "input" in body:
         body = _responses_style_to_chat(body)
@@ -38,9 +38,9 @@ def parse_request(request: ClientRequest, catalog: ModelCatalog, cfg: Config) ->
     if not model.admissible:
         raise NotFound(f"Model '{model_name}' not found", code="model_not_found", param="model")
 
-    effort = _effort(body) or model.effort or cfg.get("model.default_reasoning_effort")
+    effort = _effort(body) or model.effort or cfg.model.default_reasoning_effort
     tier = _tier(body.get("service_tier"))
-    tier = tier if tier is not None else wire_service_tier(model.tier or cfg.get("model.default_service_tier"))
+    tier = tier if tier is not None else wire_service_tier(model.tier or cfg.model.default_service_tier)
 
     tools, custom_tools = tools_to_codex(_array(body, "tools") or _array(body, "functions"))
     instructions, items = messages_to_items(messages, custom_tools)

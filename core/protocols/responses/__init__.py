@@ -1,4 +1,4 @@
-"""Codex Responses passthrough (translation-spec.md §5): the client already speaks the backend's
+"""Codex Responses passthrough: the client already speaks the backend's
 language, so requests are filtered to the allow-list and events are relayed byte for byte.
 
 Modules: ``request`` (the body filtered to what the backend takes), ``response`` (the context and

@@ -7,16 +7,16 @@ from typing import Any
 from core.codex.catalog import ModelCatalog
 from core.codex.headers import FORWARDED_CLIENT_HEADERS
 from core.codex.request import prepare_schema, reasoning_fields, stable_conversation_key, wire_service_tier
-from core.config import Config
 from core.protocols.base import BadRequest, ClientRequest, expect_object
 from core.protocols.items import pair_tool_calls
 from core.protocols.responses.response import ResponsesContext
+from core.settings import Settings
 from core.turn.model import Prepared, Turn
 
 _REASONING_KEYS = ("type", "id", "summary", "status", "encrypted_content", "content")
 
 
-def parse_request(request: ClientRequest, catalog: ModelCatalog, cfg: Config, *, compact: bool = False) -> Prepared:
+def parse_request(request: ClientRequest, catalog: ModelCatalog, cfg: Settings, *, compact: bool = False) -> Prepared:
     body = expect_object(request.json())
     if body.get("previous_response_id"):
         raise BadRequest(
@@ -35,14 +35,14 @@ def parse_request(request: ClientRequest, catalog: ModelCatalog, cfg: Config, *,
         "input": _input(body.get("input")),
     }
     reasoning = body.get("reasoning") if isinstance(body.get("reasoning"), dict) else None
-    effort = (reasoning or {}).get("effort") or model.effort or cfg.get("model.default_reasoning_effort")
+    effort = (reasoning or {}).get("effort") or model.effort or cfg.model.default_reasoning_effort
     if effort:
         codex.update(reasoning_fields(effort, (reasoning or {}).get("summary", "auto")))
     elif reasoning is not None:
         codex["reasoning"] = {k: v for k, v in reasoning.items() if k in ("effort", "summary") and v}
     if isinstance(body.get("include"), list):
         codex["include"] = sorted({*codex.get("include", []), *(i for i in body["include"] if isinstance(i, str))})
-    tier = body.get("service_tier") if isinstance(body.get("service_tier"), str) else model.tier or cfg.get("model.default_service_tier")
+    tier = body.get("service_tier") if isinstance(body.get("service_tier"), str) else model.tier or cfg.model.default_service_tier
     if tier and tier not in ("auto", "default"):
         codex["service_tier"] = wire_service_tier(tier)
     if body.get("tools") is not None:
