@@ -11,28 +11,18 @@ import asyncio
 import concurrent.futures
 import logging
 from collections.abc import Iterable
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import urlencode
 
 from werkzeug.test import EnvironBuilder
 
+from core.gateway.sink import Sink
 from core.protocols.base import ClientRequest
 
 logger = logging.getLogger(__name__)
 
 WORKERS = 8  # dashboard calls at once; more wait their turn (a management API, not a data path)
 _SKIPPED_HEADERS = frozenset({"content-length", "content-type", "host", "transfer-encoding", "connection"})
-
-
-Headers = list[tuple[str, str]]  # every Set-Cookie kept
-
-
-class Sink(Protocol):
-    async def start(self, status: int, headers: Headers) -> None: ...
-
-    async def write(self, data: bytes) -> None: ...
-
-    async def end(self) -> None: ...
 
 
 class ControlPlane:
@@ -59,11 +49,11 @@ class ControlPlane:
     async def serve(self, environ: dict[str, Any], sink: Sink) -> int:
         """Run the app on a worker thread, streaming its answer into ``sink``; returns the status."""
         loop = asyncio.get_running_loop()
-        head: asyncio.Future[tuple[int, Headers]] = loop.create_future()
+        head: asyncio.Future[tuple[int, list[tuple[str, str]]]] = loop.create_future()
         chunks: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=8)
 
         def run() -> None:
-            def start_response(status: str, headers: Headers, exc_info: Any = None) -> Any:
+            def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
                 loop.call_soon_threadsafe(_settle, head, (int(status.split(" ", 1)[0]), list(headers)))
                 return lambda data: None
 

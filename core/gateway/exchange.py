@@ -33,7 +33,7 @@ CLIENT_CLOSED = 499
 
 def _stream_headers(translator: Any) -> dict[str, str]:
     """SSE headers, with the translator's own type for other stream formats (NDJSON, JSON array)."""
-    content_type = getattr(translator, "content_type", "text/event-stream")
+    content_type = translator.content_type
     return dict(SSE_HEADERS) if content_type.startswith("text/event-stream") else {**SSE_HEADERS, "content-type": content_type}
 
 

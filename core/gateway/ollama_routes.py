@@ -17,7 +17,6 @@ from urllib.parse import urlsplit
 from core.gateway.routes import DataPlane, Job, Outcome, refuse, translate
 from core.protocols import ollama
 from core.protocols.base import ClientError, ClientRequest, Reply, expect_object, json_reply
-from core.turn.model import Prepared
 from core.services import Services
 
 ALLOWED_METHODS = "GET, HEAD, POST, OPTIONS"
@@ -59,8 +58,8 @@ class OllamaPlane:
             ("GET", "/api/tags"): self._tags,
             ("POST", "/api/show"): self._show,
             ("GET", "/api/ps"): self._ps,
-            ("POST", "/api/chat"): self._chat,
-            ("POST", "/api/generate"): self._generate,
+            ("POST", "/api/chat"): self._turn,  # the translator tells chat from generate by the path
+            ("POST", "/api/generate"): self._turn,
             ("POST", "/api/embed"): self._no_embeddings,
             ("POST", "/api/embeddings"): self._no_embeddings,
         }
@@ -137,14 +136,8 @@ class OllamaPlane:
 
     # --- generation ------------------------------------------------------------------------------
 
-    def _chat(self, request: ClientRequest) -> Outcome:
-        return self._turn(request, ollama.parse_request)
-
-    def _generate(self, request: ClientRequest) -> Outcome:
-        return self._turn(request, ollama.parse_request)
-
-    def _turn(self, request: ClientRequest, parse: Callable[..., Prepared]) -> Outcome:
-        prepared = translate(ollama, parse, request, self.services)
+    def _turn(self, request: ClientRequest) -> Outcome:
+        prepared = translate(ollama, ollama.parse_request, request, self.services)
         if isinstance(prepared, Reply):
             return prepared
         context: ollama.OllamaContext = prepared.context

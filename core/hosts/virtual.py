@@ -27,7 +27,7 @@ import collections
 import itertools
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from http import HTTPStatus
 from typing import Any
 
@@ -51,6 +51,7 @@ from mitmproxy.proxy.layers.http import (
 )
 from mitmproxy.proxy.layers.http._base import HttpConnection, ReceiveHttp
 
+from core.gateway.sink import Headers
 from core.protocols.base import Reply
 
 logger = logging.getLogger(__name__)
@@ -190,7 +191,7 @@ class Answer:
         self.started = False
 
     @staticmethod
-    def _response(status: int, headers: Mapping[str, str] | Iterable[tuple[str, str]], framing: tuple[bytes, bytes]) -> http.Response:
+    def _response(status: int, headers: Headers, framing: tuple[bytes, bytes]) -> http.Response:
         pairs = headers.items() if isinstance(headers, Mapping) else headers
         fields = [(name.encode(), value.encode()) for name, value in pairs if name.lower() not in _FRAMING]
         fields.append(framing)
@@ -206,7 +207,7 @@ class Answer:
             self._conn.push(body, len(body))
         self._conn.push(None)
 
-    async def start(self, status: int, headers: Mapping[str, str] | Iterable[tuple[str, str]]) -> None:
+    async def start(self, status: int, headers: Headers) -> None:
         self.started = True
         self._conn.push((self._response(status, headers, (b"transfer-encoding", b"chunked")), not self._head_only))
 

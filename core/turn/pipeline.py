@@ -13,9 +13,8 @@ import functools
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
 from http.cookies import CookieError, SimpleCookie
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import orjson
 
@@ -26,7 +25,7 @@ from core.accounts.pool import AccountPool
 from core.accounts.quota import parse_headers
 from core.accounts.tokens import TokenManager
 from core.codex.errors import FATAL, RETRY_SAME, ROTATE, UpstreamError, classify_http, is_unsupported_model
-from core.codex.events import PRELUDE_EVENTS, TERMINAL_EVENTS, CodexStreamParser, Delta, Failed, Finished
+from core.codex.events import PRELUDE_EVENTS, TERMINAL_EVENTS, CodexStreamParser, Failed, Finished
 from core.codex.headers import account_installation_id, responses_headers
 from core.codex.request import finalize_body, finalize_compact_body, scoped_conversation_id, without_reasoning_items
 from core.codex.sse import SSEParser
