@@ -17,12 +17,26 @@ from aiohttp import web
 
 from codex_fake import control, oauth, ws
 from codex_fake.catalog import catalog
+from codex_fake.faults import token_expired_401, usage_limit_429
 from codex_fake.host import Caller
-from codex_fake.scenarios import Turn, TurnKnobs, TurnRequest, token_expired_401, usage_limit_429
+from codex_fake.scenarios import TurnKnobs, TurnRequest
 from codex_fake.state import RESPONSE_FAULT_KEYS, FakeState
 from codex_fake.tokens import TokenExpired, TokenInvalid, seal_blob, verify_access_token
-from codex_fake.validation import ApiError, check_compact_body, check_responses_body, detail
-from codex_fake.wire import DISCONNECTS, error_response, http_error_of, pump, request_id, sse_frame
+from codex_fake.turn import Turn
+from codex_fake.validation import (
+    ApiError,
+    check_compact_body,
+    check_responses_body,
+    detail,
+)
+from codex_fake.wire import (
+    DISCONNECTS,
+    error_response,
+    http_error_of,
+    pump,
+    request_id,
+    sse_frame,
+)
 
 API = "/backend-api"
 

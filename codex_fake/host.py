@@ -11,8 +11,8 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
-from codex_fake.scenarios import Turn
 from codex_fake.state import FakeState
+from codex_fake.turn import Turn
 
 
 class Caller:

@@ -12,7 +12,7 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from codex_fake.scenarios import check_scenario
+from codex_fake.faults import check_scenario
 
 RESPONSE_FAULT_KEYS = frozenset(
     {"http_error", "fail", "disconnect_after", "error_event", "json_body", "empty", "incomplete"}

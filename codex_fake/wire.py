@@ -12,7 +12,8 @@ import orjson
 from aiohttp import web
 from aiohttp.client_exceptions import ClientConnectionResetError
 
-from codex_fake.scenarios import Disconnect, Pause, Turn
+from codex_fake.scenarios import Disconnect, Pause
+from codex_fake.turn import Turn
 from codex_fake.validation import ApiError
 
 DISCONNECTS = (ConnectionError, ClientConnectionResetError)

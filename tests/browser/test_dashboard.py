@@ -15,8 +15,8 @@ import pytest
 import yaml
 from playwright.sync_api import Page, expect
 
-from codex_fake import FakeCodexThread, mint_access_token, mint_refresh_token
-from codex_fake import scenarios as sc
+from codex_fake import FakeCodexThread, mint_refresh_token
+from codex_fake import faults as sc
 from tests.browser.conftest import PHONE, Browsing, OpenDashboard, settled
 from tests.conftest import PROXY_KEY, proxy_config
 from tests.support.accounts import add, chat, chat_stream, served, wait_for

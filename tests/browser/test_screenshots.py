@@ -20,7 +20,7 @@ import sqlite_utils
 from playwright.sync_api import Page, expect
 
 from codex_fake import FakeCodexThread
-from codex_fake import scenarios as sc
+from codex_fake import faults as sc
 from tests.browser.conftest import LAPTOP, PHONE, Browsing, OpenDashboard, settled
 from tests.support.accounts import add, chat, chat_stream, wait_for
 from tests.support.proxy import ROOT, ProxyProcess

@@ -12,7 +12,7 @@ import openai
 import pytest
 
 from codex_fake import FakeCodexThread
-from codex_fake import scenarios as sc
+from codex_fake import faults as sc
 from tests.support.accounts import account, add, chat, chat_stream, served, wait_for
 from tests.support.proxy import ProxyProcess
 

@@ -10,9 +10,9 @@ import anthropic
 import httpx
 import pytest
 
-from core.codex.request import ALLOWED_FIELDS
 from codex_fake import FakeCodexThread, mint_access_token
-from codex_fake.scenarios import ban_403, empty_completion, incomplete, usage_limit_429
+from codex_fake.faults import ban_403, empty_completion, incomplete, usage_limit_429
+from core.codex.request import ALLOWED_FIELDS
 from tests.support.proxy import ProxyProcess
 
 MODEL = "claude-sonnet-4-6"

@@ -12,8 +12,8 @@ from google import genai
 from google.genai import errors, types
 from pydantic import BaseModel
 
-from core.codex.request import ALLOWED_FIELDS
 from codex_fake import FakeCodexThread
+from core.codex.request import ALLOWED_FIELDS
 from tests.support.proxy import ProxyProcess
 
 
@@ -268,7 +268,7 @@ def test_unknown_action_and_path(proxy: ProxyProcess) -> None:
 
 
 def test_rate_limit_is_429_resource_exhausted(client: genai.Client, fake: FakeCodexThread) -> None:
-    from codex_fake.scenarios import usage_limit_429
+    from codex_fake.faults import usage_limit_429
 
     fake.fault("acc-1", usage_limit_429(resets_in=90))
     with pytest.raises(errors.ClientError) as raised:

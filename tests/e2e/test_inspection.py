@@ -14,9 +14,9 @@ import orjson
 import pytest
 from mitmproxy import io
 
-from core.codex.sse import SSEParser
 from codex_fake import FakeCodexThread, mint_access_token, mint_refresh_token
-from codex_fake.scenarios import server_error_500
+from codex_fake.faults import server_error_500
+from core.codex.sse import SSEParser
 from core.hosts.legs import LEG_KEY
 from tests.conftest import PROXY_KEY, proxy_config, with_one_account
 from tests.support.mitmweb import MitmWeb, eventually, mitmweb_args

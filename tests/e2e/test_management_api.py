@@ -9,7 +9,7 @@ import openai
 import yaml
 
 from codex_fake import FakeCodexThread
-from codex_fake import scenarios as sc
+from codex_fake import faults as sc
 from tests.support.accounts import account, add, chat, served, wait_for
 from tests.support.proxy import ProxyProcess
 

@@ -14,8 +14,8 @@ import openai
 import pytest
 from pydantic import BaseModel
 
-from core.codex.request import ALLOWED_FIELDS
 from codex_fake import FakeCodexThread, mint_access_token
+from core.codex.request import ALLOWED_FIELDS
 from tests.conftest import proxy_config
 from tests.support.proxy import ProxyProcess
 from tests.support.servers import free_port
@@ -192,7 +192,7 @@ def test_mid_stream_error_is_an_error_line(client: ollama.Client, fake: FakeCode
 
 
 def test_upstream_rate_limit_before_stream(client: ollama.Client, fake: FakeCodexThread) -> None:
-    from codex_fake.scenarios import usage_limit_429
+    from codex_fake.faults import usage_limit_429
 
     fake.fault("acc-1", usage_limit_429(resets_in=60))
     with pytest.raises(ollama.ResponseError) as raised:

@@ -13,8 +13,8 @@ import pytest
 import sqlite_utils
 from pydantic import BaseModel
 
-from core.codex.request import ALLOWED_FIELDS
 from codex_fake import FakeCodexThread
+from core.codex.request import ALLOWED_FIELDS
 from tests.support.proxy import ProxyProcess
 
 WEATHER_TOOL = {
@@ -260,7 +260,7 @@ def test_upstream_rejection_reaches_client(openai_client: openai.OpenAI, fake: F
 
 
 def test_usage_limit_with_single_account_is_429_with_retry_after(openai_client: openai.OpenAI, fake: FakeCodexThread) -> None:
-    from codex_fake.scenarios import usage_limit_429
+    from codex_fake.faults import usage_limit_429
 
     fake.fault("acc-1", usage_limit_429(resets_in=120))
     with pytest.raises(openai.RateLimitError) as raised:
@@ -326,7 +326,7 @@ def test_request_log_row_in_sqlite(openai_client: openai.OpenAI, proxy: ProxyPro
 
 
 def test_transient_upstream_500_is_retried_invisibly(openai_client: openai.OpenAI, fake: FakeCodexThread) -> None:
-    from codex_fake.scenarios import server_error_500
+    from codex_fake.faults import server_error_500
 
     fake.fault("acc-1", server_error_500(), times=1)
     completion = openai_client.chat.completions.create(model="gpt-5.4", messages=[{"role": "user", "content": "retry me"}])

@@ -20,7 +20,13 @@ import pytest
 from codex_fake import FakeCodexThread
 from tests.conftest import PROXY_KEY, proxy_config, with_one_account
 from tests.support.proxy import ProxyProcess
-from tests.support.servers import HELLO, echo_server, https_server, non_loopback_address, self_signed_certificate
+from tests.support.servers import (
+    HELLO,
+    echo_server,
+    https_server,
+    non_loopback_address,
+    self_signed_certificate,
+)
 
 CLIENT_KEY = "sk-proj-client-own-real-key-0123456789"  # what the client believes is its OpenAI key
 
@@ -109,7 +115,10 @@ def run_cli(command: list[str], cwd: Path, env: dict[str, str]) -> Any:
 
 def test_claude_code_cli_through_the_proxy(gateway: ProxyProcess, fake: FakeCodexThread, tmp_path: Path) -> None:
     """The real Claude Code with its own (real-looking) key, which goes nowhere."""
-    from tests.e2e.test_claude_code_cli import MODEL, claude_command  # the CLI pinned by the Anthropic work
+    from tests.e2e.test_claude_code_cli import (  # the CLI pinned by the Anthropic work
+        MODEL,
+        claude_command,
+    )
 
     (tmp_path / "work").mkdir()
     env = cli_env(gateway, tmp_path, ANTHROPIC_API_KEY="sk-ant-api03-own-key", CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC="1",

@@ -16,8 +16,8 @@ import openai
 import orjson
 import pytest
 
-from core.codex.sse import SSEParser
 from codex_fake import FakeCodexThread
+from core.codex.sse import SSEParser
 from tests.conftest import PROXY_KEY, with_one_account
 from tests.fixtures.replay.make_fixtures import WEATHER_TOOL
 from tests.support.proxy import ProxyProcess

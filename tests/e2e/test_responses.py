@@ -8,8 +8,8 @@ import httpx
 import openai
 import pytest
 
-from core.codex.request import ALLOWED_FIELDS
 from codex_fake import FakeCodexThread
+from core.codex.request import ALLOWED_FIELDS
 from tests.support.proxy import ProxyProcess
 
 
@@ -93,7 +93,7 @@ def test_previous_response_id_is_refused_clearly(openai_client: openai.OpenAI) -
 
 
 def test_streaming_pre_stream_error_is_sse_response_failed(proxy: ProxyProcess, fake: FakeCodexThread) -> None:
-    from codex_fake.scenarios import usage_limit_429
+    from codex_fake.faults import usage_limit_429
 
     fake.fault("acc-1", usage_limit_429(resets_in=60))
     client = openai.OpenAI(base_url=proxy.base_url, api_key=proxy.key, max_retries=0)

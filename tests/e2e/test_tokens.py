@@ -12,7 +12,7 @@ import openai
 import sqlite_utils
 
 from codex_fake import FakeCodexThread, mint_access_token, mint_refresh_token
-from codex_fake import scenarios as sc
+from codex_fake import faults as sc
 from tests.support.accounts import account, add, chat, served, wait_for
 from tests.support.proxy import ProxyProcess
 

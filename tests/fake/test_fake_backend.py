@@ -19,8 +19,14 @@ import orjson
 import pytest
 from curl_cffi import requests as curl
 
-from codex_fake import FakeCodex, FakeCodexThread, mint_access_token, mint_id_token, mint_refresh_token
-from codex_fake import scenarios as sc
+from codex_fake import (
+    FakeCodex,
+    FakeCodexThread,
+    mint_access_token,
+    mint_id_token,
+    mint_refresh_token,
+)
+from codex_fake import faults as sc
 from codex_fake.tokens import seal_blob
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -8,8 +8,8 @@ from typing import Any
 import orjson
 
 from core.codex.events import CodexStreamParser
-from core.turn.model import UpstreamEvent
 from core.protocols.base import CollectedTurn
+from core.turn.model import UpstreamEvent
 
 
 def run_events(pairs: list[tuple[str, dict[str, Any]]], parser: CodexStreamParser | None = None) -> Iterator[UpstreamEvent]:

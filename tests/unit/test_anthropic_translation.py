@@ -10,17 +10,17 @@ import orjson
 import pytest
 from anthropic.lib.streaming._messages import accumulate_event
 
+from codex_fake.scenarios import split_words
 from core.codex.catalog import ModelCatalog
 from core.codex.errors import UpstreamError
 from core.codex.events import CodexStreamParser, ReasoningDone
-from core.turn.pipeline import NoAccountError
 from core.protocols import anthropic
 from core.protocols.anthropic.errors import error_payload
 from core.protocols.anthropic.response import usage_payload
 from core.protocols.anthropic.thinking import reasoning_signature
 from core.protocols.anthropic.token_count import IMAGE_TOKENS
-from codex_fake.scenarios import split_words
 from core.protocols.base import BadRequest, ClientRequest, CollectedTurn, Unauthorized
+from core.turn.pipeline import NoAccountError
 from tests.unit.codex_events import TOOL_STREAM, run_events, text_stream
 
 PIXEL = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="

@@ -20,11 +20,11 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from codex_fake import mint_access_token, mint_refresh_token
+from core.gateway.capture import BodyCapture
 from core.gateway.redaction import redact_json
 from core.services import Services
 from core.settings import SettingsError
 from core.store import log_queries
-from core.gateway.capture import BodyCapture
 from core.store.bodies import BODY_CAP, BodyLog, Captured
 from dashboard import create_app
 from dashboard.i18n import STRINGS

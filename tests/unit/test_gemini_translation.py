@@ -13,9 +13,9 @@ from core.codex.catalog import ModelCatalog
 from core.codex.errors import UpstreamError
 from core.codex.events import Finished, Usage
 from core.protocols import gemini
+from core.protocols.base import BadRequest, ClientRequest, Unauthorized
 from core.protocols.gemini.response import finish_reason, usage_metadata
 from core.protocols.gemini.schema import openapi_to_json_schema
-from core.protocols.base import BadRequest, ClientRequest, Unauthorized
 from tests.unit.codex_events import TOOL_STREAM, USAGE, collect, run_events, text_stream
 
 PATH = "/v1beta/models/gemini-2.5-pro:generateContent"

@@ -13,7 +13,13 @@ import pytest
 
 from core.codex.events import Delta
 from core.protocols import anthropic, gemini, ollama, openai_chat, responses
-from core.protocols.base import DELTA_HANDLERS, CollectedTurn, DeltaStream, TokenCounter, Translator
+from core.protocols.base import (
+    DELTA_HANDLERS,
+    CollectedTurn,
+    DeltaStream,
+    TokenCounter,
+    Translator,
+)
 
 PROTOCOLS = {"openai_chat": openai_chat, "responses": responses, "anthropic": anthropic, "gemini": gemini, "ollama": ollama}
 PACKAGE = Path(__file__).resolve().parents[2] / "core" / "protocols"

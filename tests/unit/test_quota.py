@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from codex_fake.state import AccountUsage
 from core.accounts.quota import (
     Member,
     Quota,
@@ -16,7 +17,6 @@ from core.accounts.quota import (
     usage_headers,
     warnings_for,
 )
-from codex_fake.state import AccountUsage
 
 NOW = 1_767_225_600.0
 

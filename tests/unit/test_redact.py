@@ -6,9 +6,9 @@ import orjson
 from mitmproxy.test import tflow
 
 from core.gateway.control import ControlPlane
-from core.hosts.flows import client_request
 from core.gateway.redaction import REDACTED, redact_json, redacted_headers
 from core.hosts.credentials import CredentialKeeper, Credentials
+from core.hosts.flows import client_request
 
 
 def test_redact_json_replaces_credential_members_at_any_depth() -> None:
