@@ -1,23 +1,19 @@
-"""One shared curl_cffi AsyncSession for every upstream call.
+"""Every upstream call (Codex backend, OAuth server) goes through one :class:`UpstreamTransport`.
 
-curl_cffi's pool waits once ``max_clients`` transfers run, so it is sized for hundreds of
-concurrent streams; closing a stream sets ``quit_now`` first, otherwise curl_cffi keeps reading
-until the backend finishes the (no longer wanted) generation.
+It sits on :class:`core.upstream.driver.CurlDriver`: libcurl with TLS impersonation, pooled
+handles, no cookie jar (one transport serves every account; callers send the cookies they mean
+to). Closing a stream aborts its transfer at once, so an abandoned turn stops the backend's
+generation instead of reading it to the end.
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
-from typing import Any
-
-from curl_cffi import CurlHttpVersion
-from curl_cffi.requests import AsyncSession
-from curl_cffi.requests.exceptions import RequestException
 
 from core.codex.errors import MAX_ERROR_BODY, RETRY_SAME, UpstreamError
 from core.config import Config
+from core.upstream.driver import CurlDriver, Limits, Profile, Transfer, TransferError
 from core.upstream.tap import Leg, open_leg
 
 
@@ -37,29 +33,56 @@ def _abandoned(leg: Leg | None) -> None:
         leg.end("cancelled before the upstream answered")
 
 
+def _parse_headers(lines: Iterable[bytes]) -> tuple[dict[str, str], list[str]]:
+    """Header lines → a lower-cased dict (repeated names joined with ", ") and the Set-Cookie
+    values on their own (joining those would break them)."""
+    headers: dict[str, str] = {}
+    cookies: list[str] = []
+    for line in lines:
+        name, sep, value = line.partition(b":")
+        if not sep:
+            continue
+        key = name.strip().lower().decode("latin-1")
+        text = value.strip().decode("latin-1")
+        if key == "set-cookie":
+            cookies.append(text)
+        if key in headers:
+            headers[key] += ", " + text
+        else:
+            headers[key] = text
+    return headers, cookies
+
+
 class UpstreamStream:
     """An open streaming response; iterate ``chunks()`` and always ``aclose()``."""
 
-    __slots__ = ("status", "headers", "set_cookies", "_response", "_closed", "_leg")
+    __slots__ = ("status", "headers", "set_cookies", "_transfer", "_closed", "_leg")
 
-    def __init__(self, response: Any, leg: Leg | None = None) -> None:
-        self._response = response
-        self.status: int = response.status_code
-        self.headers: dict[str, str] = {k.lower(): v for k, v in response.headers.items()}
-        self.set_cookies: list[str] = response.headers.get_list("set-cookie")  # the dict keeps only one
+    def __init__(self, transfer: Transfer, leg: Leg | None = None) -> None:
+        self._transfer = transfer
+        self.status: int = transfer.status
+        self.headers, self.set_cookies = _parse_headers(transfer.header_lines)
         self._closed = False
         self._leg = leg
         if leg is not None:
             leg.response(self.status, self.headers)
 
     async def chunks(self) -> AsyncIterator[bytes]:
-        try:
-            async for chunk in self._response.aiter_content():
-                if self._leg is not None:
-                    self._leg.data(chunk)
+        """The body as it arrives (each chunk is whatever came in since the last one)."""
+        transfer = self._transfer
+        leg = self._leg
+        while True:
+            if transfer.buffer:
+                chunk = transfer.take()
+                if leg is not None:
+                    leg.data(chunk)
                 yield chunk
-        except RequestException as exc:
-            raise _failed(self._leg, transport_error(exc)) from None
+            elif transfer.done:
+                if transfer.error is not None and not self._closed:
+                    raise _failed(leg, transport_error(transfer.error))
+                return
+            else:
+                await transfer.wait_data()
 
     async def read(self, limit: int = MAX_ERROR_BODY) -> bytes:
         parts: list[bytes] = []
@@ -73,17 +96,13 @@ class UpstreamStream:
         return b"".join(parts)[:limit]
 
     async def aclose(self) -> None:
+        """Abort the transfer if it still runs (never waits for the upstream)."""
         if self._closed:
             return
         self._closed = True
         if self._leg is not None:
             self._leg.end()
-        if self._response.quit_now is not None:
-            self._response.quit_now.set()
-        try:
-            await self._response.aclose()
-        except (RequestException, asyncio.CancelledError):
-            pass
+        self._transfer.abort()
 
 
 @dataclass(slots=True)
@@ -96,31 +115,43 @@ class SimpleResponse:
 class UpstreamTransport:
     def __init__(self, cfg: Config) -> None:
         self._cfg = cfg
-        self._session = AsyncSession(
-            max_clients=int(cfg.get("tls.max_clients") or 512),
-            impersonate=cfg.get("tls.impersonate") or None,
-            proxy=cfg.get("tls.proxy_url") or None,
-            http_version=CurlHttpVersion.V1_1 if cfg.get("tls.force_http11") else None,
-            # One session serves every account: a shared cookie jar would replay one account's
-            # Cloudflare cookies for another. Callers send the cookies they mean to (per account).
-            discard_cookies=True,
-        )
+        self._profile = Profile(impersonate=cfg.get("tls.impersonate") or None, http11=bool(cfg.get("tls.force_http11")))
+        self._driver: CurlDriver | None = None  # made on first use, on the loop that uses it
 
-    def _timeout(self) -> tuple[float, float]:
-        return (float(self._cfg.get("api.connect_timeout_seconds") or 15), float(self._cfg.get("api.timeout_seconds") or 600))
+    @property
+    def driver(self) -> CurlDriver:
+        driver = self._driver
+        if driver is None:
+            cfg = self._cfg
+            driver = self._driver = CurlDriver(
+                proxy=cfg.get("tls.proxy_url") or None,
+                max_transfers=int(cfg.get("tls.max_transfers") or 0),
+                idle_handles=int(cfg.get("tls.idle_connections") or 64),
+                idle_connections=int(cfg.get("tls.idle_connections") or 64),
+            )
+        return driver
+
+    def _stream_limits(self) -> Limits:
+        cfg = self._cfg
+        return Limits(float(cfg.get("api.connect_timeout_seconds") or 15), float(cfg.get("api.timeout_seconds") or 600),
+                      stall=True)
 
     async def open_stream(self, url: str, headers: dict[str, str], body: bytes) -> UpstreamStream:
         leg = open_leg("POST", url, headers, body)
+        transfer = None
         try:
-            response = await self._session.request(
-                "POST", url, headers=headers, content=body, stream=True, timeout=self._timeout()
-            )
-        except RequestException as exc:
+            transfer = await self.driver.start("POST", url, headers.items(), body, self._stream_limits(), self._profile)
+            await transfer.wait_headers()
+        except TransferError as exc:
+            if transfer is not None:
+                transfer.abort()
             raise _failed(leg, transport_error(exc)) from None
         except BaseException:
+            if transfer is not None:
+                transfer.abort()
             _abandoned(leg)
             raise
-        return UpstreamStream(response, leg)
+        return UpstreamStream(transfer, leg)
 
     async def request(
         self,
@@ -131,14 +162,22 @@ class UpstreamTransport:
         timeout: float = 60.0,
     ) -> SimpleResponse:
         leg = open_leg(method, url, headers or {}, body)
+        limits = Limits(min(timeout, float(self._cfg.get("api.connect_timeout_seconds") or 15)), timeout)
+        transfer = None
         try:
-            response = await self._session.request(method, url, headers=headers, content=body, timeout=timeout)
-        except RequestException as exc:
+            transfer = await self.driver.start(method, url, (headers or {}).items(), body, limits, self._profile,
+                                               collect=True)
+            await transfer.wait_done()
+        except TransferError as exc:
             raise _failed(leg, transport_error(exc)) from None
         except BaseException:
             _abandoned(leg)
             raise
-        reply = SimpleResponse(response.status_code, {k.lower(): v for k, v in response.headers.items()}, response.content)
+        finally:
+            if transfer is not None:
+                transfer.abort()  # a no-op once it is done
+        headers_in, _ = _parse_headers(transfer.header_lines)
+        reply = SimpleResponse(transfer.status, headers_in, transfer.take())
         if leg is not None:
             leg.response(reply.status, reply.headers)
             leg.data(reply.body)
@@ -146,4 +185,5 @@ class UpstreamTransport:
         return reply
 
     async def close(self) -> None:
-        await self._session.close()
+        if self._driver is not None:
+            self._driver.close()
