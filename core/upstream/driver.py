@@ -1,26 +1,35 @@
 """A lean libcurl driver on the asyncio loop, over curl_cffi's C bindings (``curl_cffi.lib``).
 
 curl_cffi's ``AsyncSession`` re-applies every option (impersonation included) to a reset handle
-for each request, builds Request/Response/Headers/cookie objects, and its ``AsyncCurl`` re-arms
-the loop's reader for every socket event. Here one multi handle runs every transfer; easy
-handles are configured once per :class:`Profile` and pooled, and a request sets only what changes
-(URL, header list, body, timeouts when they differ). Bodies land in one ``bytearray`` per transfer
-through a write callback, with back-pressure (the callback pauses the transfer once
-``high_water`` bytes wait unread); ``abort()`` removes the handle from the multi handle, which
-stops the transfer at once (libcurl closes an HTTP/1.1 connection, resets an HTTP/2 stream).
+for each request, builds Request/Response/Headers/cookie objects, calls Python for every header
+line, and its ``AsyncCurl`` re-registers the loop's reader on every socket event. Here:
 
-Nothing here blocks: libcurl's sockets are non-blocking and watched by the loop; name resolution
-runs in libcurl's resolver thread.
+- one multi handle runs every transfer; easy handles are configured once per :class:`Profile`
+  and pooled, and a request sets only what changes (URL, header list, body, and timeouts or the
+  proxy when they differ from the handle's last request);
+- libcurl writes response headers straight into a memory stream (no Python per header line);
+  the body goes through one Python callback per chunk into the transfer's ``bytearray``, with
+  back-pressure: past ``high_water`` unread bytes the callback pauses the transfer;
+- libcurl's sockets sit in an epoll set of the driver's own, which the loop watches as one
+  reader: a socket joining or leaving (every request on a kept-alive connection does both) is
+  one ``epoll_ctl`` instead of a selector update through asyncio;
+- ``Transfer.abort()`` removes the handle from the multi handle, which stops the transfer at once
+  (libcurl closes an HTTP/1.1 connection mid-body, resets an HTTP/2 stream) and never waits.
+
+Nothing here blocks: libcurl's sockets are non-blocking; name resolution runs in libcurl's
+resolver thread.
 """
 
 from __future__ import annotations
 
 import asyncio
+import select
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+import cffi
 from curl_cffi import CurlHttpVersion, CurlMOpt, CurlOpt, ffi, lib
 from curl_cffi.curl import DEFAULT_CACERT
 from curl_cffi.requests.impersonate import resolve_latest_browser_type
@@ -39,9 +48,10 @@ _LOW_SPEED_LIMIT = int(CurlOpt.LOW_SPEED_LIMIT)
 _LOW_SPEED_TIME = int(CurlOpt.LOW_SPEED_TIME)
 _PROXY = int(CurlOpt.PROXY)
 _HTTPPROXYTUNNEL = int(CurlOpt.HTTPPROXYTUNNEL)
+_PIPEWAIT = int(CurlOpt.PIPEWAIT)
 
 _POLL_IN, _POLL_OUT, _POLL_REMOVE = 1, 2, 4
-_CSELECT_IN, _CSELECT_OUT = 1, 2
+_CSELECT_IN, _CSELECT_OUT, _CSELECT_ERR = 1, 2, 4
 _SOCKET_TIMEOUT = -1
 _MSG_DONE = 1
 _WRITEFUNC_PAUSE = 0x10000001
@@ -52,6 +62,20 @@ _NO_LIMIT = 1 << 62
 _SOCKET_CB = "int(void *, int, int, void *, void *)"
 _TIMER_CB = "int(void *, long, void *)"
 _DATA_CB = "size_t(void *, size_t, size_t, void *)"
+
+# libc, for the header memory streams (see _HeadFile).
+_libc_ffi = cffi.FFI()
+_libc_ffi.cdef("""
+    typedef struct _IO_FILE FILE;
+    FILE *open_memstream(char **, size_t *);
+    int fflush(FILE *);
+    int fclose(FILE *);
+    void rewind(FILE *);
+    size_t fwrite(const void *, size_t, size_t, FILE *);
+    void free(void *);
+""")
+_libc = _libc_ffi.dlopen(None)
+_FWRITE = ffi.cast("void *", int(_libc_ffi.cast("uintptr_t", _libc_ffi.addressof(_libc, "fwrite"))))
 
 
 class TransferError(Exception):
@@ -64,8 +88,9 @@ class TransferError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Profile:
-    """How a handle presents itself: set once when the handle is made, so handles are pooled
-    per profile. Custom fingerprints (JA3, HTTP/2 settings, header order) belong here too."""
+    """How a handle presents itself. Set once when a handle is made, so handles are pooled per
+    profile; a custom fingerprint (JA3, HTTP/2 settings, header order) would be one more field
+    here, applied in ``CurlDriver._configure``."""
 
     impersonate: str | None = "chrome"
     http11: bool = False
@@ -73,33 +98,92 @@ class Profile:
 
 @dataclass(frozen=True, slots=True)
 class Limits:
+    """Timeouts of one request. Callers keep one instance per setting: handles compare by
+    identity to skip setting the same timeouts again."""
+
     connect_timeout: float  # seconds to connect (TCP, proxy, TLS)
     timeout: float  # whole transfer (``stall=False``) or longest silence (``stall=True``)
     stall: bool = False
 
 
+class _HeadFile:
+    """Where libcurl writes response header lines: a memory stream it ``fwrite``s to directly.
+
+    A Python header callback costs about 10,000 instructions per line (cffi's callback machinery
+    plus the frame), and an answer has 15-20 lines. libc's ``fwrite`` has the signature of a
+    header callback (it is libcurl's default write function), so libcurl writes each line into
+    an ``open_memstream`` buffer without entering Python; the block is read once, when the body
+    starts.
+    """
+
+    __slots__ = ("file", "data", "size")
+
+    def __init__(self) -> None:
+        self.data = _libc_ffi.new("char **")
+        self.size = _libc_ffi.new("size_t *")
+        self.file = _libc.open_memstream(self.data, self.size)
+        if self.file == _libc_ffi.NULL:
+            raise MemoryError("open_memstream failed")
+
+    def as_curl_pointer(self) -> Any:
+        return ffi.cast("void *", int(_libc_ffi.cast("uintptr_t", self.file)))
+
+    def rewind(self) -> None:
+        _libc.rewind(self.file)
+
+    def read(self) -> bytes:
+        _libc.fflush(self.file)  # brings ``data``/``size`` up to date
+        return _libc_ffi.buffer(self.data[0], self.size[0])[:]
+
+    def close(self) -> None:
+        if self.file != _libc_ffi.NULL:
+            _libc.fclose(self.file)
+            _libc.free(self.data[0])
+            self.file = _libc_ffi.NULL
+
+
+def _last_head(raw: bytes) -> tuple[int, bytes]:
+    """Status and header lines of the last response block in ``raw``: 1xx answers and
+    redirects come first, each block starting with its status line (no header line can start
+    with "HTTP/": "/" is not allowed in a header name)."""
+    start = raw.rfind(b"\nHTTP/") + 1
+    end = raw.find(b"\r\n", start)
+    if end < 0:
+        return 0, b""
+    parts = raw[start:end].split(b" ", 2)
+    status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
+    return status, raw[end + 2:]
+
+
 class _Easy:
     """One pooled easy handle and the transfer it runs (if any)."""
 
-    __slots__ = ("ptr", "profile", "transfer", "userdata", "error_buffer", "limits", "proxy", "method")
+    __slots__ = ("ptr", "profile", "transfer", "write_cb", "head", "error_buffer", "limits", "proxy", "method",
+                 "pipewait")
 
     def __init__(self, ptr: Any, profile: Profile) -> None:
         self.ptr = ptr
         self.profile = profile
         self.transfer: Transfer | None = None
-        self.userdata = ffi.new_handle(self)  # the callbacks find the handle (and its transfer) through it
+        self.write_cb = ffi.callback(_DATA_CB, _writer(self), onerror=_callback_failed)
+        self.head = _HeadFile()
         self.error_buffer = ffi.new("char[]", 256)
         self.limits: Limits | None = None  # what is set now: skip setopt calls that change nothing
         self.proxy: str | None = None
         self.method = "GET"
+        self.pipewait = False
+
+    def close(self) -> None:
+        lib.curl_easy_cleanup(self.ptr)
+        self.head.close()
 
 
 class Transfer:
-    """One request in flight. The driver fills it; the owner reads ``status``/``header_lines``
-    after ``wait_headers()`` and the body with ``take()``/``wait_data()``; ``abort()`` any time."""
+    """One request in flight. The owner awaits ``headers()``, reads ``status``/``head``, then
+    the body with ``take()``/``data()``; ``abort()`` at any time."""
 
-    __slots__ = ("_driver", "_easy", "_slist", "_body", "status", "header_lines", "buffer", "done", "error",
-                 "headers_ready", "_waiter", "_paused", "_high_water")
+    __slots__ = ("_driver", "_easy", "_slist", "_body", "status", "head", "buffer", "done", "error",
+                 "headers_ready", "waiter", "_paused", "_high_water")
 
     def __init__(self, driver: CurlDriver, high_water: int) -> None:
         self._driver = driver
@@ -107,23 +191,37 @@ class Transfer:
         self._slist: Any = ffi.NULL
         self._body: bytes | None = None  # POSTFIELDS points into it: kept alive until the end
         self.status = 0
-        self.header_lines: list[bytes] = []  # of the last response block (after redirects)
+        self.head = b""  # the final response's header lines, CRLF-separated, without its status line
         self.buffer = bytearray()
         self.done = False
         self.error: TransferError | None = None
         self.headers_ready = False
-        self._waiter: asyncio.Future[None] | None = None
+        self.waiter: asyncio.Future[None] | None = None  # set by the owner, resolved by the driver
         self._paused = False
         self._high_water = high_water
 
     # -- owner side --------------------------------------------------------------------------------
 
-    async def wait_headers(self) -> None:
-        """Until the final response's headers and its first body bytes (or the end) are in."""
+    async def headers(self) -> None:
+        """Until the final response's headers and its first body bytes (or the end) are in;
+        raises the transfer's error if it ended without a body."""
         while not self.headers_ready:
-            await self._wait()
+            await self.wait()
         if self.error is not None and not self.buffer:
             raise self.error
+
+    async def finished(self) -> None:
+        """Until the transfer ended; raises its error."""
+        while not self.done:
+            await self.wait()
+        if self.error is not None:
+            raise self.error
+
+    def wait(self) -> asyncio.Future[None]:
+        """A future resolved at the next news (data, headers, the end). Awaiting this instead of
+        a coroutine saves a frame per wake-up."""
+        waiter = self.waiter = self._driver.loop.create_future()
+        return waiter
 
     def take(self) -> bytes:
         """Everything received and not taken yet (may be empty); resumes a paused transfer."""
@@ -134,18 +232,6 @@ class Transfer:
             lib.curl_easy_pause(self._easy.ptr, _PAUSE_CONT)  # may call the write callback at once
         return data
 
-    async def wait_done(self) -> None:
-        """Until the transfer ended; raises its error."""
-        while not self.done:
-            await self._wait()
-        if self.error is not None:
-            raise self.error
-
-    async def wait_data(self) -> None:
-        """Until there is body data to take, or the transfer ended."""
-        while not self.buffer and not self.done:
-            await self._wait()
-
     def abort(self) -> None:
         """Stop the transfer now (idempotent, never blocks) and give the handle back."""
         if not self.done:
@@ -155,55 +241,161 @@ class Transfer:
             self._driver._finish(self)
         self._wake()
 
-    async def _wait(self) -> None:
-        waiter = self._waiter = self._driver.loop.create_future()
-        try:
-            await waiter
-        finally:
-            self._waiter = None
-
     def _wake(self) -> None:
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        waiter = self.waiter
+        if waiter is not None:
+            self.waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
 
-    # -- libcurl side (called from the write/header callbacks and the multi loop) ----------------
+    # -- libcurl side ----------------------------------------------------------------------------
 
-    def _on_header(self, line: bytes) -> None:
-        if line[:5] == b"HTTP/":
-            # A new response block: 1xx, each redirect and the final answer each start with one.
-            self.header_lines = []
-            parts = line.split(b" ", 2)
-            self.status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
-        elif line != b"\r\n" and line != b"\n":
-            self.header_lines.append(line)
-
-    def _on_body(self, chunk: Any) -> int:
-        if self.done:
-            return 0  # aborted: any value other than the size fails the transfer
-        buffer = self.buffer
-        if len(buffer) >= self._high_water:
-            self._paused = True
-            return _WRITEFUNC_PAUSE  # libcurl keeps the chunk and offers it again on resume
-        buffer += chunk
-        if not self.headers_ready:
-            self.headers_ready = True
-        self._wake()
-        return len(chunk)
+    def _head_in(self, easy: _Easy) -> None:
+        """The final response's header block is complete (its body starts, or it ended)."""
+        self.headers_ready = True
+        self.status, self.head = _last_head(easy.head.read())
 
     def _on_done(self, code: int, message: str) -> None:
+        if not self.headers_ready and self._easy is not None:
+            self._head_in(self._easy)
         self.done = True
-        self.headers_ready = True
         if code:
             self.error = TransferError(code, message)
         self._wake()
 
 
-class CurlDriver:
-    """One libcurl multi handle on one event loop; pools easy handles per profile.
+def _writer(easy: _Easy) -> Any:
+    """The body callback of one handle: append to its transfer's buffer. One frame, no method
+    calls on the common path: it runs once per chunk the server sends."""
+    buffer_of = ffi.buffer
 
-    ``max_transfers`` caps transfers in flight (0: no cap; past it, starts wait in order);
-    ``idle_handles`` easy handles are kept for reuse, and libcurl keeps ``idle_connections``
+    def write(ptr: Any, _size: int, nmemb: int, _userdata: Any) -> int:
+        transfer = easy.transfer
+        if transfer is None or transfer.done:
+            return 0  # aborted: anything but ``nmemb`` fails the transfer
+        buffer = transfer.buffer
+        if len(buffer) >= transfer._high_water:
+            transfer._paused = True
+            return _WRITEFUNC_PAUSE  # libcurl keeps the chunk and offers it again on resume
+        buffer += buffer_of(ptr, nmemb)
+        if not transfer.headers_ready:
+            transfer._head_in(easy)
+        waiter = transfer.waiter
+        if waiter is not None:
+            transfer.waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+        return nmemb
+
+    return write
+
+
+def _callback_failed(exc_type: Any, exc: Any, tb: Any) -> int:
+    """A bug in a callback must fail the transfer, not the process: 0 makes libcurl stop it."""
+    return 0
+
+
+class _EpollSockets:
+    """libcurl's sockets in an epoll set of our own; the loop watches the set's descriptor.
+
+    ``epoll_ctl`` from C costs a few hundred instructions; asyncio's add_reader/remove_reader cost
+    tens of thousands (selector keys, handles), and libcurl drops a kept-alive connection's
+    socket from its watch list after every request and adds it back on the next. A descriptor
+    closed by libcurl leaves the set by itself; the bookkeeping here tolerates that.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, act: Any) -> None:
+        self._loop = loop
+        self._epoll = select.epoll()
+        self._mask: dict[int, int] = {}
+        self._act = act
+        loop.add_reader(self._epoll.fileno(), self._ready)
+
+    def __len__(self) -> int:
+        return len(self._mask)
+
+    def set(self, fd: int, what: int) -> None:
+        mask = (select.EPOLLIN if what & _POLL_IN else 0) | (select.EPOLLOUT if what & _POLL_OUT else 0)
+        old = self._mask.get(fd)
+        if old == mask:
+            return
+        try:
+            if old is None:
+                self._epoll.register(fd, mask)
+            else:
+                self._epoll.modify(fd, mask)
+        except FileNotFoundError:  # closed and reopened under the same number since: new socket
+            self._epoll.register(fd, mask)
+        except FileExistsError:
+            self._epoll.modify(fd, mask)
+        self._mask[fd] = mask
+
+    def remove(self, fd: int) -> None:
+        if self._mask.pop(fd, None) is not None:
+            try:
+                self._epoll.unregister(fd)
+            except OSError:
+                pass  # already closed: the kernel dropped it
+
+    def _ready(self) -> None:
+        act = self._act
+        for fd, events in self._epoll.poll(0):
+            flags = 0
+            if events & (select.EPOLLIN | select.EPOLLHUP):
+                flags |= _CSELECT_IN
+            if events & select.EPOLLOUT:
+                flags |= _CSELECT_OUT
+            if events & select.EPOLLERR:
+                flags |= _CSELECT_ERR
+            act(fd, flags)
+
+    def close(self) -> None:
+        self._loop.remove_reader(self._epoll.fileno())
+        self._epoll.close()
+        self._mask.clear()
+
+
+class _LoopSockets:
+    """The portable fallback (no epoll): each socket is a reader/writer of the loop."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, act: Any) -> None:
+        self._loop = loop
+        self._mask: dict[int, int] = {}
+        self._act = act
+
+    def __len__(self) -> int:
+        return len(self._mask)
+
+    def set(self, fd: int, what: int) -> None:
+        old = self._mask.get(fd, 0)
+        changed = old ^ what
+        if changed & _POLL_IN:
+            if what & _POLL_IN:
+                self._loop.add_reader(fd, self._act, fd, _CSELECT_IN)
+            else:
+                self._loop.remove_reader(fd)
+        if changed & _POLL_OUT:
+            if what & _POLL_OUT:
+                self._loop.add_writer(fd, self._act, fd, _CSELECT_OUT)
+            else:
+                self._loop.remove_writer(fd)
+        self._mask[fd] = what
+
+    def remove(self, fd: int) -> None:
+        if self._mask.pop(fd, None) is not None:
+            self._loop.remove_reader(fd)
+            self._loop.remove_writer(fd)
+
+    def close(self) -> None:
+        for fd in list(self._mask):
+            self.remove(fd)
+
+
+class CurlDriver:
+    """One libcurl multi handle on the running event loop; pools easy handles per profile.
+
+    ``max_transfers`` caps transfers in flight (0: no cap; past it, ``slot()`` waits in order);
+    ``idle_handles`` easy handles are kept for reuse, and libcurl keeps up to ``idle_connections``
     connections open between transfers.
     """
 
@@ -218,22 +410,22 @@ class CurlDriver:
         self._multi = lib.curl_multi_init()
         self._idle: dict[Profile, list[_Easy]] = {}
         self._running: dict[Any, _Easy] = {}  # easy pointer → handle, for the multi's done messages
-        self._queue: deque[asyncio.Future[None]] = deque()  # starts waiting for a slot under max_transfers
+        self._queue: deque[asyncio.Future[None]] = deque()  # ``slot()`` callers waiting under max_transfers
         self._slots = 0  # transfers holding a slot (only counted under max_transfers)
         self._handles = 0  # easy handles alive (running + idle)
-        self._fds: dict[int, int] = {}  # socket → the CURL_POLL_* bits the loop watches for it
+        self._sockets = _EpollSockets(self.loop, self._act) if hasattr(select, "epoll") else _LoopSockets(self.loop, self._act)
         self._timer: asyncio.TimerHandle | asyncio.Handle | None = None
+        self._starting = False  # inside curl_multi_add_handle: a due timer is run right after it
+        self._due = False
         self._long = ffi.new("long *")
         self._int64 = ffi.new("int64_t *")
         self._still_running = ffi.new("int *")
         self._msgs_left = ffi.new("int *")
         self._closed = False
-        # Our own callbacks (not curl_cffi's, which re-register the loop's reader on every call):
-        # they must live as long as the multi handle, hence the attributes.
+        # Callbacks of our own: curl_cffi's re-register the loop's reader at every call. They
+        # must live as long as the multi handle, hence the attributes.
         self._socket_cb = ffi.callback(_SOCKET_CB, self._on_socket)
         self._timer_cb = ffi.callback(_TIMER_CB, self._on_timer)
-        self._write_cb = ffi.callback(_DATA_CB, _write, onerror=_callback_failed)
-        self._header_cb = ffi.callback(_DATA_CB, _header, onerror=_callback_failed)
         self._msetopt(CurlMOpt.SOCKETFUNCTION, self._socket_cb)
         self._msetopt(CurlMOpt.TIMERFUNCTION, self._timer_cb)
         self._long[0] = idle_connections
@@ -241,19 +433,32 @@ class CurlDriver:
 
     # -- public --------------------------------------------------------------------------------------
 
-    async def start(self, method: str, url: str, headers: Iterable[tuple[str, str]], body: bytes | None,
-                    limits: Limits, profile: Profile, proxy: str | None = None, collect: bool = False) -> Transfer:
-        """Begin a transfer; returns at once (the caller awaits ``wait_headers()``). ``proxy``
+    def must_wait(self) -> bool:
+        """True when ``start`` needs a ``slot()`` first (``max_transfers`` reached)."""
+        return bool(self._max_transfers) and (self._slots >= self._max_transfers or bool(self._queue))
+
+    async def slot(self) -> None:
+        """Wait for a free slot under ``max_transfers``; the next ``start`` uses it."""
+        waiter = self.loop.create_future()
+        self._queue.append(waiter)
+        try:
+            await waiter
+        except BaseException:
+            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+                self._give_slot()  # handed a slot, but leaving: pass it on
+            raise
+        self._slots -= 1  # ``start`` takes it again
+
+    def start(self, method: str, url: str, headers: Iterable[tuple[str, str]], body: bytes | None,
+              limits: Limits, profile: Profile, proxy: str | None = None, collect: bool = False) -> Transfer:
+        """Begin a transfer and return it; the caller awaits ``Transfer.headers()``. ``proxy``
         overrides the driver's for this request (``http://``, ``https://``, ``socks5h://``, with
-        credentials in the URL). ``collect``: the whole body is wanted at the end, so it is never
-        paused for being unread."""
+        credentials in the URL). ``collect``: the whole body is wanted at the end, so the transfer
+        is never paused for unread data."""
         if self._closed:
             raise TransferError(0, "transport closed")
         if self._max_transfers:
-            if self._slots < self._max_transfers and not self._queue:
-                self._slots += 1
-            else:
-                await self._wait_slot()  # returns holding a slot
+            self._slots += 1
         transfer = Transfer(self, _NO_LIMIT if collect else self._high_water)
         try:
             easy = self._acquire(profile)
@@ -268,16 +473,26 @@ class CurlDriver:
         transfer._easy = easy
         easy.transfer = transfer
         self._running[easy.ptr] = easy
-        code = lib.curl_multi_add_handle(self._multi, easy.ptr)
+        self._due = False
+        self._starting = True
+        try:
+            code = lib.curl_multi_add_handle(self._multi, easy.ptr)
+        finally:
+            self._starting = False
         if code:
+            transfer._on_done(code, f"curl_multi_add_handle failed ({code})")
             self._finish(transfer)
-            raise TransferError(code, f"curl_multi_add_handle failed ({code})")
+            raise transfer.error  # type: ignore[misc]
+        if self._due:
+            # libcurl asked for its timer "now": run it here rather than one loop turn later.
+            self._due = False
+            self._act(_SOCKET_TIMEOUT, 0)
         return transfer
 
     def stats(self) -> dict[str, int]:
-        """Handles alive, running and idle, sockets watched, starts waiting: for tests and leaks."""
+        """Handles alive, running and idle; sockets watched; ``slot()`` callers waiting."""
         return {"handles": self._handles, "running": len(self._running),
-                "idle": sum(len(v) for v in self._idle.values()), "sockets": len(self._fds),
+                "idle": sum(len(v) for v in self._idle.values()), "sockets": len(self._sockets),
                 "waiting": len(self._queue)}
 
     def close(self) -> None:
@@ -294,15 +509,12 @@ class CurlDriver:
                 easy.transfer.abort()
         for handles in self._idle.values():
             for easy in handles:
-                lib.curl_easy_cleanup(easy.ptr)
+                easy.close()
                 self._handles -= 1
         self._idle.clear()
-        lib.curl_multi_cleanup(self._multi)  # closes the cached connections (socket callbacks may run)
+        lib.curl_multi_cleanup(self._multi)  # closes the cached connections (socket callbacks run)
         self._multi = ffi.NULL
-        for fd in self._fds:
-            self.loop.remove_reader(fd)
-            self.loop.remove_writer(fd)
-        self._fds.clear()
+        self._sockets.close()
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -321,7 +533,7 @@ class CurlDriver:
         try:
             self._configure(easy)
         except BaseException:
-            lib.curl_easy_cleanup(ptr)
+            easy.close()
             self._handles -= 1
             raise
         return easy
@@ -331,10 +543,9 @@ class CurlDriver:
         serve every account in turn, and callers send the cookies they mean to."""
         setopt = self._setopt
         setopt(easy, CurlOpt.ERRORBUFFER, easy.error_buffer)
-        setopt(easy, CurlOpt.WRITEFUNCTION, self._write_cb)
-        setopt(easy, CurlOpt.WRITEDATA, easy.userdata)
-        setopt(easy, CurlOpt.HEADERFUNCTION, self._header_cb)
-        setopt(easy, CurlOpt.HEADERDATA, easy.userdata)
+        setopt(easy, CurlOpt.WRITEFUNCTION, easy.write_cb)
+        setopt(easy, CurlOpt.HEADERFUNCTION, _FWRITE)
+        setopt(easy, CurlOpt.HEADERDATA, easy.head.as_curl_pointer())
         setopt(easy, CurlOpt.CAINFO, self._cacert)
         setopt(easy, CurlOpt.PROXY_CAINFO, self._cacert)
         setopt(easy, CurlOpt.ACCEPT_ENCODING, b"gzip, deflate, br")
@@ -343,13 +554,13 @@ class CurlDriver:
         self._set_long(easy, CurlOpt.MAXREDIRS, 30)
         self._set_long(easy, CurlOpt.SUPPRESS_CONNECT_HEADERS, 1)  # a proxy's CONNECT answer is not ours
         self._set_long(easy, CurlOpt.PROXY_CREDENTIAL_NO_REUSE, 1)  # a connection serves one proxy login
+        # libcurl's default (64 KiB) is allocated for every transfer that sends a body and kept
+        # until it ends: for a 10-minute stream, 64 KiB held to send a few KiB once. 16 KiB is
+        # the smallest allowed.
+        self._set_long(easy, CurlOpt.UPLOAD_BUFFERSIZE, 16 * 1024)
         profile = easy.profile
         if profile.http11:
             self._set_long(easy, CurlOpt.HTTP_VERSION, int(CurlHttpVersion.V1_1))
-        else:
-            # Many streams start at once: wait for the first connection to learn whether it can
-            # multiplex (HTTP/2) instead of opening one connection per stream.
-            self._set_long(easy, CurlOpt.PIPEWAIT, 1)
         if profile.impersonate:
             target = resolve_latest_browser_type(profile.impersonate)  # "chrome" → the newest chrome
             if lib.curl_easy_impersonate(easy.ptr, target.encode(), 1):
@@ -361,7 +572,7 @@ class CurlDriver:
         if len(idle) < self._idle_limit and not self._closed:
             idle.append(easy)
         else:
-            lib.curl_easy_cleanup(easy.ptr)
+            easy.close()
             self._handles -= 1
 
     def _prepare(self, easy: _Easy, transfer: Transfer, method: str, url: str,
@@ -369,11 +580,13 @@ class CurlDriver:
         ptr = easy.ptr
         setopt = lib._curl_easy_setopt
         easy.error_buffer[0] = b"\0"  # libcurl leaves an earlier transfer's message in it
+        easy.head.rewind()
         setopt(ptr, _URL, url.encode())
+        append = lib.curl_slist_append
         slist = ffi.NULL
         for name, value in headers:
-            slist = lib.curl_slist_append(slist, f"{name}: {value}".encode() if value else f"{name};".encode())
-        slist = lib.curl_slist_append(slist, b"Expect:")  # never wait for a 100-continue
+            slist = append(slist, f"{name}: {value}".encode() if value else f"{name};".encode())
+        slist = append(slist, b"Expect:")  # never wait for a 100-continue
         transfer._slist = slist
         setopt(ptr, _HTTPHEADER, slist)
         if method == "POST" or body is not None:
@@ -392,7 +605,16 @@ class CurlDriver:
                 self._long[0] = 1 if method == "HEAD" else 0
                 setopt(ptr, _NOBODY, self._long)
         easy.method = method
-        if easy.limits != limits:
+        pipewait = url.startswith("https:") and not easy.profile.http11
+        if easy.pipewait != pipewait:
+            # Many streams starting at once over TLS: wait for the first connection's ALPN to
+            # learn whether it multiplexes (HTTP/2) rather than open one connection per stream.
+            # Not for plain http://, where libcurl never learns it and would queue every
+            # transfer behind the busy connection.
+            self._long[0] = int(pipewait)
+            setopt(ptr, _PIPEWAIT, self._long)
+            easy.pipewait = pipewait
+        if easy.limits is not limits:
             self._set_limits(easy, limits)
         if easy.proxy != proxy:
             setopt(ptr, _PROXY, proxy.encode() if proxy else ffi.NULL)
@@ -404,7 +626,7 @@ class CurlDriver:
         set_long = self._set_long
         set_long(easy, _CONNECTTIMEOUT_MS, max(1, int(limits.connect_timeout * 1000)))
         if limits.stall:
-            # A stream may run for as long as the backend generates; what must not pass is
+            # A stream may run for as long as the backend generates; what must not happen is
             # ``timeout`` seconds without a byte (below 1 byte/s over that window).
             set_long(easy, _TIMEOUT_MS, 0)
             set_long(easy, _LOW_SPEED_LIMIT, 1)
@@ -447,60 +669,38 @@ class CurlDriver:
         self._release(easy)
         self._give_slot()
 
-    async def _wait_slot(self) -> None:
-        waiter = self.loop.create_future()
-        self._queue.append(waiter)
-        try:
-            await waiter
-        except BaseException:
-            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
-                self._give_slot()  # handed a slot, but leaving: pass it on
-            raise
-
     def _give_slot(self) -> None:
-        """A slot is free: it goes straight to the oldest waiting start, else back to the count."""
+        """A slot is free: it goes to the oldest ``slot()`` caller, else back to the count."""
         if not self._max_transfers:
             return
+        self._slots -= 1
         while self._queue:
             waiter = self._queue.popleft()
             if not waiter.done():
+                self._slots += 1  # held for the waiter until its ``start``
                 waiter.set_result(None)
                 return
-        self._slots -= 1
 
     # -- the multi loop ------------------------------------------------------------------------------
 
     def _on_socket(self, _easy: Any, fd: int, what: int, _clientp: Any, _socketp: Any) -> int:
-        """libcurl says which events it wants on ``fd``; the loop's reader/writer follow, and
-        only a change touches the selector."""
-        loop = self.loop
-        watched = self._fds.get(fd, 0)
-        wanted = 0 if what == _POLL_REMOVE else what & (_POLL_IN | _POLL_OUT)
-        if wanted == watched:
-            return 0
-        if (watched ^ wanted) & _POLL_IN:
-            if wanted & _POLL_IN:
-                loop.add_reader(fd, self._act, fd, _CSELECT_IN)
-            else:
-                loop.remove_reader(fd)
-        if (watched ^ wanted) & _POLL_OUT:
-            if wanted & _POLL_OUT:
-                loop.add_writer(fd, self._act, fd, _CSELECT_OUT)
-            else:
-                loop.remove_writer(fd)
-        if wanted:
-            self._fds[fd] = wanted
+        if what == _POLL_REMOVE:
+            self._sockets.remove(fd)
         else:
-            del self._fds[fd]
+            self._sockets.set(fd, what)
         return 0
 
     def _on_timer(self, _multi: Any, timeout_ms: int, _clientp: Any) -> int:
         """libcurl's single timer: -1 removes it, 0 means "as soon as possible"."""
-        if self._timer is not None:
-            self._timer.cancel()
+        timer = self._timer
+        if timer is not None:
+            timer.cancel()
             self._timer = None
         if timeout_ms == 0:
-            self._timer = self.loop.call_soon(self._act, _SOCKET_TIMEOUT, 0)
+            if self._starting:
+                self._due = True  # ``start`` runs it when curl_multi_add_handle returns
+            else:
+                self._timer = self.loop.call_soon(self._act, _SOCKET_TIMEOUT, 0)
         elif timeout_ms > 0:
             self._timer = self.loop.call_later(timeout_ms / 1000, self._act, _SOCKET_TIMEOUT, 0)
         return 0
@@ -511,8 +711,11 @@ class CurlDriver:
             return
         if fd == _SOCKET_TIMEOUT:
             self._timer = None
+        running = self._running
         lib.curl_multi_socket_action(multi, fd, events, self._still_running)
-        info_read, msgs_left, running = lib.curl_multi_info_read, self._msgs_left, self._running
+        if self._still_running[0] >= len(running):
+            return  # nothing finished: no message to read
+        info_read, msgs_left = lib.curl_multi_info_read, self._msgs_left
         while (msg := info_read(multi, msgs_left)) != ffi.NULL:
             if msg.msg != _MSG_DONE:
                 continue
@@ -523,23 +726,3 @@ class CurlDriver:
             message = ffi.string(easy.error_buffer).decode("utf-8", "replace") if code else ""
             transfer._on_done(code, message or f"curl error {code}")
             self._finish(transfer)
-
-
-def _write(ptr: Any, size: int, nmemb: int, userdata: Any) -> int:
-    transfer = ffi.from_handle(userdata).transfer
-    if transfer is None:
-        return 0
-    return transfer._on_body(ffi.buffer(ptr, nmemb))
-
-
-def _header(ptr: Any, size: int, nmemb: int, userdata: Any) -> int:
-    transfer = ffi.from_handle(userdata).transfer
-    if transfer is None:
-        return 0
-    transfer._on_header(ffi.buffer(ptr, nmemb)[:])
-    return nmemb
-
-
-def _callback_failed(exc_type: Any, exc: Any, tb: Any) -> int:
-    """A bug in a callback must fail the transfer, not the process: 0 makes libcurl stop it."""
-    return 0

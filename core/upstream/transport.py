@@ -8,7 +8,7 @@ generation instead of reading it to the end.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from core.codex.errors import MAX_ERROR_BODY, RETRY_SAME, UpstreamError
@@ -33,23 +33,23 @@ def _abandoned(leg: Leg | None) -> None:
         leg.end("cancelled before the upstream answered")
 
 
-def _parse_headers(lines: Iterable[bytes]) -> tuple[dict[str, str], list[str]]:
+def _parse_headers(head: bytes) -> tuple[dict[str, str], list[str]]:
     """Header lines → a lower-cased dict (repeated names joined with ", ") and the Set-Cookie
     values on their own (joining those would break them)."""
     headers: dict[str, str] = {}
     cookies: list[str] = []
-    for line in lines:
-        name, sep, value = line.partition(b":")
+    for line in head.decode("latin-1").split("\r\n"):
+        name, sep, value = line.partition(":")
         if not sep:
             continue
-        key = name.strip().lower().decode("latin-1")
-        text = value.strip().decode("latin-1")
-        if key == "set-cookie":
-            cookies.append(text)
-        if key in headers:
-            headers[key] += ", " + text
+        name = name.strip().lower()
+        value = value.strip()
+        if name in headers:
+            headers[name] += ", " + value
         else:
-            headers[key] = text
+            headers[name] = value
+        if name == "set-cookie":
+            cookies.append(value)
     return headers, cookies
 
 
@@ -61,14 +61,14 @@ class UpstreamStream:
     def __init__(self, transfer: Transfer, leg: Leg | None = None) -> None:
         self._transfer = transfer
         self.status: int = transfer.status
-        self.headers, self.set_cookies = _parse_headers(transfer.header_lines)
+        self.headers, self.set_cookies = _parse_headers(transfer.head)
         self._closed = False
         self._leg = leg
         if leg is not None:
             leg.response(self.status, self.headers)
 
     async def chunks(self) -> AsyncIterator[bytes]:
-        """The body as it arrives (each chunk is whatever came in since the last one)."""
+        """The body as it arrives: each chunk is everything that came in since the last one."""
         transfer = self._transfer
         leg = self._leg
         while True:
@@ -82,7 +82,7 @@ class UpstreamStream:
                     raise _failed(leg, transport_error(transfer.error))
                 return
             else:
-                await transfer.wait_data()
+                await transfer.wait()
 
     async def read(self, limit: int = MAX_ERROR_BODY) -> bytes:
         parts: list[bytes] = []
@@ -117,31 +117,34 @@ class UpstreamTransport:
         self._cfg = cfg
         self._profile = Profile(impersonate=cfg.get("tls.impersonate") or None, http11=bool(cfg.get("tls.force_http11")))
         self._driver: CurlDriver | None = None  # made on first use, on the loop that uses it
+        self._connect_timeout = float(cfg.get("api.connect_timeout_seconds") or 15)
+        self._stream_limits = Limits(self._connect_timeout, float(cfg.get("api.timeout_seconds") or 600), stall=True)
+        self._limits: dict[float, Limits] = {}  # per ``request`` timeout: one instance each (see Limits)
 
     @property
     def driver(self) -> CurlDriver:
         driver = self._driver
         if driver is None:
             cfg = self._cfg
-            driver = self._driver = CurlDriver(
-                proxy=cfg.get("tls.proxy_url") or None,
-                max_transfers=int(cfg.get("tls.max_transfers") or 0),
-                idle_handles=int(cfg.get("tls.idle_connections") or 64),
-                idle_connections=int(cfg.get("tls.idle_connections") or 64),
-            )
+            idle = int(cfg.get("tls.idle_connections") or 64)
+            driver = self._driver = CurlDriver(proxy=cfg.get("tls.proxy_url") or None,
+                                               max_transfers=int(cfg.get("tls.max_transfers") or 0),
+                                               idle_handles=idle, idle_connections=idle)
         return driver
 
-    def _stream_limits(self) -> Limits:
-        cfg = self._cfg
-        return Limits(float(cfg.get("api.connect_timeout_seconds") or 15), float(cfg.get("api.timeout_seconds") or 600),
-                      stall=True)
+    async def _start(self, method: str, url: str, headers: dict[str, str], body: bytes | None, limits: Limits,
+                     collect: bool = False) -> Transfer:
+        driver = self.driver
+        if driver.must_wait():
+            await driver.slot()
+        return driver.start(method, url, headers.items(), body, limits, self._profile, collect=collect)
 
     async def open_stream(self, url: str, headers: dict[str, str], body: bytes) -> UpstreamStream:
         leg = open_leg("POST", url, headers, body)
         transfer = None
         try:
-            transfer = await self.driver.start("POST", url, headers.items(), body, self._stream_limits(), self._profile)
-            await transfer.wait_headers()
+            transfer = await self._start("POST", url, headers, body, self._stream_limits)
+            await transfer.headers()
         except TransferError as exc:
             if transfer is not None:
                 transfer.abort()
@@ -162,12 +165,13 @@ class UpstreamTransport:
         timeout: float = 60.0,
     ) -> SimpleResponse:
         leg = open_leg(method, url, headers or {}, body)
-        limits = Limits(min(timeout, float(self._cfg.get("api.connect_timeout_seconds") or 15)), timeout)
+        limits = self._limits.get(timeout)
+        if limits is None:
+            limits = self._limits[timeout] = Limits(min(timeout, self._connect_timeout), timeout)
         transfer = None
         try:
-            transfer = await self.driver.start(method, url, (headers or {}).items(), body, limits, self._profile,
-                                               collect=True)
-            await transfer.wait_done()
+            transfer = await self._start(method, url, headers or {}, body, limits, collect=True)
+            await transfer.finished()
         except TransferError as exc:
             raise _failed(leg, transport_error(exc)) from None
         except BaseException:
@@ -176,8 +180,8 @@ class UpstreamTransport:
         finally:
             if transfer is not None:
                 transfer.abort()  # a no-op once it is done
-        headers_in, _ = _parse_headers(transfer.header_lines)
-        reply = SimpleResponse(transfer.status, headers_in, transfer.take())
+        response_headers, _ = _parse_headers(transfer.head)
+        reply = SimpleResponse(transfer.status, response_headers, transfer.take())
         if leg is not None:
             leg.response(reply.status, reply.headers)
             leg.data(reply.body)
