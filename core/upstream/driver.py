@@ -31,6 +31,7 @@ from typing import Any
 
 import cffi
 from curl_cffi import CurlHttpVersion, CurlMOpt, CurlOpt, ffi, lib
+from curl_cffi.aio import get_selector
 from curl_cffi.curl import DEFAULT_CACERT
 from curl_cffi.requests.impersonate import resolve_latest_browser_type
 
@@ -356,10 +357,11 @@ class _EpollSockets:
 
 
 class _LoopSockets:
-    """The portable fallback (no epoll): each socket is a reader/writer of the loop."""
+    """The portable fallback (no epoll): each socket is a reader/writer of the loop (on Windows'
+    proactor loop, of the selector thread curl_cffi runs beside it)."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, act: Any) -> None:
-        self._loop = loop
+        self._loop = get_selector(loop)
         self._mask: dict[int, int] = {}
         self._act = act
 
@@ -391,6 +393,9 @@ class _LoopSockets:
             self.remove(fd)
 
 
+_SOCKETS: Any = _EpollSockets if hasattr(select, "epoll") else _LoopSockets
+
+
 class CurlDriver:
     """One libcurl multi handle on the running event loop; pools easy handles per profile.
 
@@ -413,8 +418,10 @@ class CurlDriver:
         self._queue: deque[asyncio.Future[None]] = deque()  # ``slot()`` callers waiting under max_transfers
         self._slots = 0  # transfers holding a slot (only counted under max_transfers)
         self._handles = 0  # easy handles alive (running + idle)
-        self._sockets = _EpollSockets(self.loop, self._act) if hasattr(select, "epoll") else _LoopSockets(self.loop, self._act)
+        self._sockets = _SOCKETS(self.loop, self._act)
         self._timer: asyncio.TimerHandle | asyncio.Handle | None = None
+        self._timer_at = 0.0  # when ``_timer`` fires (loop time)
+        self._wanted_at: float | None = None  # libcurl's latest deadline (loop time), None: none
         self._starting = False  # inside curl_multi_add_handle: a due timer is run right after it
         self._due = False
         self._long = ffi.new("long *")
@@ -486,6 +493,7 @@ class CurlDriver:
         if self._due:
             # libcurl asked for its timer "now": run it here rather than one loop turn later.
             self._due = False
+            self._wanted_at = None
             self._act(_SOCKET_TIMEOUT, 0)
         return transfer
 
@@ -691,26 +699,46 @@ class CurlDriver:
         return 0
 
     def _on_timer(self, _multi: Any, timeout_ms: int, _clientp: Any) -> int:
-        """libcurl's single timer: -1 removes it, 0 means "as soon as possible"."""
+        """libcurl's single timer: -1 removes it, 0 means "as soon as possible".
+
+        libcurl moves its deadline on most calls (a transfer in progress pushes it 1 s ahead
+        each time). Rather than replace the loop's timer each time, the latest wish is kept in
+        ``_wanted_at`` and the loop's timer only moved earlier, never later: one firing early
+        just re-arms for the wanted time (see ``_fire``)."""
+        if timeout_ms < 0:
+            self._wanted_at = None  # a timer still scheduled finds nothing to do
+            return 0
+        if timeout_ms == 0 and self._starting:
+            self._due = True  # ``start`` runs it when curl_multi_add_handle returns
+            return 0
+        loop = self.loop
+        at = loop.time() + timeout_ms / 1000
+        self._wanted_at = at
         timer = self._timer
         if timer is not None:
+            if self._timer_at <= at:
+                return 0
             timer.cancel()
-            self._timer = None
-        if timeout_ms == 0:
-            if self._starting:
-                self._due = True  # ``start`` runs it when curl_multi_add_handle returns
-            else:
-                self._timer = self.loop.call_soon(self._act, _SOCKET_TIMEOUT, 0)
-        elif timeout_ms > 0:
-            self._timer = self.loop.call_later(timeout_ms / 1000, self._act, _SOCKET_TIMEOUT, 0)
+        self._timer = loop.call_soon(self._fire) if timeout_ms == 0 else loop.call_at(at, self._fire)
+        self._timer_at = at
         return 0
+
+    def _fire(self) -> None:
+        self._timer = None
+        wanted = self._wanted_at
+        if wanted is None:
+            return
+        if wanted > self.loop.time() + 0.001:  # moved later since this timer was set
+            self._timer = self.loop.call_at(wanted, self._fire)
+            self._timer_at = wanted
+            return
+        self._wanted_at = None  # libcurl reports its next deadline during the action
+        self._act(_SOCKET_TIMEOUT, 0)
 
     def _act(self, fd: int, events: int) -> None:
         multi = self._multi
         if multi == ffi.NULL:
             return
-        if fd == _SOCKET_TIMEOUT:
-            self._timer = None
         running = self._running
         lib.curl_multi_socket_action(multi, fd, events, self._still_running)
         if self._still_running[0] >= len(running):

@@ -20,6 +20,7 @@ import pytest
 
 from core.codex.errors import UpstreamError
 from core.config import Config
+from core.upstream import driver as driver_module
 from core.upstream.driver import CurlDriver, Limits, Profile, TransferError
 from core.upstream.tap import tapping
 from core.upstream.transport import UpstreamTransport
@@ -336,7 +337,12 @@ def endless(period: float) -> Handler:
     return handler
 
 
-def test_closing_a_stream_stops_the_upstream_at_once(tmp_path: Path) -> None:
+@pytest.mark.parametrize("sockets", ["epoll", "loop"])
+def test_closing_a_stream_stops_the_upstream_at_once(tmp_path: Path, sockets: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the driver's own epoll set and with the portable fallback (the loop's readers)."""
+    if sockets == "loop":
+        monkeypatch.setattr(driver_module, "_SOCKETS", driver_module._LoopSockets)
+
     async def scenario() -> None:
         server = Server(endless(0.005))
         base = await server.start()
