@@ -116,7 +116,10 @@ async def _worker(args: argparse.Namespace) -> None:
             reply = await transport.request("GET", json_url, headers, timeout=30.0)
             assert reply.status == 200 and reply.body
 
-        one = request if args.mode == "request" else turn
+        async def idle() -> None:
+            await asyncio.sleep(1)
+
+        one = {"request": request, "turn": turn, "idle": idle}.get(args.mode, turn)
 
         async def run(count: int, concurrency: int) -> None:
             async def lane(n: int) -> None:
@@ -258,28 +261,40 @@ def _counted(command: list[str]) -> tuple[int, dict[str, Any]]:
 
 
 def cpu_step(fake: Fake, impls: list[str], args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Each measurement ``args.repeat`` times; the median is reported, with the spread."""
     rows = []
+
+    def median(runs: list[float]) -> dict[str, Any]:
+        ordered = sorted(runs)
+        return {"median": round(ordered[len(ordered) // 2]), "min": round(ordered[0]), "max": round(ordered[-1])}
+
     for impl in impls:
         for concurrency in (1, 16):
             fake.configure(events=5)
             for mode in ("request", "turn"):
-                count = args.calls
-                instructions, result = _counted(_worker_command(impl, mode, fake, count, concurrency, warmup=100))
+                runs, results = [], []
+                for _ in range(args.repeat):
+                    instructions, result = _counted(_worker_command(impl, mode, fake, args.calls, concurrency, warmup=100))
+                    runs.append(instructions / args.calls)
+                    results.append(result)
                 rows.append({"step": "cpu", "impl": impl, "workload": mode, "concurrency": concurrency,
-                             "calls": count, "instructions_per_call": round(instructions / count), **result})
+                             "calls": args.calls, "instructions_per_call": median(runs),
+                             "chunks_per_call": round(sum(r["chunks"] for r in results) / len(results) / args.calls, 2)})
                 print(json.dumps(rows[-1]), flush=True)
         # Per event: two runs of paced streams differing only in length.
         streams, short, long, delay = 2, 20, 220, args.event_delay_ms
-        counts = {}
-        for events in (short, long):
-            fake.configure(events=events, event_delay_ms=delay)
-            counts[events] = _counted(_worker_command(impl, "turn", fake, streams, streams, warmup=2))
-        (i1, r1), (i2, r2) = counts[short], counts[long]
-        rows.append({"step": "cpu", "impl": impl, "workload": "events", "streams": streams,
-                     "event_delay_ms": delay, "events_between": streams * (long - short),
-                     "chunks_between": r2["chunks"] - r1["chunks"],
-                     "instructions_per_event": round((i2 - i1) / (streams * (long - short))),
-                     "instructions_per_chunk": round((i2 - i1) / max(1, r2["chunks"] - r1["chunks"]))})
+        runs, chunks = [], []
+        for _ in range(args.repeat):
+            counts = {}
+            for events in (short, long):
+                fake.configure(events=events, event_delay_ms=delay)
+                counts[events] = _counted(_worker_command(impl, "turn", fake, streams, streams, warmup=2))
+            (i1, r1), (i2, r2) = counts[short], counts[long]
+            runs.append((i2 - i1) / (streams * (long - short)))
+            chunks.append(r2["chunks"] - r1["chunks"])
+        rows.append({"step": "cpu", "impl": impl, "workload": "events", "streams": streams, "event_delay_ms": delay,
+                     "events_between": streams * (long - short), "chunks_between": chunks,
+                     "instructions_per_event": median(runs)})
         print(json.dumps(rows[-1]), flush=True)
     return rows
 
@@ -301,6 +316,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", default="cpu,memory")
     parser.add_argument("--impl", default="old,new", help="old, new or both (comma-separated)")
     parser.add_argument("--calls", type=int, default=1000, help="counted calls per cpu workload")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per cpu measurement (the median is reported)")
     parser.add_argument("--event-delay-ms", type=float, default=10)
     parser.add_argument("--streams", default="100,1000", help="stream counts for the memory step")
     parser.add_argument("--out", help="also write the results (JSON) here")

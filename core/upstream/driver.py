@@ -48,7 +48,6 @@ _TIMEOUT_MS = int(CurlOpt.TIMEOUT_MS)
 _LOW_SPEED_LIMIT = int(CurlOpt.LOW_SPEED_LIMIT)
 _LOW_SPEED_TIME = int(CurlOpt.LOW_SPEED_TIME)
 _PROXY = int(CurlOpt.PROXY)
-_HTTPPROXYTUNNEL = int(CurlOpt.HTTPPROXYTUNNEL)
 _PIPEWAIT = int(CurlOpt.PIPEWAIT)
 
 _POLL_IN, _POLL_OUT, _POLL_REMOVE = 1, 2, 4
@@ -59,6 +58,9 @@ _WRITEFUNC_PAUSE = 0x10000001
 _PAUSE_CONT = 0
 _E_ABORTED_BY_CALLBACK = 42  # CURLE_ABORTED_BY_CALLBACK
 _NO_LIMIT = 1 << 62
+_GET, _HEAD, _POST = 0, 1, 2  # a handle's request mode
+_PLAIN_METHOD = ("GET", "HEAD", "POST")  # each mode's own method: no CUSTOMREQUEST needed
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})  # always send a body, empty if none is given
 
 _SOCKET_CB = "int(void *, int, int, void *, void *)"
 _TIMER_CB = "int(void *, long, void *)"
@@ -159,8 +161,8 @@ def _last_head(raw: bytes) -> tuple[int, bytes]:
 class _Easy:
     """One pooled easy handle and the transfer it runs (if any)."""
 
-    __slots__ = ("ptr", "profile", "transfer", "write_cb", "head", "error_buffer", "limits", "proxy", "method",
-                 "pipewait")
+    __slots__ = ("ptr", "profile", "transfer", "write_cb", "head", "error_buffer", "limits", "proxy", "mode",
+                 "custom", "pipewait")
 
     def __init__(self, ptr: Any, profile: Profile) -> None:
         self.ptr = ptr
@@ -171,7 +173,8 @@ class _Easy:
         self.error_buffer = ffi.new("char[]", 256)
         self.limits: Limits | None = None  # what is set now: skip setopt calls that change nothing
         self.proxy: str | None = None
-        self.method = "GET"
+        self.mode = _GET
+        self.custom: str | None = None  # CUSTOMREQUEST as set now
         self.pipewait = False
 
     def close(self) -> None:
@@ -181,7 +184,7 @@ class _Easy:
 
 class Transfer:
     """One request in flight. The owner awaits ``headers()``, reads ``status``/``head``, then
-    the body with ``take()``/``data()``; ``abort()`` at any time."""
+    the body with ``take()`` (awaiting ``wait()`` while there is none); ``abort()`` at any time."""
 
     __slots__ = ("_driver", "_easy", "_slist", "_body", "status", "head", "buffer", "done", "error",
                  "headers_ready", "waiter", "_paused", "_high_water")
@@ -597,22 +600,19 @@ class CurlDriver:
         slist = append(slist, b"Expect:")  # never wait for a 100-continue
         transfer._slist = slist
         setopt(ptr, _HTTPHEADER, slist)
-        if method == "POST" or body is not None:
+        mode = _POST if body is not None or method in _BODY_METHODS else _HEAD if method == "HEAD" else _GET
+        if mode != easy.mode:
+            self._switch_mode(easy, mode)
+        if mode == _POST:
             body = body or b""
             transfer._body = body
             self._int64[0] = len(body)
             setopt(ptr, _POSTFIELDSIZE_LARGE, self._int64)
             setopt(ptr, _POSTFIELDS, body)  # not copied: the transfer keeps ``body`` alive
-            if method != "POST" or easy.method not in ("POST", "GET"):
-                setopt(ptr, _CUSTOMREQUEST, method.encode() if method != "POST" else ffi.NULL)
-        else:
-            self._long[0] = 1
-            setopt(ptr, _HTTPGET, self._long)  # also undoes an earlier POST on this handle
-            setopt(ptr, _CUSTOMREQUEST, method.encode() if method not in ("GET", "HEAD") else ffi.NULL)
-            if method == "HEAD" or easy.method == "HEAD":
-                self._long[0] = 1 if method == "HEAD" else 0
-                setopt(ptr, _NOBODY, self._long)
-        easy.method = method
+        custom = None if method == _PLAIN_METHOD[mode] else method
+        if custom != easy.custom:
+            setopt(ptr, _CUSTOMREQUEST, custom.encode() if custom else ffi.NULL)
+            easy.custom = custom
         pipewait = url.startswith("https:") and not easy.profile.http11
         if easy.pipewait != pipewait:
             # Many streams starting at once over TLS: wait for the first connection's ALPN to
@@ -625,10 +625,24 @@ class CurlDriver:
         if easy.limits is not limits:
             self._set_limits(easy, limits)
         if easy.proxy != proxy:
+            # An https:// URL goes through a CONNECT tunnel by itself; http:// is forwarded.
             setopt(ptr, _PROXY, proxy.encode() if proxy else ffi.NULL)
-            self._long[0] = 1 if proxy and url.startswith("https:") and not proxy.startswith("socks") else 0
-            setopt(ptr, _HTTPPROXYTUNNEL, self._long)
             easy.proxy = proxy
+
+    def _switch_mode(self, easy: _Easy, mode: int) -> None:
+        """GET, HEAD (no body back) or a request with a body. Leaving POST mode also drops the
+        body pointer, which would dangle once that transfer's body is freed."""
+        ptr = easy.ptr
+        if easy.mode == _POST:
+            lib._curl_easy_setopt(ptr, _POSTFIELDS, ffi.NULL)
+        if mode == _POST:
+            if easy.mode == _HEAD:
+                self._set_long(easy, _NOBODY, 0)
+        else:
+            self._set_long(easy, _HTTPGET, 1)  # a GET again: no body, NOBODY cleared
+            if mode == _HEAD:
+                self._set_long(easy, _NOBODY, 1)
+        easy.mode = mode
 
     def _set_limits(self, easy: _Easy, limits: Limits) -> None:
         set_long = self._set_long
@@ -752,5 +766,5 @@ class CurlDriver:
                 continue
             code = msg.data.result
             message = ffi.string(easy.error_buffer).decode("utf-8", "replace") if code else ""
-            transfer._on_done(code, message or f"curl error {code}")
+            transfer._on_done(code, f"curl: ({code}) {message}" if message else f"curl error {code}")
             self._finish(transfer)
