@@ -2,15 +2,19 @@
 
 Two implementations of the same interface: ``old`` (bench/session_baseline.py, one curl_cffi
 ``AsyncSession``, as the proxy had it) and ``new`` (core/upstream/transport.py on
-core/upstream/driver.py). Each runs in a worker process of its own against the fake backend
-(``python -m codex_fake``, another process).
+core/upstream/driver.py); and, for the per-event cost only, ``floor``: a bare asyncio Protocol
+reading the same stream without any HTTP handling, what asyncio alone costs per event. Each runs
+in a worker process of its own against the fake backend (``python -m codex_fake``, another
+process).
 
 Steps (``--steps``):
 
 - ``cpu``: instructions, counted by callgrind in the worker only while it runs a fixed number of
   calls (``valgrind --tool=callgrind --instr-atstart=no``, then ``callgrind_control -i on/off``
-  around them), divided by that number. Wall-clock time on a shared VM varies by ±30 % from run
-  to run; instruction counts do not. Workloads:
+  around them), divided by that number; the median of ``--repeat`` runs. Wall-clock time on a
+  shared VM varies by ±30 % from run to run; instruction counts far less, but they still depend
+  on how the fake's writes happen to arrive (one read or several), so counts from different
+  sessions can differ by more than the spread within one. Workloads:
   ``request`` — ``transport.request`` GET of a small JSON (``/wham/usage``);
   ``turn`` — ``open_stream`` + read to the end + ``aclose`` of an answer of 5 text deltas
   (what a non-streamed client request costs the transport);
@@ -63,9 +67,66 @@ def _headers(token: str) -> dict[str, str]:
     }
 
 
+class _FloorStream:
+    """A bare asyncio Protocol on a fresh connection: the bytes as they come, no HTTP parsing.
+    Not a transport; the ``floor`` implementation measures what asyncio alone costs per event."""
+
+    def __init__(self, protocol: _FloorProtocol, transport: asyncio.Transport) -> None:
+        self._protocol, self._transport = protocol, transport
+
+    async def chunks(self) -> Any:
+        protocol = self._protocol
+        while True:
+            if protocol.buffer:
+                data = bytes(protocol.buffer)
+                protocol.buffer.clear()
+                yield data
+                if data.endswith(b"0\r\n\r\n"):  # the last chunk of the chunked body
+                    return
+            elif protocol.eof:
+                return
+            else:
+                protocol.waiter = asyncio.get_running_loop().create_future()
+                await protocol.waiter
+
+    async def aclose(self) -> None:
+        self._transport.close()
+
+
+class _FloorProtocol(asyncio.Protocol):
+    def __init__(self) -> None:
+        self.buffer = bytearray()
+        self.waiter: asyncio.Future[None] | None = None
+        self.eof = False
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(None)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.eof = True
+        self.data_received(b"")
+
+
+class _FloorTransport:
+    async def open_stream(self, url: str, headers: dict[str, str], body: bytes) -> _FloorStream:
+        host, _, rest = url[7:].partition("/")
+        name, _, port = host.partition(":")
+        head = f"POST /{rest} HTTP/1.1\r\nHost: {host}\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        transport, protocol = await asyncio.get_running_loop().create_connection(_FloorProtocol, name, int(port))
+        transport.write(f"{head}Content-Length: {len(body)}\r\n\r\n".encode() + body)
+        return _FloorStream(protocol, transport)  # type: ignore[arg-type]
+
+    async def close(self) -> None:
+        pass
+
+
 def _transport(impl: str, data_dir: str) -> Any:
     from core.config import Config
 
+    if impl == "floor":
+        return _FloorTransport()
     cfg = Config({"tls": {"impersonate": "chrome", "max_clients": 512},
                   "api": {"connect_timeout_seconds": 15, "timeout_seconds": 600}}, Path(data_dir))
     if impl == "old":
@@ -146,7 +207,7 @@ async def _worker(args: argparse.Namespace) -> None:
 
 async def _hold(transport: Any, url: str, headers: dict[str, str], count: int) -> None:
     """Open ``count`` streams at once, read each to its end; memory and first-chunk waits."""
-    for _ in range(20):  # warm: imports, the first handles and connections
+    for _ in range(3):  # warm: imports, the first handle and connection
         stream = await transport.open_stream(url, headers, CODEX_BODY)
         async for _ in stream.chunks():
             pass
@@ -269,7 +330,7 @@ def cpu_step(fake: Fake, impls: list[str], args: argparse.Namespace) -> list[dic
         return {"median": round(ordered[len(ordered) // 2]), "min": round(ordered[0]), "max": round(ordered[-1])}
 
     for impl in impls:
-        for concurrency in (1, 16):
+        for concurrency in (1, 16) if impl != "floor" else ():  # the floor only streams
             fake.configure(events=5)
             for mode in ("request", "turn"):
                 runs, results = [], []
@@ -303,7 +364,7 @@ def memory_step(fake: Fake, impls: list[str], sizes: list[int]) -> list[dict[str
     rows = []
     fake.configure(events=30, event_delay_ms=100)
     for impl in impls:
-        for size in sizes:
+        for size in sizes if impl != "floor" else ():
             command = _worker_command(impl, "hold", fake, size)
             output = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600, check=True).stdout
             rows.append({"step": "memory", "impl": impl, **json.loads(output.strip().splitlines()[-1])})
@@ -314,7 +375,8 @@ def memory_step(fake: Fake, impls: list[str], sizes: list[int]) -> list[dict[str
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.transport", description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", default="cpu,memory")
-    parser.add_argument("--impl", default="old,new", help="old, new or both (comma-separated)")
+    parser.add_argument("--impl", default="old,new,floor",
+                        help="old, new, floor (comma-separated); floor: a bare asyncio protocol, events only")
     parser.add_argument("--calls", type=int, default=1000, help="counted calls per cpu workload")
     parser.add_argument("--repeat", type=int, default=3, help="runs per cpu measurement (the median is reported)")
     parser.add_argument("--event-delay-ms", type=float, default=10)

@@ -209,7 +209,7 @@ class Transfer:
     async def headers(self) -> None:
         """Until the final response's headers and its first body bytes (or the end) are in;
         raises the transfer's error if it ended without a body."""
-        while not self.headers_ready:
+        while not self.headers_ready and not self.done:  # done but not ready: aborted
             await self.wait()
         if self.error is not None and not self.buffer:
             raise self.error
@@ -459,7 +459,7 @@ class CurlDriver:
             raise
         self._slots -= 1  # ``start`` takes it again
 
-    def start(self, method: str, url: str, headers: Iterable[tuple[str, str]], body: bytes | None,
+    def start(self, method: str, url: str, headers: Iterable[tuple[str, str | None]], body: bytes | None,
               limits: Limits, profile: Profile, proxy: str | None = None, collect: bool = False) -> Transfer:
         """Begin a transfer and return it; the caller awaits ``Transfer.headers()``. ``proxy``
         overrides the driver's for this request (``http://``, ``https://``, ``socks5h://``, with
@@ -475,6 +475,8 @@ class CurlDriver:
             try:
                 self._prepare(easy, transfer, method, url, headers, body, limits, proxy or self._proxy)
             except BaseException:
+                if transfer._slist != ffi.NULL:
+                    lib.curl_slist_free_all(transfer._slist)
                 self._release(easy)
                 raise
         except BaseException:
@@ -587,7 +589,7 @@ class CurlDriver:
             self._handles -= 1
 
     def _prepare(self, easy: _Easy, transfer: Transfer, method: str, url: str,
-                 headers: Iterable[tuple[str, str]], body: bytes | None, limits: Limits, proxy: str | None) -> None:
+                 headers: Iterable[tuple[str, str | None]], body: bytes | None, limits: Limits, proxy: str | None) -> None:
         ptr = easy.ptr
         setopt = lib._curl_easy_setopt
         easy.error_buffer[0] = b"\0"  # libcurl leaves an earlier transfer's message in it
@@ -596,7 +598,9 @@ class CurlDriver:
         append = lib.curl_slist_append
         slist = ffi.NULL
         for name, value in headers:
-            slist = append(slist, f"{name}: {value}".encode() if value else f"{name};".encode())
+            # "name;" sends an empty header, "name:" removes one libcurl would add (as curl_cffi)
+            line = f"{name}: {value}" if value else f"{name};" if value is not None else f"{name}:"
+            slist = append(slist, line.encode())
         slist = append(slist, b"Expect:")  # never wait for a 100-continue
         transfer._slist = slist
         setopt(ptr, _HTTPHEADER, slist)

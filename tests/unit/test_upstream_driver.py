@@ -448,12 +448,23 @@ def test_thousands_of_streams_opened_and_aborted_leave_nothing_behind(tmp_path: 
 
 
 def test_close_aborts_what_still_runs(tmp_path: Path) -> None:
+    async def handler(seen: Seen, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if seen.target == "/silent":
+            if not await reader.read(1):
+                raise ConnectionResetError
+        await endless(0.01)(seen, reader, writer)
+
     async def scenario() -> None:
-        server = Server(endless(0.01))
+        server = Server(handler)
         base = await server.start()
         t = transport(tmp_path)
         stream = await t.open_stream(base + "/endless", {}, b"{}")
+        waiting = asyncio.get_running_loop().create_task(t.open_stream(base + "/silent", {}, b"{}"))
+        while len(server.seen) < 2:
+            await asyncio.sleep(0.01)
         await t.close()
+        with pytest.raises(UpstreamError, match="aborted"):
+            await asyncio.wait_for(waiting, 2)
         with pytest.raises(UpstreamError, match="aborted"):
             async for _ in stream.chunks():
                 pass
