@@ -52,8 +52,11 @@ def test_twenty_concurrent_requests_on_an_expired_token_cause_one_refresh(start_
 
 
 def test_scheduled_refresh_happens_before_expiry(start_proxy: StartProxy, fake: FakeCodexThread) -> None:
-    proxy = start_proxy(auth={"refresh_margin_seconds": 3})
-    before = add(proxy, "acc-soon", expires_in=6)
+    proxy = start_proxy(auth={"refresh_margin_seconds": 10})
+    # 14 s: more than the 10 s under which any call made with the token refreshes it first
+    # (USE_MARGIN) — the model-catalog fetch that follows a new account would, and with a fast
+    # upstream that refresh can land before ``old_rt`` is read below. Due at 14 − 10 ± 15 %.
+    before = add(proxy, "acc-soon", expires_in=14)
     old_rt = stored(proxy, "acc-soon")["refresh_token"]
     wait_for(lambda: fake.refresh_count("acc-soon") == 1, timeout=8, what="the scheduled refresh")
     assert time.time() < before["expires_at"]  # ahead of expiry, not after a failed request
