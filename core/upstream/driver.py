@@ -18,6 +18,13 @@ line, and its ``AsyncCurl`` re-registers the loop's reader on every socket event
 
 Nothing here blocks: libcurl's sockets are non-blocking; name resolution runs in libcurl's
 resolver thread.
+
+Per request, ``start`` already takes a proxy (connections are matched per proxy and proxy login)
+and a :class:`Profile` (handles are pooled per profile, so a per-account fingerprint is another
+``Profile``). A WebSocket upgrade would be one more kind of transfer: started with
+``CURLOPT_CONNECT_ONLY=2``, it keeps its handle after the handshake instead of returning it to the
+pool, and its socket stays in the same epoll set, dispatched to ``curl_ws_recv``/``curl_ws_send``
+rather than to the multi handle.
 """
 
 from __future__ import annotations
