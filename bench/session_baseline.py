@@ -12,7 +12,7 @@ from typing import Any
 from curl_cffi import CurlHttpVersion
 from curl_cffi.requests import AsyncSession
 
-from core.config import Config
+from core.settings import Settings
 from core.upstream.transport import SimpleResponse
 
 
@@ -38,18 +38,18 @@ class SessionStream:
 
 
 class SessionTransport:
-    def __init__(self, cfg: Config) -> None:
+    def __init__(self, cfg: Settings, max_clients: int) -> None:
         self._cfg = cfg
         self._session = AsyncSession(
-            max_clients=int(cfg.get("tls.max_clients") or 512),
-            impersonate=cfg.get("tls.impersonate") or None,
-            proxy=cfg.get("tls.proxy_url") or None,
-            http_version=CurlHttpVersion.V1_1 if cfg.get("tls.force_http11") else None,
+            max_clients=max_clients,
+            impersonate=cfg.tls.impersonate or None,
+            proxy=cfg.tls.proxy_url or None,
+            http_version=CurlHttpVersion.V1_1 if cfg.tls.force_http11 else None,
             discard_cookies=True,
         )
 
     def _timeout(self) -> tuple[float, float]:
-        return (float(self._cfg.get("api.connect_timeout_seconds") or 15), float(self._cfg.get("api.timeout_seconds") or 600))
+        return (self._cfg.api.connect_timeout_seconds, self._cfg.api.timeout_seconds)
 
     async def open_stream(self, url: str, headers: dict[str, str], body: bytes) -> SessionStream:
         response = await self._session.request("POST", url, headers=headers, content=body, stream=True,

@@ -123,16 +123,15 @@ class _FloorTransport:
 
 
 def _transport(impl: str, data_dir: str) -> Any:
-    from core.config import Config
-
     if impl == "floor":
         return _FloorTransport()
-    cfg = Config({"tls": {"impersonate": "chrome", "max_clients": 512},
-                  "api": {"connect_timeout_seconds": 15, "timeout_seconds": 600}}, Path(data_dir))
+    from core.config import ConfigStore
+
+    cfg = ConfigStore(Path(data_dir), environ={}).current  # the shipped defaults (chrome, 15 s / 600 s)
     if impl == "old":
         from bench.session_baseline import SessionTransport
 
-        return SessionTransport(cfg)
+        return SessionTransport(cfg, max_clients=512)
     from core.upstream.transport import UpstreamTransport
 
     return UpstreamTransport(cfg)

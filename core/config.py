@@ -29,10 +29,6 @@ from core.settings import Settings, SettingsError, build, parse_env, unknown_key
 
 logger = logging.getLogger(__name__)
 
-# The old name of the snapshot type, kept only because core/upstream/transport.py (rewritten
-# separately) still imports it; that module also still reads settings with ``Settings.get``.
-Config = Settings
-
 DEFAULTS_PACKAGE = "core.defaults"  # the repository's config/ folder, as pyproject.toml packages it
 _DATA_DIR = Path(__file__).resolve().parents[1] / "data"  # the checkout's own data folder
 

@@ -125,7 +125,8 @@ class TlsSettings:
     impersonate: str | None
     proxy_url: str | None
     force_http11: bool
-    max_clients: PositiveCount
+    max_transfers: PositiveCount
+    idle_connections: PositiveCount
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,14 +195,6 @@ class Settings:
         if name not in SECTIONS.get(section, {}):
             raise KeyError(dotted)
         return getattr(getattr(self, section), name)
-
-    def get(self, dotted: str, default: Any = None) -> Any:
-        """The dotted lookup of the untyped config this class replaced, kept for its one remaining
-        caller, core/upstream/transport.py (being rewritten separately). Use attributes instead."""
-        try:
-            return self.at(dotted)
-        except KeyError:
-            return default
 
 
 # --- converters built from the field types ---------------------------------------------------------

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from core.codex.errors import MAX_ERROR_BODY, RETRY_SAME, UpstreamError
-from core.config import Config
+from core.settings import Settings
 from core.upstream.driver import CurlDriver, Limits, Profile, Transfer, TransferError
 from core.upstream.tap import Leg, open_leg
 
@@ -113,23 +113,21 @@ class SimpleResponse:
 
 
 class UpstreamTransport:
-    def __init__(self, cfg: Config) -> None:
+    def __init__(self, cfg: Settings) -> None:
         self._cfg = cfg
-        self._profile = Profile(impersonate=cfg.get("tls.impersonate") or None, http11=bool(cfg.get("tls.force_http11")))
+        self._profile = Profile(impersonate=cfg.tls.impersonate or None, http11=cfg.tls.force_http11)
         self._driver: CurlDriver | None = None  # made on first use, on the loop that uses it
-        self._connect_timeout = float(cfg.get("api.connect_timeout_seconds") or 15)
-        self._stream_limits = Limits(self._connect_timeout, float(cfg.get("api.timeout_seconds") or 600), stall=True)
+        self._connect_timeout = cfg.api.connect_timeout_seconds
+        self._stream_limits = Limits(self._connect_timeout, cfg.api.timeout_seconds, stall=True)
         self._limits: dict[float, Limits] = {}  # per ``request`` timeout: one instance each (see Limits)
 
     @property
     def driver(self) -> CurlDriver:
         driver = self._driver
         if driver is None:
-            cfg = self._cfg
-            idle = int(cfg.get("tls.idle_connections") or 64)
-            driver = self._driver = CurlDriver(proxy=cfg.get("tls.proxy_url") or None,
-                                               max_transfers=int(cfg.get("tls.max_transfers") or 0),
-                                               idle_handles=idle, idle_connections=idle)
+            tls = self._cfg.tls
+            driver = self._driver = CurlDriver(proxy=tls.proxy_url or None, max_transfers=tls.max_transfers,
+                                               idle_handles=tls.idle_connections, idle_connections=tls.idle_connections)
         return driver
 
     async def _start(self, method: str, url: str, headers: dict[str, str], body: bytes | None, limits: Limits,

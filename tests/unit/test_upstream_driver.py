@@ -8,6 +8,7 @@ back-pressure, timeouts, and the pool's handle and socket counts afterwards.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import gc
 import os
 import time
@@ -19,7 +20,8 @@ from typing import Any
 import pytest
 
 from core.codex.errors import UpstreamError
-from core.config import Config
+from core.config import ConfigStore
+from core.settings import Settings
 from core.upstream import driver as driver_module
 from core.upstream.driver import CurlDriver, Limits, Profile, TransferError
 from core.upstream.tap import tapping
@@ -104,9 +106,15 @@ def chunk(data: bytes) -> bytes:
     return b"%x\r\n%s\r\n" % (len(data), data)
 
 
+def settings(tmp: Path, connect_timeout: float = 5, timeout: float = 30, **tls: Any) -> Settings:
+    """The shipped settings (chrome, ...) with these timeouts and ``tls`` values."""
+    cfg = ConfigStore(tmp, environ={}).current
+    api = dataclasses.replace(cfg.api, connect_timeout_seconds=connect_timeout, timeout_seconds=timeout)
+    return dataclasses.replace(cfg, api=api, tls=dataclasses.replace(cfg.tls, **tls))
+
+
 def transport(tmp: Path, **tls: Any) -> UpstreamTransport:
-    return UpstreamTransport(Config({"tls": {"impersonate": "chrome", **tls},
-                                     "api": {"connect_timeout_seconds": 5, "timeout_seconds": 30}}, tmp))
+    return UpstreamTransport(settings(tmp, **tls))
 
 
 def run(coro: Awaitable[None]) -> None:
@@ -538,8 +546,7 @@ def test_connect_timeout_covers_the_tls_handshake(tmp_path: Path) -> None:
     async def scenario() -> None:
         server = await asyncio.start_server(lambda r, w: asyncio.sleep(30), "127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
-        t = UpstreamTransport(Config({"tls": {"impersonate": "chrome"},
-                                      "api": {"connect_timeout_seconds": 0.5, "timeout_seconds": 30}}, tmp_path))
+        t = UpstreamTransport(settings(tmp_path, connect_timeout=0.5))
         started = time.perf_counter()
         with pytest.raises(UpstreamError, match="(?i)timed? ?out"):
             await t.open_stream(f"https://127.0.0.1:{port}/x", {}, b"{}")
@@ -587,8 +594,7 @@ def test_a_stalled_stream_fails_after_the_read_timeout(tmp_path: Path) -> None:
     async def scenario() -> None:
         server = Server(slow_then_silent)
         base = await server.start()
-        t = UpstreamTransport(Config({"tls": {"impersonate": "chrome"},
-                                      "api": {"connect_timeout_seconds": 5, "timeout_seconds": 1}}, tmp_path))
+        t = UpstreamTransport(settings(tmp_path, timeout=1))
         stream = await t.open_stream(base + "/stall", {}, b"{}")
         received = b""
         started = time.perf_counter()
