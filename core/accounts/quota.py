@@ -184,6 +184,8 @@ def parse_headers(headers: Mapping[str, str], now: float) -> Quota | None:
     """The rate-limit headers of one response (lower-case names), or None when it carried none."""
     groups: dict[str, dict[str, dict[str, str]]] = {}
     for name, value in headers.items():
+        if not name.startswith(("x-", "X-")):
+            continue  # most of an answer's headers; the pattern below is the dear part
         match = _WINDOW_HEADER.match(name.lower())
         if match:
             limit = match["limit"].replace("-", "_")

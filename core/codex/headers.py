@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import uuid
 
@@ -24,6 +25,7 @@ def user_agent(cfg: Settings) -> str:
     return f"{client.originator}/{client.app_version} ({client.platform} {client.arch})"
 
 
+@functools.lru_cache(maxsize=4096)
 def account_installation_id(base: str, scope: str) -> str:
     """A stable UUIDv4-shaped id per (installation, account), so accounts do not share one id."""
     digest = bytearray(hashlib.sha256(f"{base}\0{scope}".encode()).digest()[:16])

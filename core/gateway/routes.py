@@ -89,6 +89,12 @@ class DataPlane:
         self.services = services
         self._gemini_generate = self._protocol(gemini)
         self._routes: list[tuple[str, re.Pattern[str], Handler]] = [
+            # The turns first: tried in order, and these carry nearly all the traffic.
+            ("POST", re.compile(r"^(?:/v1)?/chat/completions$"), self._protocol(openai_chat)),
+            ("POST", re.compile(r"^(?:/v1)?/responses/compact$"), self._protocol(responses, compact=True)),
+            ("POST", re.compile(r"^(?:/v1)?/responses$"), self._protocol(responses)),
+            ("POST", re.compile(r"^(?:/v1)?/messages$"), self._protocol(anthropic)),
+            ("POST", re.compile(r"^(?:/v1)?/messages/count_tokens$"), self._local(anthropic, anthropic.count_tokens)),
             ("GET", re.compile(r"^/health$"), self._health),
             ("POST", gemini.ACTION_PATH, self._gemini_action),
             ("GET", re.compile(r"^/(?:v1beta|v1alpha)/models$"), self._gemini_models),
@@ -97,11 +103,6 @@ class DataPlane:
             ("GET", re.compile(r"^(?:/v1)?/models/catalog$"), self._catalog),
             ("GET", re.compile(r"^(?:/v1)?/models/(?P<id>[^/]+)/info$"), self._model_info),
             ("GET", re.compile(r"^(?:/v1)?/models/(?P<id>[^/]+)$"), self._model),
-            ("POST", re.compile(r"^(?:/v1)?/chat/completions$"), self._protocol(openai_chat)),
-            ("POST", re.compile(r"^(?:/v1)?/responses/compact$"), self._protocol(responses, compact=True)),
-            ("POST", re.compile(r"^(?:/v1)?/responses$"), self._protocol(responses)),
-            ("POST", re.compile(r"^(?:/v1)?/messages$"), self._protocol(anthropic)),
-            ("POST", re.compile(r"^(?:/v1)?/messages/count_tokens$"), self._local(anthropic, anthropic.count_tokens)),
         ]
 
     def dispatch(self, request: ClientRequest) -> Outcome:

@@ -37,6 +37,9 @@ _current: ContextVar[Tap | None] = ContextVar("codex_upstream_tap", default=None
 @contextlib.contextmanager
 def tapping(tap: Tap | None) -> Iterator[None]:
     """Report the upstream calls made inside this block (and the tasks it starts) to ``tap``."""
+    if tap is None and _current.get() is None:
+        yield  # nobody watching (the common case): no context change
+        return
     token = _current.set(tap)
     try:
         yield
