@@ -106,7 +106,8 @@ def setup_lines(results: dict[str, Any]) -> list[str]:
         f"- Pinning: {s['layout']}. Read back from the kernel: {cores}; this orchestrator {format_cores(s['orchestrator_cores'])}",
         f"- Proxy: `{s['proxy_command']}`, {s['proxy_output']}",
         f"- Order: each proxied run right after its own direct run; {s['repeat']} repetitions; added = proxied − direct",
-        f"- Proxy core during proxied runs: {s['proxy_core_summary']}",
+        f"- Cores busy before the start: {', '.join(f'core {c} {b:.0%}' for c, b in s['load_before_start'].items())}; "
+        f"the proxy's core during proxied runs: {s['proxy_core_summary']}",
         "",
     ]
 

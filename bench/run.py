@@ -10,17 +10,14 @@ interleaved. Results go to ``bench-results/<time>.json`` and ``.md``; docs/bench
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import os
-import platform
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
 from bench.cores import CoreLayout, CoreLayoutError, available_cores, parse_cores, plan_cores, running_on
-from bench.proxy import BIN, ROOT
+from bench.environment import commit, load_before_start, machine, warn_if_busy
+from bench.proxy import ROOT
 from bench.report import markdown
 from bench.scenarios import STEPS, planned
 from bench.session import Session
@@ -75,72 +72,17 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, CoreL
     return args, layout
 
 
-# --- what the report says about the run ---------------------------------------------------------------
-
-def cpu_model() -> str:
-    with contextlib.suppress(OSError), open("/proc/cpuinfo") as info:
-        for line in info:
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
-
-
-def machine() -> dict[str, Any]:
-    mem_kb = 0
-    with contextlib.suppress(OSError), open("/proc/meminfo") as info:
-        mem_kb = int(next(line for line in info if line.startswith("MemTotal")).split()[1])
-    return {"cpus": os.cpu_count(), "cpu_model": cpu_model(), "memory_gb": round(mem_kb / 1024 / 1024, 1),
-            "python": platform.python_version(), "platform": platform.platform()}
-
-
-def commit() -> str:
-    """The commit measured, "+ changes" when the work tree differs from it."""
-    def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=False).stdout.strip()
-
-    sha = git("rev-parse", "--short", "HEAD") or "unknown"
-    return sha + (" + uncommitted changes" if git("status", "--porcelain", "--untracked-files=no") else "")
-
-
-def proxy_core_summary(rows: list[dict[str, Any]]) -> str:
-    """The pinning check: did anything but the proxy use its core, and did the hypervisor steal time?"""
-    shares = [r["proxy_core"] for r in rows if r.get("proxy_core")]
-    steal = [load["steal"] for r in rows for load in r["core_load"].values()]
-    if not shares:
-        return "not measured"
-    return (f"busy up to {max(s['busy'] for s in shares):.0%} of the time, of which not the proxy up to "
-            f"{max(s['other'] for s in shares):.0%}; time stolen by the hypervisor up to {max(steal, default=0):.0%} on any core")
-
-
-def proxy_output(session: Session) -> str:
-    lines = session.proxy.log().count("\n")
-    verbosity = "-q" if session.args.quiet else "mitmproxy's default verbosity"
-    return f"{verbosity}; its output went to a file ({lines} lines over the run)"
-
-
-def proxy_command(session: Session) -> str:
-    """The proxy's command line as a user would type it (relative paths, the data folder named)."""
-    command = " ".join(session.proxy.command())
-    for path, shown in ((str(BIN) + "/", ""), (str(ROOT) + "/", ""), (str(session.proxy.data_dir), "<data>")):
-        command = command.replace(path, shown)
-    return command
-
-
-def setup(session: Session, layout: CoreLayout, rows: list[dict[str, Any]]) -> dict[str, Any]:
-    return {"layout": layout.describe(), "processes": session.processes(), "orchestrator_cores": sorted(os.sched_getaffinity(0)),
-            "proxy_command": proxy_command(session), "proxy_output": proxy_output(session), "repeat": session.args.repeat,
-            "routes": [r.name for r in session.routes], "proxy_core_summary": proxy_core_summary(rows)}
-
-
 # --- running ----------------------------------------------------------------------------------------
 
 def measure_all(args: argparse.Namespace, layout: CoreLayout) -> dict[str, Any]:
+    idle = load_before_start()
+    warn_if_busy(idle)
     session = Session(args, layout)
     try:
         print(f"{layout.describe()}; routes: {', '.join(r.name for r in session.routes)}", flush=True)
         for scenario in planned(args):
             session.run(scenario)
-        described = setup(session, layout, session.runs)
+        described = {**session.describe(), "load_before_start": idle}
     finally:
         session.close()
     return {"date": time.strftime("%Y-%m-%d %H:%M"), "commit": commit(), "machine": machine(), "setup": described,

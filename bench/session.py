@@ -9,6 +9,7 @@ proxied − that direct run, and every repetition is reported, so the drift show
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,10 +20,10 @@ import httpx
 from bench.cores import CoreLayout, cores_in_use
 from bench.processes import ACCOUNT, FakeBackend, LoadGenerator
 from bench.procstat import RssSampler
-from bench.proxy import ProxyProcess
+from bench.proxy import BIN, ROOT, ProxyProcess
 from bench.routes import CODEX_BODY, CODEX_PATH, ROUTES, Route
 from bench.scenarios import Scenario
-from bench.stats import proxy_core_share, summarize, versus_direct
+from bench.stats import pinning_check, proxy_core_share, summarize, versus_direct
 
 PROXY_KEY = "bench-key"
 
@@ -59,6 +60,23 @@ class Session:
         """Each process's pid and the cores its threads may run on, as the kernel reports them."""
         pids = {"proxy": self.proxy.pid, "fake": self.fake.pid, "loadgen": self.loadgen.pid}
         return {name: {"pid": pid, "cores": cores_in_use(pid)} for name, pid in pids.items()}
+
+    def proxy_command(self) -> str:
+        """The proxy's command line as a user would type it (relative paths, the data folder named)."""
+        command = " ".join(self.proxy.command())
+        for path, shown in ((str(BIN) + "/", ""), (str(ROOT) + "/", ""), (str(self.proxy.data_dir), "<data>")):
+            command = command.replace(path, shown)
+        return command
+
+    def proxy_output(self) -> str:
+        verbosity = "-q" if self.args.quiet else "mitmproxy's default verbosity"
+        return f"{verbosity}; its output went to a file ({self.proxy.log().count(chr(10))} lines over the run)"
+
+    def describe(self) -> dict[str, Any]:
+        """How this session ran, for the report: call it before ``close()``."""
+        return {"layout": self.layout.describe(), "processes": self.processes(), "orchestrator_cores": sorted(os.sched_getaffinity(0)),
+                "proxy_command": self.proxy_command(), "proxy_output": self.proxy_output(), "repeat": self.args.repeat,
+                "routes": [r.name for r in self.routes], "proxy_core_summary": pinning_check(self.runs)}
 
     def close(self) -> None:
         self.loadgen.stop()

@@ -51,6 +51,7 @@ def summarize(raw: dict[str, Any]) -> dict[str, Any]:
         "event_ms": spread_ms([lat for o in ok for lat in o["event_latency_ns"]]),
         "max_gap_ms": spread_ms([o["max_gap_ns"] for o in outcomes], ("p50", "p99", "max")),
         "stalls": sum(1 for o in outcomes if o["max_gap_ns"] > STALL_NS),
+        "cpu_s": raw["cpu_s"],
         "cpu_ms_per_request": cpu_ms_per_request(raw["cpu_s"], len(outcomes)),
         "core_load": raw["core_load"],
         "loadgen_cores": raw["cores"],
@@ -71,11 +72,22 @@ def versus_direct(proxied: dict[str, Any], direct: dict[str, Any]) -> dict[str, 
 
 def proxy_core_share(summary: dict[str, Any], core: int) -> dict[str, float] | None:
     """How busy the proxy's core was in the window, and how much of that was not the proxy
-    (another process on it, or the kernel's interrupts): a check that the pinning held."""
+    (another process on it, or the kernel's interrupt work): a check that the pinning held."""
     load = summary["core_load"].get(str(core))  # JSON keys
-    proxy_cpu_ms = summary["cpu_ms_per_request"].get("proxy")
-    if load is None or proxy_cpu_ms is None or not summary["elapsed_s"]:
+    proxy_cpu_s = summary["cpu_s"].get("proxy")
+    if load is None or proxy_cpu_s is None or not summary["elapsed_s"]:
         return None
-    proxy_share = proxy_cpu_ms * summary["requests"] / 1000 / summary["elapsed_s"]
+    proxy_share = proxy_cpu_s / summary["elapsed_s"]
     return {"busy": load["busy"], "proxy": round(proxy_share, 3), "other": round(max(0.0, load["busy"] - proxy_share), 3),
             "steal": load["steal"]}
+
+
+def pinning_check(rows: list[dict[str, Any]]) -> str:
+    """The pinning check: did anything but the proxy use its core, and did the hypervisor steal time?"""
+    shares = [r["proxy_core"] for r in rows if r.get("proxy_core")]
+    steal = [load["steal"] for r in rows for load in r["core_load"].values()]
+    if not shares:
+        return "not measured"
+    return (f"busy up to {max(s['busy'] for s in shares):.0%} of the time, the proxy itself up to {max(s['proxy'] for s in shares):.0%}, "
+            f"anything else (other processes, interrupt work) up to {max(s['other'] for s in shares):.0%}; "
+            f"time stolen by the hypervisor up to {max(steal, default=0):.0%} on any core")
