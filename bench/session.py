@@ -111,20 +111,21 @@ class Session:
     def run(self, scenario: Scenario) -> None:
         self.fake.configure(**scenario.fake)
         for rep, route in self.pairs(scenario):
-            direct = self.measure(scenario, "direct", rep, self.direct_job(scenario))
-            proxied = self.measure(scenario, route.name, rep, self.proxy_job(scenario, route), sample_rss=True)
+            direct = self.record(scenario, "direct", rep, summarize(self.loadgen.run(self.direct_job(scenario))))
+            proxied = self.record(scenario, route.name, rep, self.measure_proxied(self.proxy_job(scenario, route)))
             proxied["vs_direct"] = versus_direct(proxied, direct)
             proxied["pair_of"] = len(self.runs) - 2  # index of its direct run in ``runs``
             print_pair(direct, proxied)
 
-    def measure(self, scenario: Scenario, target: str, rep: int, job: dict[str, Any], sample_rss: bool = False) -> dict[str, Any]:
-        if sample_rss:
-            with RssSampler(self.proxy.pid) as rss:
-                summary = summarize(self.loadgen.run(job))
-            summary["proxy_peak_rss_mb"] = round(rss.peak_kb / 1024, 1)
-            summary["proxy_core"] = proxy_core_share(summary, self.layout.proxy)
-        else:
+    def measure_proxied(self, job: dict[str, Any]) -> dict[str, Any]:
+        """A run through the proxy, with its peak memory and how its core was shared meanwhile."""
+        with RssSampler(self.proxy.pid) as rss:
             summary = summarize(self.loadgen.run(job))
+        summary["proxy_peak_rss_mb"] = round(rss.peak_kb / 1024, 1)
+        summary["proxy_core"] = proxy_core_share(summary, self.layout.proxy)
+        return summary
+
+    def record(self, scenario: Scenario, target: str, rep: int, summary: dict[str, Any]) -> dict[str, Any]:
         row = {"scenario": scenario.name, "kind": scenario.kind, "size": scenario.size, "target": target, "rep": rep, **summary}
         self.runs.append(row)
         return row
@@ -136,5 +137,5 @@ def print_pair(direct: dict[str, Any], proxied: dict[str, Any]) -> None:
     print(f"  {proxied['scenario']:<24} rep {proxied['rep']} {proxied['target']:<10} "
           f"ok {direct['ok']}/{direct['requests']} | {proxied['ok']}/{proxied['requests']}  "
           f"req/s {direct['rps']} | {proxied['rps']}  ttfb p50 {direct['ttfb_ms']['p50']} | {proxied['ttfb_ms']['p50']} "
-          f"(+{added['ttfb_ms']['p50']})  stalls {direct['stalls']} | {proxied['stalls']}  "
+          f"(added {added['ttfb_ms']['p50']})  stalls {direct['stalls']} | {proxied['stalls']}  "
           f"proxy cpu/req {proxied['cpu_ms_per_request'].get('proxy')} ms", flush=True)
