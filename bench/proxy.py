@@ -76,11 +76,12 @@ class ProxyProcess(MitmProcess):
     """
 
     def __init__(self, data_dir: Path, config: dict[str, Any], tool: str = "mitmdump", args: tuple[str, ...] = (),
-                 verbosity: str | None = None, cores: Collection[int] | None = None) -> None:
+                 verbosity: str | None = None, cores: Collection[int] | None = None, before: tuple[str, ...] = ()) -> None:
         self.data_dir = data_dir
         self.config = config
         self.tool = tool
         self.args = args
+        self.before = before  # arguments ahead of ours, e.g. ("-s", "mine.py") for an addon earlier in the chain
         self.verbosity = verbosity  # mitmproxy refuses a second --set termlog_verbosity in args
         self.cores = cores
         self.runtime: dict[str, Any] = {}
@@ -113,7 +114,7 @@ class ProxyProcess(MitmProcess):
 
     def command(self) -> list[str]:
         verbosity = ("--set", f"termlog_verbosity={self.verbosity}") if self.verbosity else ()
-        return [str(BIN / self.tool), "-s", str(ROOT / "addons" / "codex.py"), "--listen-host", "127.0.0.1", "-p", "0",
+        return [str(BIN / self.tool), *self.before, "-s", str(ROOT / "addons" / "codex.py"), "--listen-host", "127.0.0.1", "-p", "0",
                 "--set", f"confdir={self.confdir}", *verbosity, *self.args]
 
     def environment(self) -> dict[str, str]:

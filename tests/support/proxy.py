@@ -23,8 +23,8 @@ class ProxyProcess(launcher.ProxyProcess):
     stays at warnings unless a test asks for more (the tests read it when something fails)."""
 
     def __init__(self, data_dir: Path, config: dict[str, Any], tool: str = "mitmdump", args: tuple[str, ...] = (),
-                 verbosity: str = "warn") -> None:
-        super().__init__(data_dir, config, tool=tool, args=args, verbosity=verbosity)
+                 verbosity: str = "warn", before: tuple[str, ...] = ()) -> None:
+        super().__init__(data_dir, config, tool=tool, args=args, verbosity=verbosity, before=before)
 
     @property
     def ollama_origin(self) -> str:
