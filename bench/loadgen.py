@@ -142,13 +142,17 @@ def event_loop_runner() -> Callable[[Coroutine[Any, Any, dict[str, Any]]], dict[
 def serve() -> None:
     """One job per stdin line, one answer per stdout line, until stdin closes."""
     runner = event_loop_runner()
-    for line in sys.stdin.buffer:
-        try:
-            answer = runner(run(orjson.loads(line)))
-        except Exception:  # report it to the orchestrator and keep serving: it decides what to do
-            answer = {"failed": traceback.format_exc()}
-        sys.stdout.buffer.write(orjson.dumps(answer, option=orjson.OPT_NON_STR_KEYS) + b"\n")
-        sys.stdout.buffer.flush()
+    # A buffered writer of our own: under PYTHONUNBUFFERED sys.stdout.buffer is a raw FileIO, whose
+    # write() may take only part of a large answer (a signal during a pipe write) and say so only in
+    # its return value; the orchestrator would then wait forever for the rest of the line.
+    with open(sys.stdout.fileno(), "wb", closefd=False) as answers:
+        for line in sys.stdin.buffer:
+            try:
+                answer = runner(run(orjson.loads(line)))
+            except Exception:  # report it to the orchestrator and keep serving: it decides what to do
+                answer = {"failed": traceback.format_exc()}
+            answers.write(orjson.dumps(answer, option=orjson.OPT_NON_STR_KEYS) + b"\n")
+            answers.flush()
 
 
 if __name__ == "__main__":
