@@ -1,5 +1,5 @@
 """The machine the benchmark runs on, as the report describes it: hardware, the commit measured,
-and whether something else was already keeping the cores busy."""
+whether something else was already keeping the cores busy, and how fast a core is right now."""
 
 from __future__ import annotations
 
@@ -50,3 +50,21 @@ def warn_if_busy(load: dict[str, float], threshold: float = 0.1) -> None:
     if busy := {core: share for core, share in load.items() if share > threshold}:
         shown = ", ".join(f"core {core} {share:.0%}" for core, share in busy.items())
         print(f"warning: the machine is already busy ({shown}); the figures will be noisy", flush=True)
+
+
+def reference_work_ms(repeats: int = 3) -> float:
+    """CPU time (of this thread only) of a fixed pure-Python loop, best of ``repeats``.
+
+    On a VM the core itself speeds up and slows down (another guest on its sibling hyperthread, the
+    host's clock): the same loop's CPU time varied from 98 to 171 ms within a minute on this
+    project's machine, with no steal time reported. Measured next to each run on the proxy's core,
+    it tells a slower proxy from a slower core.
+    """
+    def once() -> float:
+        started = time.thread_time_ns()
+        total = 0
+        for i in range(300_000):
+            total += i * i % 7
+        return (time.thread_time_ns() - started) / 1e6
+
+    return round(min(once() for _ in range(repeats)), 1)

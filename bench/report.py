@@ -42,7 +42,7 @@ def proxy_cpu(row: Row) -> Any:
 
 
 def ttfb_lines(rows: list[Row]) -> list[list[Any]]:
-    return [[p["target"], p["rep"], *both(d, p, "ttfb_ms", "p50"), *both(d, p, "ttfb_ms", "p99"), proxy_cpu(p)]
+    return [[p["target"], p["rep"], *both(d, p, "ttfb_ms", "p50"), *both(d, p, "ttfb_ms", "p99"), proxy_cpu(p), p["reference_work_ms"]]
             for d, p in pairs(rows, "ttfb")]
 
 
@@ -51,14 +51,15 @@ def inter_event_lines(rows: list[Row]) -> list[list[Any]]:
         cpu, events = proxy_cpu(row), row["size"]["events"]
         return round(cpu * 1000 / events, 1) if cpu is not None and events else None
 
-    return [[p["target"], p["rep"], *both(d, p, "event_ms", "p50"), *both(d, p, "event_ms", "p99"), per_event_us(p)]
+    return [[p["target"], p["rep"], *both(d, p, "event_ms", "p50"), *both(d, p, "event_ms", "p99"), per_event_us(p),
+             p["reference_work_ms"]]
             for d, p in pairs(rows, "inter_event")]
 
 
 def throughput_lines(rows: list[Row]) -> list[list[Any]]:
     return [[p["scenario"].removeprefix("non-stream c="), p["target"], p["rep"], d["rps"], p["rps"], p["vs_direct"]["rps_ratio"],
              fmt(p["vs_direct"]["added"]["latency_ms"]["p50"], sign=True), fmt(p["vs_direct"]["added"]["latency_ms"]["p99"], sign=True),
-             proxy_cpu(p), d["cpu_ms_per_request"].get("fake")]
+             proxy_cpu(p), d["cpu_ms_per_request"].get("fake"), p["reference_work_ms"]]
             for d, p in pairs(rows, "throughput")]
 
 
@@ -74,24 +75,25 @@ def streams_lines(rows: list[Row]) -> list[list[Any]]:
     return [[p["requests"], p["target"], p["rep"],
              side_by_side(d, p, lambda r: f"{r['ok']}/{r['requests']}"), side_by_side(d, p, lambda r: r["errors"]),
              side_by_side(d, p, lambda r: r["stalls"]), *(side_by_side(d, p, longest_gap(point)) for point in ("p50", "p99", "max")),
-             p["proxy_peak_rss_mb"], proxy_cpu(p)]
+             p["proxy_peak_rss_mb"], proxy_cpu(p), p["reference_work_ms"]]
             for d, p in pairs(rows, "streams")]
 
 
+REF = "ref. work ms"  # the proxy core's own speed just before the pair (bench/environment.py)
 SECTIONS: list[tuple[str, str, list[str], Callable[[list[Row]], list[list[Any]]]]] = [
     ("ttfb", "TTFB, 1 request in flight (streamed; ms from sending to the first content token)",
-     ["route", "rep", "direct p50", "proxied p50", "added p50", "direct p99", "proxied p99", "added p99", "proxy CPU ms/req"],
+     ["route", "rep", "direct p50", "proxied p50", "added p50", "direct p99", "proxied p99", "added p99", "proxy CPU ms/req", REF],
      ttfb_lines),
     ("inter_event", "Inter-event latency in long streams (ms from the fake's send stamp to receipt, per event)",
-     ["route", "rep", "direct p50", "proxied p50", "added p50", "direct p99", "proxied p99", "added p99", "proxy CPU µs/event"],
+     ["route", "rep", "direct p50", "proxied p50", "added p50", "direct p99", "proxied p99", "added p99", "proxy CPU µs/event", REF],
      inter_event_lines),
     ("throughput", "Non-streamed requests per second (ratio = proxied / direct req/s)",
      ["in flight", "route", "rep", "direct req/s", "proxied req/s", "ratio", "added latency p50 ms", "added latency p99 ms",
-      "proxy CPU ms/req", "fake CPU ms/req (direct)"],
+      "proxy CPU ms/req", "fake CPU ms/req (direct)", REF],
      throughput_lines),
     ("streams", "Concurrent streams (direct / proxied; a stall is > 1 s without an event, the wait for the first included)",
      ["streams", "route", "rep", "completed", "errors", "stalls", "max gap p50 ms", "max gap p99 ms", "max gap max ms",
-      "proxy peak RSS MB", "proxy CPU ms/stream"],
+      "proxy peak RSS MB", "proxy CPU ms/stream", REF],
      streams_lines),
 ]
 
@@ -106,6 +108,7 @@ def setup_lines(results: dict[str, Any]) -> list[str]:
         f"- Pinning: {s['layout']}. Read back from the kernel: {cores}; this orchestrator {format_cores(s['orchestrator_cores'])}",
         f"- Proxy: `{s['proxy_command']}`, {s['proxy_output']}",
         f"- Order: each proxied run right after its own direct run; {s['repeat']} repetitions; added = proxied − direct",
+        f"- Core speed: a fixed loop on the proxy's core before each pair ({REF}, lower is faster) took {s['reference_work_ms']}",
         f"- Cores busy before the start: {', '.join(f'core {c} {b:.0%}' for c, b in s['load_before_start'].items())}; "
         f"the proxy's core during proxied runs: {s['proxy_core_summary']}",
         "",

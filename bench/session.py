@@ -17,13 +17,14 @@ from typing import Any
 
 import httpx
 
-from bench.cores import CoreLayout, cores_in_use
+from bench.cores import CoreLayout, cores_in_use, running_on
+from bench.environment import reference_work_ms
 from bench.processes import ACCOUNT, FakeBackend, LoadGenerator
 from bench.procstat import RssSampler
 from bench.proxy import BIN, ROOT, ProxyProcess
 from bench.routes import CODEX_BODY, CODEX_PATH, ROUTES, Route
 from bench.scenarios import Scenario
-from bench.stats import pinning_check, proxy_core_share, summarize, versus_direct
+from bench.stats import pinning_check, proxy_core_share, reference_work_range, summarize, versus_direct
 
 PROXY_KEY = "bench-key"
 
@@ -76,7 +77,8 @@ class Session:
         """How this session ran, for the report: call it before ``close()``."""
         return {"layout": self.layout.describe(), "processes": self.processes(), "orchestrator_cores": sorted(os.sched_getaffinity(0)),
                 "proxy_command": self.proxy_command(), "proxy_output": self.proxy_output(), "repeat": self.args.repeat,
-                "routes": [r.name for r in self.routes], "proxy_core_summary": pinning_check(self.runs)}
+                "routes": [r.name for r in self.routes], "proxy_core_summary": pinning_check(self.runs),
+                "reference_work_ms": reference_work_range(self.runs)}
 
     def close(self) -> None:
         self.loadgen.stop()
@@ -111,11 +113,18 @@ class Session:
     def run(self, scenario: Scenario) -> None:
         self.fake.configure(**scenario.fake)
         for rep, route in self.pairs(scenario):
+            core_speed = self.proxy_core_speed()
             direct = self.record(scenario, "direct", rep, summarize(self.loadgen.run(self.direct_job(scenario))))
             proxied = self.record(scenario, route.name, rep, self.measure_proxied(self.proxy_job(scenario, route)))
             proxied["vs_direct"] = versus_direct(proxied, direct)
             proxied["pair_of"] = len(self.runs) - 2  # index of its direct run in ``runs``
+            proxied["reference_work_ms"] = core_speed
             print_pair(direct, proxied)
+
+    def proxy_core_speed(self) -> float:
+        """The reference work's time on the proxy's core, while the proxy is idle between runs."""
+        with running_on([self.layout.proxy]):
+            return reference_work_ms()
 
     def measure_proxied(self, job: dict[str, Any]) -> dict[str, Any]:
         """A run through the proxy, with its peak memory and how its core was shared meanwhile."""

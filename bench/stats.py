@@ -91,3 +91,11 @@ def pinning_check(rows: list[dict[str, Any]]) -> str:
     return (f"busy up to {max(s['busy'] for s in shares):.0%} of the time, the proxy itself up to {max(s['proxy'] for s in shares):.0%}, "
             f"anything else (other processes, interrupt work) up to {max(s['other'] for s in shares):.0%}; "
             f"time stolen by the hypervisor up to {max(steal, default=0):.0%} on any core")
+
+
+def reference_work_range(rows: list[dict[str, Any]]) -> str:
+    """How much the proxy core's own speed moved during the run (see bench/environment.py)."""
+    times = [r["reference_work_ms"] for r in rows if r.get("reference_work_ms")]
+    if not times:
+        return "not measured"
+    return f"{min(times)} – {max(times)} ms (slowest {max(times) / min(times) - 1:.0%} above the fastest)"
