@@ -32,6 +32,7 @@ def test_quick_benchmark_runs_end_to_end(tmp_path: Path) -> None:
         assert row["pair_of"] == rows.index(row) - 1
         assert row["vs_direct"]["added"]["latency_ms"]["p50"] is not None
         assert row["cpu_ms_per_request"]["proxy"] is not None and row["proxy_peak_rss_mb"] > 0
+        assert row["reference_work_ms"] > 0 and row["proxy_core"]["busy"] >= 0
     assert set(Counter((r["scenario"], r["target"]) for r in proxied).values()) == {2}, "two repetitions of each"
     assert all(r["event_ms"]["p50"] >= 0 for r in rows if r["kind"] == "inter_event")
     assert all(r["max_gap_ms"]["max"] >= r["ttfb_ms"]["p50"] for r in rows if r["kind"] == "streams")  # first wait counts
