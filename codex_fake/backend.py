@@ -17,7 +17,7 @@ from aiohttp import web
 
 from codex_fake import control, oauth, ws
 from codex_fake.catalog import catalog
-from codex_fake.faults import token_expired_401, usage_limit_429
+from codex_fake.faults import answered_by_cloudflare, token_expired_401, usage_limit_429
 from codex_fake.host import Caller
 from codex_fake.scenarios import TurnKnobs, TurnRequest
 from codex_fake.state import RESPONSE_FAULT_KEYS, FakeState
@@ -47,6 +47,7 @@ class FakeCodex:
     def __init__(self, ttfb_ms: float = 0, events: int | None = None, event_delay_ms: float = 0, **options: Any) -> None:
         self.state = FakeState({"ttfb_ms": ttfb_ms, "events": events, "event_delay_ms": event_delay_ms, **options})
         self.oauth = oauth.OAuthServer(self)
+        self.sockets: set[ws.Socket] = set()  # open WebSockets
         self.base_url: str | None = None
         self._runner: web.AppRunner | None = None
         self.app = self._build_app()
@@ -128,8 +129,14 @@ class FakeCodex:
         return self.oauth.approve(user_code)
 
     def stats(self) -> dict[str, int]:
-        """Counters: requests, streams_open, aborted_streams (client went away), completed_streams."""
+        """Counters: requests, streams_open, aborted_streams (client went away), completed_streams,
+        websockets_open, websocket_upgrades."""
         return self.state.stats.as_dict()
+
+    def drop_websockets(self, account: str | None = None) -> int:
+        """Cut the open WebSockets (of ``account``, or all) as a network failure would: no close
+        frame. Returns how many were cut."""
+        return ws.drop(self.sockets, account)
 
     # -- shared request plumbing -------------------------------------------------------------------
 
@@ -186,17 +193,29 @@ class FakeCodex:
         headers["x-request-id"] = request_id()
         return headers
 
-    @staticmethod
-    def set_cloudflare_cookies(resp: web.StreamResponse, caller: Caller) -> None:
-        """What Cloudflare in front of chatgpt.com sets: a fresh ``__cf_bm`` each time (replaying it
-        is what gets paths blocked) and a ``cf_clearance`` — here stable per account."""
-        resp.set_cookie("__cf_bm", secrets.token_urlsafe(24), path="/", domain=".chatgpt.com", httponly=True, secure=True)
-        resp.set_cookie("cf_clearance", f"clear-{caller.account}", path="/", domain=".chatgpt.com", httponly=True,
-                        secure=True, max_age=31536000)  # fmt: skip
+    def set_cloudflare_cookies(self, resp: web.StreamResponse, caller: Caller, request: web.Request) -> None:
+        """What Cloudflare in front of chatgpt.com sets when the request lacks it: ``__cf_bm`` (bot
+        management, a fresh value for 30 minutes) and ``cf_clearance`` (here one per account, for a
+        year). Scoped to .chatgpt.com when served as chatgpt.com; elsewhere (loopback) host-only,
+        as a cookie for another domain would be refused."""
+        if not self.state.config.set_cookies:
+            return
+        host = request.host.rsplit(":", 1)[0].lower()
+        domain = ".chatgpt.com" if host == "chatgpt.com" or host.endswith(".chatgpt.com") else None
+        sent = request.cookies
+        if "__cf_bm" not in sent:
+            resp.set_cookie("__cf_bm", secrets.token_urlsafe(24), path="/", domain=domain, httponly=True, secure=True,
+                            max_age=1800, samesite="None")  # fmt: skip
+        clearance = f"clear-{caller.account}"
+        if sent.get("cf_clearance") != clearance:
+            resp.set_cookie("cf_clearance", clearance, path="/", domain=domain, httponly=True, secure=True,
+                            max_age=31536000, samesite="None")  # fmt: skip
 
-    def pick_scenario(self, caller: Caller) -> dict[str, Any] | None:
-        """Sticky fault, else automatic quota 429, else the scripted queue (fault keeps scripts)."""
-        fault = self.state.take_fault(caller.account, RESPONSE_FAULT_KEYS)
+    def pick_scenario(self, caller: Caller, websocket: bool = False) -> dict[str, Any] | None:
+        """Sticky fault, else automatic quota 429, else the scripted queue (fault keeps scripts).
+        A turn on an open WebSocket never meets what Cloudflare answers (it waits for an upgrade)."""
+        only = (lambda fault: not answered_by_cloudflare(fault)) if websocket else None
+        fault = self.state.take_fault(caller.account, RESPONSE_FAULT_KEYS, only)
         if fault is not None:
             return fault
         usage = self.state.usage.get(caller.account)
@@ -274,8 +293,7 @@ class FakeCodex:
             headers["cache-control"] = "no-cache"
             headers.update(turn.headers)
             resp = web.StreamResponse(status=200, headers=headers)
-            if cfg.set_cookies:
-                self.set_cloudflare_cookies(resp, caller)
+            self.set_cloudflare_cookies(resp, caller, request)
             resp.enable_chunked_encoding()
             await resp.prepare(request)
             write = resp.write
@@ -301,7 +319,7 @@ class FakeCodex:
     # -- WS /codex/responses -----------------------------------------------------------------------
 
     async def _websocket(self, request: web.Request) -> web.StreamResponse:
-        return await ws.handle(self, request)
+        return await ws.handle(self, request, self.sockets)
 
     # -- POST /codex/responses/compact -------------------------------------------------------------
 

@@ -131,7 +131,7 @@ def _entry(model: dict[str, Any], priority: int) -> dict[str, Any]:
         "apply_patch_tool_type": "freeform",
         "shell_type": "shell_command",
         "experimental_supported_tools": [],
-        "prefer_websockets": True,
+        "prefer_websockets": model.get("prefer_websockets", True),
         "use_responses_lite": slug.startswith("gpt-5.6"),
     }
 

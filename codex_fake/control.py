@@ -40,6 +40,8 @@ class Controls(Protocol):
 
     def stats(self) -> dict[str, int]: ...
 
+    def drop_websockets(self, account: str | None = None) -> int: ...
+
 
 def reply(data: Any, status: int = 200) -> web.Response:
     return web.Response(status=status, body=orjson.dumps(data, default=str), content_type="application/json")
@@ -123,6 +125,10 @@ def register(app: web.Application, fake: Controls) -> None:
     async def stats(request: web.Request) -> dict[str, int]:
         return fake.stats()
 
+    async def drop_websockets(request: web.Request) -> dict[str, int]:
+        body = await body_of(request)
+        return {"dropped": fake.drop_websockets(body.get("account"))}
+
     r = app.router
     r.add_post("/__fake/reset", guarded(reset))
     r.add_post("/__fake/script", guarded(script))
@@ -134,3 +140,4 @@ def register(app: web.Application, fake: Controls) -> None:
     r.add_post("/__fake/usage", guarded(usage))
     r.add_post("/__fake/device/approve", guarded(approve))
     r.add_get("/__fake/stats", guarded(stats))
+    r.add_post("/__fake/websockets/drop", guarded(drop_websockets))

@@ -11,6 +11,17 @@ from typing import Any
 from codex_fake.scenarios import SCENARIO_KEYS
 
 
+def answered_by_cloudflare(scenario: dict[str, Any]) -> bool:
+    """A failure Cloudflare answers in front of the backend (a challenge page, a blocked path's
+    empty 404): it meets HTTP requests — a WebSocket upgrade among them — never a socket's frames."""
+    spec = scenario.get("http_error")
+    if not isinstance(spec, dict):
+        return False
+    body, status = spec.get("body"), spec.get("status")
+    headers = {str(k).lower(): v for k, v in (spec.get("headers") or {}).items()}
+    return (status == 404 and not body) or (isinstance(body, str) and body.lstrip().startswith("<")) or "cf-mitigated" in headers
+
+
 def check_scenario(scenario: Any) -> dict[str, Any]:
     """Resolve presets and reject unknown keys early, so a typo fails in the test, not silently."""
     if isinstance(scenario, str):

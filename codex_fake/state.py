@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections import Counter, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,7 +48,9 @@ class FakeConfig:
     require_instructions: bool = False  # legacy backend: 400 "Instructions are required"
     system_role: str = "accept"  # "accept" (recorded in notes) or "reject" an input system message
     enforce_usage_limits: bool = True  # set_usage(...=100) makes responses answer usage_limit 429
-    set_cookies: bool = False  # successful streams set Cloudflare's __cf_bm and cf_clearance cookies
+    set_cookies: bool = False  # streams and WebSocket upgrades set Cloudflare's __cf_bm and cf_clearance
+    # cookies (each when the request lacks it, as Cloudflare does)
+    websocket_refusal: int = 0  # 0: upgrades are served; else the HTTP status every upgrade is refused with
     record_requests: bool = True
     max_recorded: int = 10_000
 
@@ -177,6 +180,8 @@ class Stats:
     streams_open: int = 0
     aborted_streams: int = 0
     completed_streams: int = 0
+    websockets_open: int = 0
+    websocket_upgrades: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return dataclasses.asdict(self)
@@ -240,9 +245,16 @@ class FakeState:
     def clear_fault(self, account: str) -> None:
         self.faults.pop(account, None)
 
-    def take_fault(self, account: str | None, keys: frozenset[str]) -> dict[str, Any] | None:
+    def peek_fault(self, account: str) -> dict[str, Any] | None:
+        """The account's fault, not counted as used."""
+        entry = self.faults.get(account)
+        return entry[0] if entry is not None else None
+
+    def take_fault(self, account: str | None, keys: frozenset[str],
+                   only: Callable[[dict[str, Any]], bool] | None = None) -> dict[str, Any] | None:
+        """The account's fault if it has one of ``keys`` (and passes ``only``), counted as used."""
         entry = self.faults.get(account) if account is not None else None
-        if entry is None or not (keys & entry[0].keys()):
+        if entry is None or not (keys & entry[0].keys()) or (only is not None and not only(entry[0])):
             return None
         if entry[1] is not None:
             entry[1] -= 1

@@ -104,3 +104,6 @@ class FakeCodexThread:
 
     def stats(self) -> dict[str, int]:
         return self._call("stats")
+
+    def drop_websockets(self, account: str | None = None) -> int:
+        return self._call("drop_websockets", account)

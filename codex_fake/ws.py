@@ -1,8 +1,10 @@
 """``WS /backend-api/codex/responses``: the backend's WebSocket transport for turns.
 
 One ``response.create`` frame per turn, one JSON text frame per event, ``codex.rate_limits``
-before ``response.created``, one turn in flight per socket, and ``previous_response_id``
-resolving only against responses this very socket produced.
+(the account's quota, as the HTTP answer's ``x-codex-*`` headers carry it) before
+``response.created``, one turn in flight per socket, and ``previous_response_id`` resolving only
+against responses this very socket produced. The 101 carries the rate-limit headers and, like
+any answer behind Cloudflare, its cookies.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from aiohttp import WSMsgType, web
 from codex_fake.catalog import catalog
 from codex_fake.host import Caller, Host
 from codex_fake.validation import ApiError, check_responses_body, detail
-from codex_fake.wire import error_response, pump, request_id
+from codex_fake.faults import answered_by_cloudflare
+from codex_fake.wire import error_response, http_error_of, pump, request_id
 
 BETA = "responses_websockets=2026-02-06"
 
@@ -89,7 +92,7 @@ class Socket:
             return
         if checked.notes and entry is not None:
             entry["notes"].extend(checked.notes)
-        turn = fake.build_turn(frame, checked, self.caller, fake.pick_scenario(self.caller), prev_id)
+        turn = fake.build_turn(frame, checked, self.caller, fake.pick_scenario(self.caller, websocket=True), prev_id)
         stats = state.stats  # a reset() during the turn must not skew the new counters
         stats.streams_open += 1
         try:
@@ -125,7 +128,16 @@ class Socket:
             stats.streams_open -= 1
 
 
-async def handle(fake: Host, request: web.Request) -> web.StreamResponse:
+def drop(sockets: set[Socket], account: str | None) -> int:
+    """Cut connections without a close frame (what a network failure looks like to the client)."""
+    cut = [s for s in sockets if account is None or s.caller.account == account]
+    for sock in cut:
+        if sock.request.transport is not None:
+            sock.request.transport.abort()
+    return len(cut)
+
+
+async def handle(fake: Host, request: web.Request, sockets: set[Socket]) -> web.StreamResponse:
     """Check auth and the beta header on the handshake, then serve turns until the socket closes."""
     fake.state.stats.requests += 1
     try:
@@ -134,6 +146,12 @@ async def handle(fake: Host, request: web.Request) -> web.StreamResponse:
         fake.record(request, b"", None, None)
         return error_response(err)
     fake.record(request, b"", None, caller.account)
+    if refusal := fake.state.config.websocket_refusal:
+        return error_response(detail(refusal, "WebSocket upgrades are not available"))
+    if (blocked := fake.state.peek_fault(caller.account)) is not None and answered_by_cloudflare(blocked):
+        # Cloudflare blocks the upgrade as it blocks any request; the turn the client then sends
+        # over HTTP meets the same answer (and counts as the fault's use).
+        return error_response(http_error_of(blocked["http_error"]))
     if BETA not in request.headers.get("OpenAI-Beta", ""):
         return error_response(detail(400, f"WebSocket connections require the OpenAI-Beta: {BETA} header"))
     ws = web.WebSocketResponse(max_msg_size=128 * 1024 * 1024, compress=False, autoping=True)
@@ -144,8 +162,13 @@ async def handle(fake: Host, request: web.Request) -> web.StreamResponse:
     ws.headers["x-models-etag"] = catalog().etag
     ws.headers["x-reasoning-included"] = "true"
     ws.headers["x-request-id"] = request_id()
+    fake.set_cloudflare_cookies(ws, caller, request)
     await ws.prepare(request)
     sock = Socket(fake, request, ws, caller)
+    stats = fake.state.stats
+    stats.websocket_upgrades += 1
+    stats.websockets_open += 1
+    sockets.add(sock)
     try:
         async for msg in ws:
             if msg.type == WSMsgType.TEXT:
@@ -155,6 +178,8 @@ async def handle(fake: Host, request: web.Request) -> web.StreamResponse:
             elif msg.type == WSMsgType.ERROR:
                 break
     finally:
+        sockets.discard(sock)
+        stats.websockets_open -= 1
         if sock.active is not None and not sock.active.done():
             sock.active.cancel()
             try:

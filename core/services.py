@@ -82,10 +82,18 @@ class Services:
         await self.tokens.start()
         backend.refresh_catalogs()
         self.pool.on_change(lambda _: loop.call_soon_threadsafe(backend.refresh_catalogs))
+        self.pool.on_change(lambda account_id: loop.call_soon_threadsafe(self._account_changed, account_id))
+
+    def _account_changed(self, account_id: str) -> None:
+        """On the loop: a removed account's open WebSockets go with it."""
+        if self.pipeline is not None and self.pool.get(account_id) is None:
+            self.pipeline.sockets.drop(account_id)
 
     async def stop(self) -> None:
         if self.tokens is not None:
             self.tokens.stop()
+        if self.pipeline is not None:
+            self.pipeline.close()
         if self.transport is not None:
             await self.transport.close()
         await asyncio.to_thread(self.close_sync)

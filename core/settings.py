@@ -41,6 +41,17 @@ def byte_size(value: Any) -> int:
     return size
 
 
+def one_of(*choices: str) -> Converter:
+    """A text that must be one of ``choices``."""
+
+    def convert(value: Any) -> str:
+        if value not in choices:
+            raise ValueError(f"must be one of {', '.join(choices)}, not {value!r}")
+        return value
+
+    return convert
+
+
 # --- the sections ----------------------------------------------------------------------------------
 # One class per top-level key of config/default.yaml, one field per key under it; the comments in
 # default.yaml say what each one does.
@@ -130,6 +141,14 @@ class TlsSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class UpstreamSettings:
+    transport: Annotated[str, one_of("auto", "websocket", "sse")]
+    websocket_idle_seconds: PositiveNumber
+    websocket_max_age_minutes: PositiveNumber
+    websockets_per_account: PositiveCount
+
+
+@dataclass(frozen=True, slots=True)
 class QuotaSettings:
     refresh_interval_minutes: int  # whole minutes: the dashboard edits it as an integer
     warning_thresholds: Thresholds
@@ -177,6 +196,7 @@ class Settings:
     auth: AuthSettings
     logs: LogsSettings
     tls: TlsSettings
+    upstream: UpstreamSettings
     quota: QuotaSettings
     session: SessionSettings
     stream: StreamSettings

@@ -32,10 +32,14 @@ def fake(fake_server: FakeCodexThread) -> FakeCodexThread:
 
 
 def proxy_config(fake: FakeCodexThread, **overrides: Any) -> dict[str, Any]:
+    """A proxy on the fake. Turns go over HTTP SSE unless a test asks for the WebSocket transport
+    (tests/e2e/test_websocket_upstream.py), so what each test counts on the fake stays one request
+    per turn."""
     base: dict[str, Any] = {
         "server": {"proxy_api_key": PROXY_KEY},
         "api": {"base_url": fake.base_url + "/backend-api"},
         "auth": {"oauth_issuer": fake.base_url},
+        "upstream": {"transport": "sse"},
     }
     return always_merger.merge(base, overrides)
 

@@ -24,16 +24,15 @@ from core.upstream.transport import UpstreamTransport
 logger = logging.getLogger(__name__)
 
 
-def cookie_header(account: Account) -> dict[str, str]:
-    """The account's own Cloudflare clearance, the one cookie worth replaying: Cloudflare in front
-    of chatgpt.com also sets a fresh ``__cf_bm`` on every answer, and sending that back is what
-    gets paths blocked (an empty 404)."""
-    return {"Cookie": f"cf_clearance={account.cf_clearance}"} if account.cf_clearance else {}
+def cookie_header(account: Account, url: str) -> dict[str, str]:
+    """The account's own cookies for ``url`` (never another account's)."""
+    cookie = account.cookies.header(url)
+    return {"Cookie": cookie} if cookie else {}
 
 
-def account_headers(cfg: Any, account: Account) -> dict[str, str]:
-    """The official client's headers for ``account``, plus its cookie."""
-    return {**base_headers(cfg, account.access_token, account.chatgpt_account_id), **cookie_header(account)}
+def account_headers(cfg: Any, account: Account, url: str) -> dict[str, str]:
+    """The official client's headers for ``account``, plus its cookies for ``url``."""
+    return {**base_headers(cfg, account.access_token, account.chatgpt_account_id), **cookie_header(account, url)}
 
 
 class AccountBackend:
@@ -51,8 +50,10 @@ class AccountBackend:
         url = cfg.api.base_url.rstrip("/") + path
         for retry in (True, False):
             sent = account.access_token
-            headers = {**account_headers(cfg, account), "Accept": "application/json"}
+            headers = {**account_headers(cfg, account, url), "Accept": "application/json"}
             reply = await self._transport.request("GET", url, headers, timeout=30.0)
+            if reply.set_cookies:
+                self._pool.store_cookies(account, reply.set_cookies, url)
             if reply.status == 401 and retry and account.refresh_token and not account.refresh_error:
                 try:
                     await self._tokens.refresh(account.id, stale=sent, reason="upstream 401")
@@ -85,11 +86,12 @@ class AccountBackend:
         results = await asyncio.gather(*(self.usage(a) for a in stale), return_exceptions=True)
         return {a.id: str(r) for a, r in zip(stale, results, strict=True) if isinstance(r, Exception)}
 
-    async def models(self, account: Account) -> list[str]:
+    async def models(self, account: Account) -> list[dict[str, Any]]:
+        """The catalogue entries of ``account``'s plan (each has at least a ``slug``)."""
         version = quote(self._config.current.client.app_version)
         body = await self._get(account, f"/codex/models?client_version={version}")
         models = body.get("models") if isinstance(body, dict) else None
-        return [str(m["slug"]) for m in models or [] if isinstance(m, dict) and m.get("slug")]
+        return [m for m in models or [] if isinstance(m, dict) and isinstance(m.get("slug"), str) and m["slug"]]
 
     # --- plan catalogues ---------------------------------------------------------------------------
 
@@ -109,9 +111,11 @@ class AccountBackend:
             for plan in sorted(self._pool.plans.stale(a.plan for a in accounts)):
                 account = next(a for a in accounts if a.plan == plan)
                 try:
-                    slugs = await self.models(account)
+                    entries = await self.models(account)
                 except UpstreamError as exc:
                     logger.warning("could not fetch the model list of plan %s (via %s): %s", plan, account.id, exc)
                     continue
-                self._pool.plans.record_catalog(plan, slugs)
+                slugs = [m["slug"] for m in entries]
+                websockets = [m["slug"] for m in entries if m.get("prefer_websockets") is True]
+                self._pool.plans.record_catalog(plan, slugs, websockets=websockets)
                 logger.info("plan %s serves %d models", plan, len(slugs))

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import time
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import orjson
 
 from core.accounts.claims import TokenClaims
+from core.accounts.cookies import CookieJar
 from core.accounts.quota import Quota
 
 # active: serves. rate_limited: quota used up (or 402/429) until cooldown_until. cooldown: blocked
@@ -17,8 +18,8 @@ from core.accounts.quota import Quota
 # account. disabled: switched off by the user.
 STATUSES = ("active", "rate_limited", "cooldown", "expired", "banned", "disabled")
 WAITING = frozenset({"rate_limited", "cooldown"})  # statuses that end by themselves at cooldown_until
-SECRET_FIELDS = frozenset({"access_token", "refresh_token", "id_token", "cf_clearance"})
-STATE_FIELDS = frozenset({"status", "cooldown_until", "last_error", "last_used_at", "quota", "refresh_error", "cf_clearance"})
+SECRET_FIELDS = frozenset({"access_token", "refresh_token", "id_token", "cookies"})
+STATE_FIELDS = frozenset({"status", "cooldown_until", "last_error", "last_used_at", "quota", "refresh_error", "cookies"})
 
 
 def account_entry_id(chatgpt_account_id: str, chatgpt_user_id: str | None) -> str:
@@ -47,7 +48,7 @@ class Account:
     last_error: str | None = None
     quota: Quota | None = None  # the last rate-limit snapshot
     refresh_error: str | None = None  # a permanent refresh failure: no more refresh attempts
-    cf_clearance: str | None = None  # the one Cloudflare cookie worth replaying (see accounts/backend.py)
+    cookies: CookieJar = field(default_factory=CookieJar)  # what the backend set for this account
 
     @classmethod
     def from_tokens(
@@ -80,17 +81,20 @@ class Account:
         values = {k: v for k, v in row.items() if k in names}
         raw = values.get("quota")
         values["quota"] = Quota.from_dict(orjson.loads(raw)) if isinstance(raw, (str, bytes)) and raw else None
+        values["cookies"] = CookieJar.from_json(values.get("cookies"))
         return cls(**values)
 
     def to_row(self) -> dict[str, Any]:
         row = {f.name: getattr(self, f.name) for f in fields(self)}
         row["quota"] = encode_quota(self.quota)
+        row["cookies"] = self.cookies.to_json()
         return row
 
     def state_row(self) -> dict[str, Any]:
         """The fields the pool changes as it runs (never the tokens)."""
         row = {name: getattr(self, name) for name in STATE_FIELDS}
         row["quota"] = encode_quota(self.quota)
+        row["cookies"] = self.cookies.to_json()
         return row
 
     def adopt(self, other: Account) -> None:

@@ -20,6 +20,7 @@ class PlanModels:
         self._lock = threading.Lock()
         self._catalogs: dict[str, tuple[frozenset[str], float]] = {}  # plan -> (slugs, fetched at)
         self._refused: set[tuple[str, str]] = set()  # (plan, model) the backend said no to
+        self._websockets: dict[str, bool] = {}  # model -> the latest catalogue's prefer_websockets
 
     def serves(self, plan: str | None, model: str) -> bool:
         """False only when we know better: the plan refused the model, or its catalogue lacks a
@@ -34,11 +35,20 @@ class PlanModels:
             listed_somewhere = any(model in models for models, _ in self._catalogs.values())
         return catalog is None or model in catalog[0] or not listed_somewhere
 
-    def record_catalog(self, plan: str, slugs: Iterable[str], now: float | None = None) -> None:
+    def record_catalog(self, plan: str, slugs: Iterable[str], now: float | None = None,
+                       websockets: Iterable[str] = ()) -> None:
+        """A plan's catalogue: its model slugs, and those among them that prefer WebSockets."""
         models = frozenset(slugs)
+        preferred = frozenset(websockets)
         with self._lock:
             self._catalogs[plan] = (models, time.time() if now is None else now)
+            self._websockets.update({model: model in preferred for model in models})
             self._refused = {(p, m) for p, m in self._refused if p != plan or m not in models}
+
+    def prefers_websockets(self, model: str) -> bool | None:
+        """What the backend's catalogue says about ``model`` (None: no catalogue lists it)."""
+        with self._lock:
+            return self._websockets.get(model)
 
     def learn_refused(self, plan: str | None, model: str) -> None:
         if plan:

@@ -165,16 +165,18 @@ class AccountPool:
             serving.append(account)
         return serving
 
-    def choose(self, model: str, conversation_key: str | None = None, exclude: Iterable[str] = ()) -> Account | None:
-        """The account to serve ``model`` next, counted as in flight until ``release``."""
+    def choose(self, model: str, conversation_key: str | None = None, exclude: Iterable[str] = (),
+               prefer: str | None = None) -> Account | None:
+        """The account to serve ``model`` next, counted as in flight until ``release``. ``prefer``
+        wins when it can serve (the account a continued response lives on)."""
         cfg = self._config.current
         now = time.time()
         with self._lock:
             routed = [a for a in self._serving(now, set(exclude)) if self.plans.serves(a.plan, model)]
             if not routed:
                 return None
-            account = None
-            if conversation_key and cfg.auth.session_affinity:
+            account = next((a for a in routed if a.id == prefer), None) if prefer else None
+            if account is None and conversation_key and cfg.auth.session_affinity:
                 bound = self._affinity.get(conversation_key, now)
                 account = next((a for a in routed if a.id == bound), None)
             if account is None:
@@ -243,7 +245,7 @@ class AccountPool:
             elif effect == "cooldown":
                 self._wait(account, "cooldown", now + cfg.auth.cooldown_seconds)
                 if error.code == "upstream_blocked":
-                    account.cf_clearance = None  # a replayed Cloudflare cookie may be what got the path blocked
+                    account.cookies.clear()  # a replayed Cloudflare cookie may be what got the path blocked
             elif effect in ("expired", "banned"):
                 account.status = effect
             account.last_error = f"{error.status} {error.code}: {error.message}"[:500]
@@ -278,12 +280,12 @@ class AccountPool:
         if changed:  # not a write per response when nothing moved
             self._persist(account)
 
-    def set_cookie(self, account: Account, cf_clearance: str) -> None:
+    def store_cookies(self, account: Account, set_cookies: list[str], url: str) -> None:
+        """The ``Set-Cookie`` values of an answer ``account`` got from ``url``."""
         with self._lock:
-            if account.cf_clearance == cf_clearance:
-                return
-            account.cf_clearance = cf_clearance
-        self._persist(account)
+            changed = account.cookies.update(set_cookies, url)
+        if changed:  # Cloudflare re-sends the same cookies often: no write when nothing moved
+            self._persist(account)
 
     def set_status(self, account_ids: Iterable[str], status: str) -> list[str]:
         """The management API's status switch (active / disabled); returns the ids changed."""

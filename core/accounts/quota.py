@@ -8,6 +8,7 @@ as empty. Everything here is pure: no I/O, no clock but the ``now`` passed in.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -209,6 +210,46 @@ def parse_headers(headers: Mapping[str, str], now: float) -> Quota | None:
     return Quota(now, primary, secondary, credits, extra)
 
 
+_REVIEW_LIMITS = frozenset({"review", "code_review", "codex_review", "codex_code_review"})
+
+
+def event_headers(event: Mapping[str, Any]) -> dict[str, str]:
+    """A WebSocket ``codex.rate_limits`` event as the ``x-codex-*`` headers an HTTP answer carries
+    with the same news: one parser for both, and what a client is shown either way. Windows of a
+    code-review limit are not the account's turn quota and are left out."""
+    headers: dict[str, str] = {}
+    limit = str(event.get("metered_limit_name") or event.get("limit_name") or CODEX_LIMIT)
+    windows = event.get("rate_limits")
+    if isinstance(windows, Mapping) and limit not in _REVIEW_LIMITS:
+        prefix = "x-" + limit.replace("_", "-")
+        for slot in ("primary", "secondary"):
+            window = windows.get(slot)
+            used = _float(window.get("used_percent")) if isinstance(window, Mapping) else None
+            if used is None:
+                continue
+            headers[f"{prefix}-{slot}-used-percent"] = str(used)
+            if (minutes := _int(window.get("window_minutes"))) is not None:
+                headers[f"{prefix}-{slot}-window-minutes"] = str(minutes)
+            if (reset_at := _int(window.get("reset_at"))) is not None:
+                headers[f"{prefix}-{slot}-reset-at"] = str(reset_at)
+    credits = event.get("credits")
+    if isinstance(credits, Mapping) and isinstance(credits.get("has_credits"), bool) and isinstance(credits.get("unlimited"), bool):
+        headers["x-codex-credits-has-credits"] = "true" if credits["has_credits"] else "false"
+        headers["x-codex-credits-unlimited"] = "true" if credits["unlimited"] else "false"
+        if credits.get("balance") is not None:
+            headers["x-codex-credits-balance"] = str(credits["balance"])
+    return headers
+
+
+def parse_rate_limit_event(event: Mapping[str, Any], now: float) -> Quota | None:
+    """A ``codex.rate_limits`` event, or None when it says nothing about the account's quota."""
+    quota = parse_headers(event_headers(event), now)
+    plan = event.get("plan_type")
+    if quota is not None and isinstance(plan, str) and plan:
+        quota = dataclasses.replace(quota, plan_type=plan)
+    return quota
+
+
 def _body_window(data: Any, now: float) -> Window | None:
     if not isinstance(data, Mapping) or _float(data.get("used_percent")) is None:
         return None
@@ -399,17 +440,3 @@ def usage_body(view: dict[str, Any], now: float) -> dict[str, Any]:
         "codex_proxy": {"pooled": True, "accounts": view["members"], "available": view["available"]},
     }
 
-
-def usage_headers(view: dict[str, Any]) -> dict[str, str]:
-    """``pooled()`` as the ``x-codex-*`` response headers (what clients read after every turn)."""
-    headers: dict[str, str] = {}
-    for slot, name in (("short", "primary"), ("long", "secondary")):
-        window = view[slot]
-        headers[f"x-codex-{name}-used-percent"] = f"{window['used_percent']:.1f}"
-        headers[f"x-codex-{name}-window-minutes"] = str(int(window["window_minutes"]))
-        headers[f"x-codex-{name}-reset-at"] = str(int(window["reset_at"]))
-    credits = view["credits"]
-    headers["x-codex-credits-has-credits"] = "true" if credits["has_credits"] else "false"
-    headers["x-codex-credits-unlimited"] = "true" if credits["unlimited"] else "false"
-    headers["x-codex-credits-balance"] = str(credits["balance"])
-    return headers

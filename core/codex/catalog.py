@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ class ModelInfo:
     max_context_window: int | None = None
     max_output_tokens: int | None = None
     service_tiers: tuple[str, ...] = ()
+    prefer_websockets: bool = False  # the backend's catalogue asks clients to use its WebSocket
     source: str = "static"
 
     @classmethod
@@ -50,6 +52,7 @@ class ModelInfo:
             max_context_window=raw.get("max_context_window"),
             max_output_tokens=raw.get("max_output_tokens"),
             service_tiers=tuple(raw.get("service_tiers") or ()),
+            prefer_websockets=raw.get("prefer_websockets") is True,
             source=source,
         )
 
@@ -63,6 +66,7 @@ class ResolvedModel:
     effort: str | None = None  # from a name suffix
     tier: str | None = None  # from a name suffix ("fast" is sent as "priority")
     known: bool = True  # False when an unknown name fell back to the default model
+    prefer_websockets: bool = False  # the static catalogue's word on the transport
 
     @property
     def display(self) -> str:
@@ -101,6 +105,11 @@ class ModelCatalog:
         return list(self.models.values())
 
     def resolve(self, name: str | None) -> ResolvedModel:
+        resolved = self._resolve(name)
+        info = self.models.get(resolved.id)
+        return dataclasses.replace(resolved, prefer_websockets=True) if info is not None and info.prefer_websockets else resolved
+
+    def _resolve(self, name: str | None) -> ResolvedModel:
         requested = (name or "").strip()
         if not requested:
             return ResolvedModel(id=self._follow_aliases(self.default) or self.default, requested=self.default)

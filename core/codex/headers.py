@@ -6,6 +6,8 @@ import functools
 import hashlib
 import uuid
 
+from collections.abc import Mapping
+
 from core.settings import Settings
 
 # Client headers that carry per-turn routing hints; forwarded upstream as they came.
@@ -18,6 +20,16 @@ FORWARDED_CLIENT_HEADERS = (
     "x-openai-subagent",
     "version",
 )
+
+
+def relayed_headers(upstream: Mapping[str, str], protocol: str) -> dict[str, str]:
+    """What a client is shown of the serving account's answer: its ``x-codex-*`` rate-limit
+    headers (Codex CLI displays them; over a WebSocket they come from the upgrade and the turn's
+    ``codex.rate_limits`` event), and the sticky-routing turn state to Responses clients only."""
+    relayed = {name: value for name, value in upstream.items() if name.startswith("x-codex-") and name != "x-codex-turn-state"}
+    if protocol == "responses" and (state := upstream.get("x-codex-turn-state")):
+        relayed["x-codex-turn-state"] = state
+    return relayed
 
 
 def user_agent(cfg: Settings) -> str:

@@ -171,9 +171,12 @@ def without_reasoning_items(body: dict[str, Any]) -> dict[str, Any] | None:
     return {**body, "input": kept} if len(kept) < len(items) else None
 
 
-def finalize_body(body: dict[str, Any], *, conversation_id: str, installation_id: str) -> bytes:
-    """Serialize a translated request for the backend: fixed stream/store, identity, allow-list."""
-    out = {k: v for k, v in body.items() if k in ALLOWED_FIELDS and v is not None}
+def finalize_body(body: dict[str, Any], *, conversation_id: str, installation_id: str,
+                  extra: dict[str, Any] | None = None) -> bytes:
+    """Serialize a translated request for the backend: fixed stream/store, identity, allow-list.
+    ``extra`` goes first (a WebSocket ``response.create`` frame is the body plus its ``type``)."""
+    out = dict(extra) if extra else {}
+    out.update((k, v) for k, v in body.items() if k in ALLOWED_FIELDS and v is not None)
     out["stream"] = True
     out["store"] = False
     if not isinstance(out.get("instructions"), str):

@@ -16,8 +16,8 @@ import logging
 import time
 from typing import Any
 
-from core.accounts.quota import usage_headers
 from core.codex.errors import UpstreamError
+from core.codex.headers import relayed_headers
 from core.gateway.capture import BodyCapture
 from core.gateway.routes import Job
 from core.gateway.sink import Sink
@@ -35,16 +35,6 @@ def _stream_headers(translator: Any) -> dict[str, str]:
     """SSE headers, with the translator's own type for other stream formats (NDJSON, JSON array)."""
     content_type = translator.content_type
     return dict(SSE_HEADERS) if content_type.startswith("text/event-stream") else {**SSE_HEADERS, "content-type": content_type}
-
-
-def _relayed_headers(services: Services, turn: TurnStream, protocol_name: str) -> dict[str, str]:
-    """The pool's quota as ``x-codex-*`` headers (the serving account's own would make a client
-    that reads them — Codex CLI — stop when that one account runs out); the sticky-routing turn
-    state of the serving account only to Responses clients."""
-    headers = usage_headers(services.pooled_quota())
-    if protocol_name == "responses" and (state := turn.headers.get("x-codex-turn-state")):
-        headers["x-codex-turn-state"] = state
-    return headers
 
 
 class Exchange:
@@ -84,13 +74,15 @@ class Exchange:
 
     async def _run_compact(self) -> None:
         try:
-            account, body = await self.services.pipeline.compact(self.job.prepared.turn)
+            account, body, headers = await self.services.pipeline.compact(self.job.prepared.turn)
         except UpstreamError as err:
             await self._reply_error(err)
             return
         self.account_id = account.id
         self.status = 200
-        await self._reply(Reply(200, body))
+        reply = Reply(200, body)
+        reply.headers.update(relayed_headers(headers, "responses"))
+        await self._reply(reply)
 
     async def _run_collect(self) -> None:
         try:
@@ -107,7 +99,9 @@ class Exchange:
             await self._reply_error(collected.error)
             return
         self.status = 200
-        await self._reply(self.job.protocol.render_response(collected, self.job.prepared.context))
+        reply = self.job.protocol.render_response(collected, self.job.prepared.context)
+        reply.headers.update(relayed_headers(turn.headers, self.job.prepared.turn.protocol))
+        await self._reply(reply)
 
     async def _run_stream(self) -> None:
         cfg = self.services.cfg
@@ -139,7 +133,7 @@ class Exchange:
                 starting.cancel()
 
         if not committed:
-            relayed = _relayed_headers(self.services, turn, self.job.prepared.turn.protocol)
+            relayed = relayed_headers(turn.headers, self.job.prepared.turn.protocol)
             await self.sink.start(200, {**_stream_headers(translator), **relayed, **self.job.extra_headers})
         self.status = 200
         watchdog = asyncio.ensure_future(self._keepalive(translator))

@@ -49,7 +49,7 @@ class AccountStore:
                 account.refresh_token = account.refresh_token or existing.refresh_token
                 account.id_token = account.id_token or existing.id_token
                 account.quota = account.quota or existing.quota
-                account.cf_clearance = account.cf_clearance or existing.cf_clearance
+                account.cookies = account.cookies or existing.cookies
             account.updated_at = time.time()
             db["accounts"].upsert(account.to_row(), pk="id")
         return existing is None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import sqlite_utils
 from sqlite_utils.migrations import Migrations
 
@@ -85,3 +87,16 @@ def m004_request_bodies(db: sqlite_utils.Database) -> None:
         pk="request_id",
     )
     db["request_bodies"].create_index(["ts"])
+
+
+@migrations()
+def m007_account_cookie_jars(db: sqlite_utils.Database) -> None:
+    # Every cookie the backend sets is kept per account (core/accounts/cookies.py), not only
+    # Cloudflare's clearance: a stored clearance becomes the jar's first cookie, for the domain
+    # chatgpt.com sets it on.
+    accounts = db["accounts"]
+    accounts.add_column("cookies", str)
+    for row in list(accounts.rows_where("cf_clearance IS NOT NULL AND cf_clearance != ''", select="id, cf_clearance")):
+        jar = [["cf_clearance", row["cf_clearance"], "chatgpt.com", False, "/", None, True]]
+        accounts.update(row["id"], {"cookies": json.dumps(jar)})
+    accounts.transform(drop={"cf_clearance"})

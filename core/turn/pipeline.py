@@ -4,6 +4,11 @@ client has seen a byte, and hand a committed event stream to the protocol transl
 A turn is "committed" once the backend has produced its first piece of output (text, reasoning,
 a tool call) or finished. Everything that goes wrong before that — an HTTP error, an early
 ``response.failed``, an empty completion, a dropped connection — is retried here, invisibly.
+
+A turn goes to the backend over its WebSocket (core/turn/websocket.py) or HTTP SSE; both hand the
+same decoded events to the same code. A Responses turn that continues an earlier response
+(``previous_response_id``) goes to the socket holding that response, or is sent in full from the
+stored history (core/turn/chains.py).
 """
 
 from __future__ import annotations
@@ -13,8 +18,7 @@ import functools
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from http.cookies import CookieError, SimpleCookie
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import orjson
 
@@ -30,7 +34,9 @@ from core.codex.headers import account_installation_id, responses_headers
 from core.codex.request import finalize_body, finalize_compact_body, scoped_conversation_id, without_reasoning_items
 from core.codex.sse import SSEParser
 from core.config import ConfigStore
-from core.turn.model import Turn, UpstreamEvent, disconnected_event
+from core.turn.chains import ChainStore
+from core.turn.model import Turn, Upstream, UpstreamEvent, disconnected_event
+from core.turn.websocket import SocketTurn, SocketTurns
 from core.upstream.transport import UpstreamStream, UpstreamTransport
 
 logger = logging.getLogger(__name__)
@@ -44,7 +50,7 @@ MAX_ACCOUNTS_PER_TURN = 10
 class TurnStream:
     """A committed turn: the serving account and its remaining events (buffered ones first)."""
 
-    def __init__(self, account: Account, upstream: UpstreamStream, parser: CodexStreamParser,
+    def __init__(self, account: Account, upstream: Upstream, parser: CodexStreamParser,
                  buffered: list[UpstreamEvent], live: AsyncIterator[UpstreamEvent] | None, attempts: int) -> None:
         self.account = account
         self.headers = upstream.headers
@@ -54,6 +60,7 @@ class TurnStream:
         self._buffered = buffered
         self._live = live  # None when the buffered events already include the terminal one
         self.on_close: Callable[[], None] | None = None  # releases the account's in-flight slot in the pool
+        self.on_complete: Callable[[CodexStreamParser], None] | None = None  # after a completed response
 
     async def events(self) -> AsyncIterator[UpstreamEvent]:
         """Buffered events, then the live stream. A stream that ends without a terminal event (or
@@ -82,21 +89,33 @@ class TurnStream:
         on_close, self.on_close = self.on_close, None
         if on_close is not None:
             on_close()
+        on_complete, self.on_complete = self.on_complete, None
+        if on_complete is not None and isinstance(self.parser.terminal, Finished):
+            on_complete(self.parser)
         await self._upstream.aclose()
 
 
-async def read_events(upstream: UpstreamStream, parser: CodexStreamParser) -> AsyncIterator[UpstreamEvent]:
-    """Upstream bytes → SSE frames → decoded events, each run through ``parser``."""
-    sse = SSEParser()
-    async for chunk in upstream.chunks():
-        for frame in sse.feed(chunk):
+class SseTurn:
+    """A turn's HTTP SSE answer as an ``Upstream``: bytes → SSE frames → decoded events."""
+
+    def __init__(self, stream: UpstreamStream) -> None:
+        self.headers = stream.headers
+        self._stream = stream
+
+    async def events(self, parser: CodexStreamParser) -> AsyncIterator[UpstreamEvent]:
+        sse = SSEParser()
+        async for chunk in self._stream.chunks():
+            for frame in sse.feed(chunk):
+                if (event := _decode(frame.event, frame.data)) is not None:
+                    event.deltas = parser.feed(event.name, event.data)
+                    yield event
+        for frame in sse.close():
             if (event := _decode(frame.event, frame.data)) is not None:
                 event.deltas = parser.feed(event.name, event.data)
                 yield event
-    for frame in sse.close():
-        if (event := _decode(frame.event, frame.data)) is not None:
-            event.deltas = parser.feed(event.name, event.data)
-            yield event
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
 
 
 def _decode(name: str, raw: bytes) -> UpstreamEvent | None:
@@ -122,18 +141,6 @@ T = TypeVar("T")
 Attempt = Callable[[Account, int], Awaitable[T]]  # one try of the turn on one account
 
 
-def _cf_clearance(set_cookies: list[str]) -> str | None:
-    for header in set_cookies:
-        cookie = SimpleCookie()
-        try:
-            cookie.load(header)
-        except CookieError:
-            continue
-        if "cf_clearance" in cookie:
-            return cookie["cf_clearance"].value
-    return None
-
-
 class Pipeline:
     def __init__(self, config: ConfigStore, pool: AccountPool, tokens: TokenManager, transport: UpstreamTransport,
                  installation_id: str) -> None:
@@ -142,45 +149,85 @@ class Pipeline:
         self._tokens = tokens
         self._transport = transport
         self._installation_id = installation_id
+        self.sockets = SocketTurns(config, transport, self._observe, pool.plans.prefers_websockets)
+        self.chains = ChainStore()
 
     async def start(self, turn: Turn) -> TurnStream:
         """Run ``turn`` until it commits on some account; raise the final UpstreamError otherwise."""
+        prefer = self._continue_chain(turn)
 
         async def attempt(account: Account, attempts: int) -> TurnStream:
-            stream = await self._open(account, turn)
-            committed = await self._prime(account, stream, attempts)
-            self._pool.bind(turn.conversation_key, account)
-            return committed
+            mode: str | None = None  # None: as configured; "fresh": a new socket; "sse"
+            while True:
+                upstream = await self._open(account, turn, mode)
+                try:
+                    committed = await self._prime(account, upstream, attempts)
+                except UpstreamError as err:
+                    again = upstream.retry(err) if isinstance(upstream, SocketTurn) and mode is None else None
+                    if again is None:
+                        raise
+                    mode = again  # a socket that died while idle, or a chain its socket lost: once more
+                    continue
+                self._pool.bind(turn.conversation_key, account)
+                if turn.keep_chain:
+                    committed.on_complete = functools.partial(self._keep_chain, turn, account)
+                return committed
 
-        _, committed = await self._serve(turn, attempt)
+        _, committed = await self._serve(turn, attempt, prefer)
         return committed
 
-    async def compact(self, turn: Turn) -> tuple[Account, bytes]:
-        """``/responses/compact``: a plain JSON call, with the same account choice and failover."""
+    def _continue_chain(self, turn: Turn) -> str | None:
+        """For a turn that continues an earlier response: its history (sent in full unless the
+        socket holding the response takes the turn) and the account that served it."""
+        previous = turn.previous_response_id
+        if previous is None:
+            return None
+        link = self.chains.get(previous)
+        history = self.chains.history(previous) if link is not None else None
+        if link is None or history is None:
+            raise UpstreamError(400, "previous_response_not_found", f"Previous response with id '{previous}' not found: the proxy keeps responses only while it runs and within a memory budget. Send the full conversation in 'input'.")
+        turn.history = history
+        turn.conversation_key = link.conversation_key or turn.conversation_key
+        return link.account_id
 
-        async def attempt(account: Account, attempts: int) -> bytes:
+    def _keep_chain(self, turn: Turn, account: Account, parser: CodexStreamParser) -> None:
+        if parser.response_id:
+            self.chains.record(parser.response_id, turn.previous_response_id, turn.body.get("input") or [],
+                               parser.output_items, account.id, turn.conversation_key)
+
+    async def compact(self, turn: Turn) -> tuple[Account, bytes, dict[str, str]]:
+        """``/responses/compact``: a plain JSON call, with the same account choice and failover.
+        Returns the serving account, the answer's body and its headers."""
+
+        async def attempt(account: Account, attempts: int) -> tuple[bytes, dict[str, str]]:
             cfg = self._config.current
             conversation_id, installation_id = self._identity(account, turn)
-            headers = account_headers(cfg, account)
+            url = cfg.api.base_url.rstrip("/") + "/codex/responses/compact"
+            headers = account_headers(cfg, account, url)
             headers.update({"Content-Type": "application/json", "Accept": "application/json",
                             "OpenAI-Beta": "responses_websockets=2026-02-06", "x-client-request-id": conversation_id,
                             "x-codex-installation-id": installation_id})
-            url = cfg.api.base_url.rstrip("/") + "/codex/responses/compact"
             reply = await self._transport.request("POST", url, headers, finalize_compact_body(turn.body),
                                                   timeout=cfg.api.timeout_seconds)
-            self._observe(account, reply.headers, [])
+            self._observe(account, reply.headers, reply.set_cookies, url)
             if reply.status >= 400:
                 raise classify_http(reply.status, reply.headers, reply.body)
-            return reply.body
+            return reply.body, reply.headers
 
-        return await self._serve(turn, attempt)
+        account, (body, headers) = await self._serve(turn, attempt)
+        return account, body, headers
 
-    async def _serve(self, turn: Turn, attempt: Attempt[T]) -> tuple[Account, T]:
+    def close(self) -> None:
+        """Close every pooled WebSocket (at shutdown)."""
+        self.sockets.close()
+
+    async def _serve(self, turn: Turn, attempt: Attempt[T], prefer: str | None = None) -> tuple[Account, T]:
         """Try ``attempt`` on accounts until one succeeds: same-account retries for transient
         errors, one token refresh for a 401, then the next account the pool offers. A TurnStream
-        result keeps the account's in-flight slot until it is closed."""
+        result keeps the account's in-flight slot until it is closed. ``prefer``: the account to
+        try first when it can serve."""
         excluded: set[str] = set()
-        holding = account = self._choose(turn, excluded, None)  # its in-flight slot is ours to release
+        holding = account = self._choose(turn, excluded, None, prefer)  # its in-flight slot is ours to release
         attempts = same_account_retries = 0
         reauthorized = False
         try:
@@ -193,10 +240,9 @@ class Pipeline:
                     result = await attempt(account, attempts)
                 except UpstreamError as err:
                     logger.info("turn attempt %d on %s failed: %s", attempts, account.id, err)
-                    if _foreign_reasoning(err) and (stripped := without_reasoning_items(turn.body)) is not None:
+                    if _foreign_reasoning(err) and _strip_reasoning(turn):
                         # Reasoning sealed by another account (the conversation failed over) cannot be
                         # replayed here; the turn still works without it.
-                        turn.body = stripped
                         continue
                     if (err.status == 401 and err.account_effect == "expired" and not reauthorized
                             and account.refresh_token and not account.refresh_error):
@@ -239,8 +285,8 @@ class Pipeline:
             return False
         return account.access_token != sent_token
 
-    def _choose(self, turn: Turn, excluded: set[str], last_error: UpstreamError | None) -> Account:
-        account = self._pool.choose(turn.model.id, turn.conversation_key, excluded)
+    def _choose(self, turn: Turn, excluded: set[str], last_error: UpstreamError | None, prefer: str | None = None) -> Account:
+        account = self._pool.choose(turn.model.id, turn.conversation_key, excluded, prefer)
         if account is not None:
             return account
         raise self._unavailable(turn, last_error)
@@ -271,14 +317,15 @@ class Pipeline:
         key = turn.conversation_key or f"req-{time.monotonic_ns()}"
         return scoped_conversation_id(account.id, key), account_installation_id(self._installation_id, account.id)
 
-    def _observe(self, account: Account, headers: dict[str, str], set_cookies: list[str]) -> None:
-        """What every answer tells about the account: its quota, and a Cloudflare clearance."""
+    def _observe(self, account: Account, headers: dict[str, str], set_cookies: list[str], url: str) -> None:
+        """What every answer tells about the account: its quota, and the cookies it was given."""
         if (quota := parse_headers(headers, time.time())) is not None:
             self._pool.record_quota(account, quota)
-        if (clearance := _cf_clearance(set_cookies)) is not None:
-            self._pool.set_cookie(account, clearance)
+        if set_cookies:
+            self._pool.store_cookies(account, set_cookies, url)
 
-    async def _open(self, account: Account, turn: Turn) -> UpstreamStream:
+    async def _open(self, account: Account, turn: Turn, mode: str | None = None) -> Upstream:
+        """Send the turn: over a socket when it should and one can be had, else over SSE."""
         cfg = self._config.current
         conversation_id, installation_id = self._identity(account, turn)
         headers = responses_headers(
@@ -289,10 +336,26 @@ class Pipeline:
             installation_id=installation_id,
             forwarded=turn.forwarded_headers,
         )
-        headers.update(cookie_header(account))
-        body = finalize_body(turn.body, conversation_id=conversation_id, installation_id=installation_id)
-        stream = await self._transport.open_stream(cfg.api.base_url.rstrip("/") + "/codex/responses", headers, body)
-        self._observe(account, stream.headers, stream.set_cookies)
+        url = cfg.api.base_url.rstrip("/") + "/codex/responses"
+        headers.update(cookie_header(account, url))
+        if mode != "sse" and self.sockets.wanted(turn):
+
+            def frame(chained: bool) -> bytes:
+                extra: dict[str, Any] = {"type": "response.create"}
+                if chained:
+                    extra["previous_response_id"] = turn.previous_response_id
+                body = turn.body if chained else _full_body(turn)
+                return finalize_body(body, conversation_id=conversation_id, installation_id=installation_id, extra=extra)
+
+            socket_headers = {k: v for k, v in headers.items() if k not in ("Content-Type", "Accept")}
+            holding = turn.previous_response_id if turn.history is not None else None
+            opened = await self.sockets.start(account, url, turn.conversation_key, socket_headers, frame, holding,
+                                              fresh=mode == "fresh")
+            if opened is not None:
+                return opened
+        body = finalize_body(_full_body(turn), conversation_id=conversation_id, installation_id=installation_id)
+        stream = await self._transport.open_stream(url, headers, body)
+        self._observe(account, stream.headers, stream.set_cookies, url)
         if stream.status >= 400:
             raw = await stream.read()
             raise classify_http(stream.status, stream.headers, raw)
@@ -301,12 +364,12 @@ class Pipeline:
             raw = await stream.read()
             error = classify_http(502, stream.headers, raw)
             raise UpstreamError(502, "non_sse_response", f"Upstream answered {content_type or 'no content type'} instead of an event stream: {error.message}", action=ROTATE)
-        return stream
+        return SseTurn(stream)
 
-    async def _prime(self, account: Account, upstream: UpstreamStream, attempts: int) -> TurnStream:
+    async def _prime(self, account: Account, upstream: Upstream, attempts: int) -> TurnStream:
         """Read until the first output event; failures up to that point are retryable."""
         parser = CodexStreamParser()
-        live = read_events(upstream, parser)
+        live = upstream.events(parser)
         buffered: list[UpstreamEvent] = []
         try:
             async for event in live:
@@ -325,3 +388,21 @@ class Pipeline:
             raise
         await upstream.aclose()
         raise UpstreamError(502, "stream_disconnected", "Upstream stream closed before any output", action=ROTATE)
+
+
+def _full_body(turn: Turn) -> dict[str, Any]:
+    """The turn with the history it continues, when that must be sent (no socket holds it)."""
+    if not turn.history:
+        return turn.body
+    return {**turn.body, "input": [*turn.history, *(turn.body.get("input") or [])]}
+
+
+def _strip_reasoning(turn: Turn) -> bool:
+    """Drop replayed reasoning from the turn (and the history it continues); False when it had none."""
+    stripped = without_reasoning_items(turn.body)
+    history = without_reasoning_items({"input": turn.history}) if turn.history else None
+    if stripped is not None:
+        turn.body = stripped
+    if history is not None:
+        turn.history = history["input"]
+    return stripped is not None or history is not None

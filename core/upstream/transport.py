@@ -2,19 +2,21 @@
 
 It sits on :class:`core.upstream.driver.CurlDriver`: libcurl with TLS impersonation, pooled
 handles, no cookie jar (one transport serves every account; callers send the cookies they mean
-to). Closing a stream aborts its transfer at once, so an abandoned turn stops the backend's
-generation instead of reading it to the end.
+to, and get the ``Set-Cookie`` values back). Closing a stream aborts its transfer at once, so an
+abandoned turn stops the backend's generation instead of reading it to the end. WebSockets
+(``open_websocket``) use handles of the same pool, configured for the same profile.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from core.codex.errors import MAX_ERROR_BODY, RETRY_SAME, UpstreamError
 from core.settings import Settings
 from core.upstream.driver import CurlDriver, Limits, Profile, Transfer, TransferError
 from core.upstream.tap import Leg, open_leg
+from core.upstream.websocket import UpstreamSocket, WebSocketRefused
 
 
 def transport_error(exc: BaseException) -> UpstreamError:
@@ -33,7 +35,7 @@ def _abandoned(leg: Leg | None) -> None:
         leg.end("cancelled before the upstream answered")
 
 
-def _parse_headers(head: bytes) -> tuple[dict[str, str], list[str]]:
+def parse_head(head: bytes) -> tuple[dict[str, str], list[str]]:
     """Header lines → a lower-cased dict (repeated names joined with ", ") and the Set-Cookie
     values on their own (joining those would break them)."""
     headers: dict[str, str] = {}
@@ -61,7 +63,7 @@ class UpstreamStream:
     def __init__(self, transfer: Transfer, leg: Leg | None = None) -> None:
         self._transfer = transfer
         self.status: int = transfer.status
-        self.headers, self.set_cookies = _parse_headers(transfer.head)
+        self.headers, self.set_cookies = parse_head(transfer.head)
         self._closed = False
         self._leg = leg
         if leg is not None:
@@ -110,6 +112,16 @@ class SimpleResponse:
     status: int
     headers: dict[str, str]
     body: bytes
+    set_cookies: list[str] = field(default_factory=list)
+
+
+def websocket_url(url: str) -> str:
+    """The WebSocket address of an http(s) endpoint (wss:// for https://)."""
+    if url.startswith("https:"):
+        return "wss:" + url[6:]
+    if url.startswith("http:"):
+        return "ws:" + url[5:]
+    return url
 
 
 class UpstreamTransport:
@@ -119,6 +131,8 @@ class UpstreamTransport:
         self._driver: CurlDriver | None = None  # made on first use, on the loop that uses it
         self._connect_timeout = cfg.api.connect_timeout_seconds
         self._stream_limits = Limits(self._connect_timeout, cfg.api.timeout_seconds, stall=True)
+        # A handshake is connect, TLS and one small answer: it gets the connect timeout twice over.
+        self._upgrade_limits = Limits(self._connect_timeout, 2 * self._connect_timeout)
         self._limits: dict[float, Limits] = {}  # per ``request`` timeout: one instance each (see Limits)
 
     @property
@@ -178,13 +192,27 @@ class UpstreamTransport:
         finally:
             if transfer is not None:
                 transfer.abort()  # a no-op once it is done
-        response_headers, _ = _parse_headers(transfer.head)
-        reply = SimpleResponse(transfer.status, response_headers, transfer.take())
+        response_headers, set_cookies = parse_head(transfer.head)
+        reply = SimpleResponse(transfer.status, response_headers, transfer.take(), set_cookies)
         if leg is not None:
             leg.response(reply.status, reply.headers)
             leg.data(reply.body)
             leg.end()
         return reply
+
+    async def open_websocket(self, url: str, headers: dict[str, str], *, proxy: str | None = None,
+                             profile: Profile | None = None) -> UpstreamSocket:
+        """Open a WebSocket to ``url`` (http(s):// or ws(s)://). Raises :class:`WebSocketRefused`
+        when the server answers the upgrade with anything but 101, an UpstreamError when no
+        connection could be made. ``proxy`` and ``profile`` default to the transport's."""
+        driver = self.driver
+        try:
+            return await UpstreamSocket.open(driver.handles, websocket_url(url), headers.items(), self._upgrade_limits,
+                                             profile or self._profile, proxy or driver.proxy)
+        except WebSocketRefused:
+            raise
+        except TransferError as exc:
+            raise transport_error(exc) from None
 
     async def close(self) -> None:
         if self._driver is not None:

@@ -86,10 +86,19 @@ def test_compact(openai_client: openai.OpenAI, proxy: ProxyProcess, fake: FakeCo
     assert "stream" not in body and "store" not in body and "temperature" not in body
 
 
-def test_previous_response_id_is_refused_clearly(openai_client: openai.OpenAI) -> None:
+def test_unknown_previous_response_id_is_refused_clearly(openai_client: openai.OpenAI) -> None:
     with pytest.raises(openai.BadRequestError) as raised:
         openai_client.responses.create(model="gpt-5.4", input="x", previous_response_id="resp_123")
-    assert "previous_response_id" in raised.value.message
+    assert raised.value.code == "previous_response_not_found" and "resp_123" in raised.value.message
+
+
+def test_previous_response_id_over_sse_sends_the_stored_history(openai_client: openai.OpenAI, fake: FakeCodexThread) -> None:
+    first = openai_client.responses.create(model="gpt-5.4", input="my name is Ada")
+    second = openai_client.responses.create(model="gpt-5.4", input="and yours?", previous_response_id=first.id)
+    assert second.output_text == "You said: and yours?"
+    body = last_body(fake, "/codex/responses")
+    assert "previous_response_id" not in body  # the HTTP endpoint refuses it: the history goes in full
+    assert [item.get("role") for item in body["input"]] == ["user", "assistant", "user"]
 
 
 def test_streaming_pre_stream_error_is_sse_response_failed(proxy: ProxyProcess, fake: FakeCodexThread) -> None:

@@ -18,13 +18,9 @@ _REASONING_KEYS = ("type", "id", "summary", "status", "encrypted_content", "cont
 
 def parse_request(request: ClientRequest, catalog: ModelCatalog, cfg: Settings, *, compact: bool = False) -> Prepared:
     body = expect_object(request.json())
-    if body.get("previous_response_id"):
-        raise BadRequest(
-            "previous_response_id is not supported: the ChatGPT backend keeps no server-side state "
-            "(store=false). Send the full conversation in 'input'.",
-            code="unsupported_parameter",
-            param="previous_response_id",
-        )
+    previous = body.get("previous_response_id")
+    if previous is not None and not (isinstance(previous, str) and previous):
+        raise BadRequest("'previous_response_id' must be a response id", code="invalid_request", param="previous_response_id")
     model_name = body.get("model")
     if model_name is not None and not isinstance(model_name, str):
         raise BadRequest("'model' must be a string", code="invalid_request", param="model")
@@ -61,7 +57,10 @@ def parse_request(request: ClientRequest, catalog: ModelCatalog, cfg: Settings, 
         key = stable_conversation_key(model.id, codex["instructions"], codex["input"])
     forwarded = {name: request.headers[name] for name in FORWARDED_CLIENT_HEADERS if request.headers.get(name)}
     stream = body.get("stream") is True and not compact
-    return Prepared(Turn("responses", codex, model, stream, key, forwarded), ResponsesContext(model.display))
+    # The proxy keeps a response for previous_response_id unless the client said not to store it.
+    turn = Turn("responses", codex, model, stream, key, forwarded, previous_response_id=None if compact else previous,
+                keep_chain=not compact and body.get("store") is not False)
+    return Prepared(turn, ResponsesContext(model.display))
 
 
 def _input(raw: Any) -> list[dict[str, Any]]:
