@@ -3,6 +3,7 @@ the proxy, all asking for the same turn."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +19,7 @@ class Route:
     collect_path: str
     stream_body: dict[str, Any]
     collect_body: dict[str, Any]
+    transport: str = "sse"  # how the proxy reaches the fake for it (upstream.transport)
 
     def headers(self, key: str) -> dict[str, str]:
         headers = {"Content-Type": "application/json", "Authorization": f"Bearer {key}"}
@@ -41,6 +43,13 @@ ROUTES = {
     "gemini": Route("gemini", "/v1beta/models/gpt-5.4:streamGenerateContent?alt=sse", "/v1beta/models/gpt-5.4:generateContent",
                     GEMINI_BODY, GEMINI_BODY),
 }
+
+
+
+def over_websocket(route: Route) -> Route:
+    """The same route served by a proxy that sends its turns over the backend's WebSocket."""
+    return dataclasses.replace(route, name=route.name + "/ws", transport="websocket")
+
 
 # Calling the fake directly: what the proxy itself sends upstream for such a turn.
 CODEX_PATH = "/backend-api/codex/responses"

@@ -36,6 +36,9 @@ def parser() -> argparse.ArgumentParser:
                    help="cores for the fake backend and the load generator, e.g. 1 or 1-3 (default: every other core)")
     p.add_argument("--repeat", type=int, default=2, help="direct/proxied pairs per route and scenario (default 2)")
     p.add_argument("--protocols", default="openai,responses,anthropic,gemini", type=lambda s: s.split(","))
+    p.add_argument("--websocket-routes", default="openai", type=lambda s: [x for x in s.split(",") if x],
+                   help="protocols also measured through a proxy whose turns go over the backend's WebSocket "
+                        "(route <name>/ws; the others use HTTP SSE); empty for none")
     p.add_argument("--steps", default=",".join(STEPS), type=lambda s: s.split(","), help=f"any of {', '.join(STEPS)}")
     p.add_argument("--ttfb-requests", type=int, default=300)
     p.add_argument("--long-events", type=int, default=500)

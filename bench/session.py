@@ -22,7 +22,7 @@ from bench.environment import reference_work_ms
 from bench.processes import ACCOUNT, FakeBackend, LoadGenerator
 from bench.procstat import RssSampler
 from bench.proxy import BIN, ROOT, ProxyProcess
-from bench.routes import CODEX_BODY, CODEX_PATH, ROUTES, Route
+from bench.routes import CODEX_BODY, CODEX_PATH, ROUTES, Route, over_websocket
 from bench.scenarios import Scenario
 from bench.stats import pinning_check, proxy_core_share, reference_work_range, summarize, versus_direct
 
@@ -30,7 +30,11 @@ PROXY_KEY = "bench-key"
 
 
 class Session:
-    """Starts the fake, the proxy and the load generator on their cores; ``close()`` stops them."""
+    """Starts the fake, the proxy and the load generator on their cores; ``close()`` stops them.
+
+    The proxy sends its turns over HTTP SSE. A ``<name>/ws`` route (``--websocket-routes``) goes to
+    a second proxy, on the same core and idle while the first one runs, whose turns go over the
+    backend's WebSocket: the two transports side by side, each against its own direct run."""
 
     def __init__(self, args: argparse.Namespace, layout: CoreLayout) -> None:
         self.args = args
@@ -38,14 +42,19 @@ class Session:
         self.tmp = tempfile.TemporaryDirectory(prefix="codex-bench-")
         self.fake = FakeBackend(layout.load)
         self.loadgen = LoadGenerator(layout.load)
-        self.proxy = self._start_proxy(Path(self.tmp.name))
-        self.routes = [ROUTES[name] for name in args.protocols if self._serves(ROUTES[name])]
+        self.proxy = self._start_proxy(Path(self.tmp.name) / "sse", "sse")
+        self.proxies = {"sse": self.proxy}
+        if args.websocket_routes:
+            self.proxies["websocket"] = self._start_proxy(Path(self.tmp.name) / "websocket", "websocket")
+        wanted = [ROUTES[name] for name in args.protocols]
+        wanted += [over_websocket(ROUTES[name]) for name in args.websocket_routes]
+        self.routes = [route for route in wanted if self._serves(route)]
         self.runs: list[dict[str, Any]] = []
 
-    def _start_proxy(self, data_dir: Path) -> ProxyProcess:
+    def _start_proxy(self, data_dir: Path, transport: str) -> ProxyProcess:
         """As users run it: default verbosity (its per-flow output goes to a file), or -q if asked."""
         config = {"server": {"proxy_api_key": PROXY_KEY}, "api": {"base_url": self.fake.base + "/backend-api"},
-                  "auth": {"oauth_issuer": self.fake.base}}
+                  "auth": {"oauth_issuer": self.fake.base}, "upstream": {"transport": transport}}
         proxy = ProxyProcess(data_dir, config, args=("-q",) if self.args.quiet else (), cores=[self.layout.proxy])
         proxy.start()
         proxy.add_account(self.fake.token)
@@ -53,13 +62,16 @@ class Session:
 
     def _serves(self, route: Route) -> bool:
         """Routes appear as protocols land; only measure the ones this build answers."""
-        response = httpx.post(self.proxy.origin + route.collect_path, headers=route.headers(self.proxy.key),
+        proxy = self.proxies[route.transport]
+        response = httpx.post(proxy.origin + route.collect_path, headers=route.headers(proxy.key),
                               json=route.collect_body, timeout=30)
         return response.status_code == 200
 
     def processes(self) -> dict[str, dict[str, Any]]:
         """Each process's pid and the cores its threads may run on, as the kernel reports them."""
         pids = {"proxy": self.proxy.pid, "fake": self.fake.pid, "loadgen": self.loadgen.pid}
+        if "websocket" in self.proxies:
+            pids["proxy (websocket)"] = self.proxies["websocket"].pid
         return {name: {"pid": pid, "cores": cores_in_use(pid)} for name, pid in pids.items()}
 
     def proxy_command(self) -> str:
@@ -82,7 +94,8 @@ class Session:
 
     def close(self) -> None:
         self.loadgen.stop()
-        self.proxy.stop()
+        for proxy in self.proxies.values():
+            proxy.stop()
         self.fake.stop()
         self.tmp.cleanup()
 
@@ -97,9 +110,10 @@ class Session:
 
     def proxy_job(self, scenario: Scenario, route: Route) -> dict[str, Any]:
         stream = bool(scenario.job.get("stream"))
-        return {**scenario.job, "url": self.proxy.origin + (route.stream_path if stream else route.collect_path),
-                "body": route.stream_body if stream else route.collect_body, "headers": route.headers(self.proxy.key),
-                "watch": {"proxy": self.proxy.pid, "fake": self.fake.pid}}
+        proxy = self.proxies[route.transport]
+        return {**scenario.job, "url": proxy.origin + (route.stream_path if stream else route.collect_path),
+                "body": route.stream_body if stream else route.collect_body, "headers": route.headers(proxy.key),
+                "watch": {"proxy": proxy.pid, "fake": self.fake.pid}}
 
     # --- running -----------------------------------------------------------------------------------
 
@@ -115,7 +129,8 @@ class Session:
         for rep, route in self.pairs(scenario):
             core_speed = self.proxy_core_speed()
             direct = self.record(scenario, "direct", rep, summarize(self.loadgen.run(self.direct_job(scenario))))
-            proxied = self.record(scenario, route.name, rep, self.measure_proxied(self.proxy_job(scenario, route)))
+            proxy = self.proxies[route.transport]
+            proxied = self.record(scenario, route.name, rep, self.measure_proxied(self.proxy_job(scenario, route), proxy))
             proxied["vs_direct"] = versus_direct(proxied, direct)
             proxied["pair_of"] = len(self.runs) - 2  # index of its direct run in ``runs``
             proxied["reference_work_ms"] = core_speed
@@ -126,9 +141,9 @@ class Session:
         with running_on([self.layout.proxy]):
             return reference_work_ms()
 
-    def measure_proxied(self, job: dict[str, Any]) -> dict[str, Any]:
-        """A run through the proxy, with its peak memory and how its core was shared meanwhile."""
-        with RssSampler(self.proxy.pid) as rss:
+    def measure_proxied(self, job: dict[str, Any], proxy: ProxyProcess) -> dict[str, Any]:
+        """A run through ``proxy``, with its peak memory and how its core was shared meanwhile."""
+        with RssSampler(proxy.pid) as rss:
             summary = summarize(self.loadgen.run(job))
         summary["proxy_peak_rss_mb"] = round(rss.peak_kb / 1024, 1)
         summary["proxy_core"] = proxy_core_share(summary, self.layout.proxy)

@@ -88,6 +88,30 @@ def streams_never_wait(title: str, streams: int, max_rss_mb: float | None = None
     return evaluate
 
 
+def websocket_no_slower(title: str, ttfb_allowance_ms: float, rps_ratio: float) -> Callable[[list[Row]], Verdict]:
+    """Each ``<route>/ws`` against ``<route>`` in the same repetition: its added TTFB p50 no more
+    than ``ttfb_allowance_ms`` above, its non-streamed req/s at 16 in flight at least ``rps_ratio``
+    of it (the allowances are the run-to-run noise of a shared machine, not a budget)."""
+
+    def evaluate(rows: list[Row]) -> Verdict:
+        def by(kind: Selector) -> dict[tuple[str, int], Row]:
+            return {(r["target"], r["rep"]): r for r in proxied(rows, kind)}
+
+        ttfb, rps = by(of_kind("ttfb")), by(named("non-stream c=16"))
+        ttfb_diffs = [(ws["vs_direct"]["added"]["ttfb_ms"]["p50"] - sse["vs_direct"]["added"]["ttfb_ms"]["p50"], ws)
+                      for (name, rep), ws in ttfb.items() if name.endswith("/ws") and (sse := ttfb.get((name[:-3], rep)))]
+        ratios = [(ws["rps"] / sse["rps"], ws) for (name, rep), ws in rps.items()
+                  if name.endswith("/ws") and (sse := rps.get((name[:-3], rep))) and sse["rps"]]
+        if not ttfb_diffs and not ratios:
+            return Verdict(title, "not run", None)
+        parts = [f"added TTFB p50 ws − sse {', '.join(f'{d:+.3f} ms ({where(r)})' for d, r in ttfb_diffs)}"] if ttfb_diffs else []
+        parts += [f"req/s at 16 ws / sse {', '.join(f'{q:.2f} ({where(r)})' for q, r in ratios)}"] if ratios else []
+        passed = all(d <= ttfb_allowance_ms for d, _ in ttfb_diffs) and all(q >= rps_ratio for q, _ in ratios)
+        return Verdict(title, "; ".join(parts), passed)
+
+    return evaluate
+
+
 TARGETS = [
     added_at_most("added TTFB p50 ≤ +2.0 ms", of_kind("ttfb"), "ttfb_ms", "p50", 2.0),
     added_at_most("added TTFB p99 ≤ +5 ms", of_kind("ttfb"), "ttfb_ms", "p99", 5.0),
@@ -95,6 +119,7 @@ TARGETS = [
     added_at_most("added inter-event p99 ≤ +0.3 ms", of_kind("inter_event"), "event_ms", "p99", 0.3),
     streams_never_wait("500 concurrent streams, none waits > 1 s for an event", 500),
     streams_never_wait("1,000 concurrent streams, none waits > 1 s, peak RSS ≤ 250 MB", 1000, max_rss_mb=250),
+    websocket_no_slower("WebSocket turns no slower than SSE (added TTFB p50 within +0.2 ms, req/s at 16 ≥ 0.95×)", 0.2, 0.95),
 ]
 
 

@@ -22,7 +22,7 @@ def test_quick_benchmark_runs_end_to_end(tmp_path: Path) -> None:
     assert os.sched_getaffinity(0) == affinity_before, "the benchmark must give this process its cores back"
     rows = results["runs"]
     assert all(r["errors"] == 0 and r["ok"] == r["requests"] > 0 for r in rows), [r for r in rows if r["errors"]]
-    assert {"direct", "openai", "responses"} <= {r["target"] for r in rows}
+    assert {"direct", "openai", "responses", "openai/ws"} <= {r["target"] for r in rows}
     assert {r["kind"] for r in rows} == {"ttfb", "inter_event", "throughput", "streams"}
 
     proxied = [r for r in rows if r["target"] != "direct"]
@@ -38,11 +38,11 @@ def test_quick_benchmark_runs_end_to_end(tmp_path: Path) -> None:
     assert all(r["max_gap_ms"]["max"] >= r["ttfb_ms"]["p50"] for r in rows if r["kind"] == "streams")  # first wait counts
 
     processes = results["setup"]["processes"]
-    assert processes["proxy"]["cores"] == [0]
+    assert processes["proxy"]["cores"] == [0] and processes["proxy (websocket)"]["cores"] == [0]
     assert 0 not in processes["fake"]["cores"] + processes["loadgen"]["cores"] + results["setup"]["orchestrator_cores"]
 
     verdicts = {v["target"]: v["passed"] for v in results["targets"]}
-    assert len(verdicts) == 6
+    assert len(verdicts) == 7
     assert [v for t, v in verdicts.items() if "concurrent streams" in t] == [None, None]  # --quick runs 10 streams only
     assert all(v in (True, False) for t, v in verdicts.items() if "concurrent streams" not in t)
 

@@ -32,7 +32,7 @@ from core.codex.events import TERMINAL_EVENTS, CodexStreamParser
 from core.config import ConfigStore
 from core.turn.model import Turn, UpstreamEvent
 from core.upstream.tap import Leg, open_leg
-from core.upstream.transport import UpstreamTransport, parse_head, websocket_url
+from core.upstream.transport import UpstreamTransport, parse_head
 from core.upstream.websocket import WebSocketRefused
 from core.upstream.wspool import Pooled, SocketPool
 
@@ -220,7 +220,9 @@ class SocketTurns:
                 return None
             pooled = pool.add(account.id, opened, conversation)
         payload = frame(chained)
-        leg = open_leg("GET", websocket_url(url), headers, payload)
+        # Watched as the upgrade request (a GET of the same URL) with this turn's frame as its body,
+        # answered 101 with the socket's upgrade headers and this turn's frames, one per line.
+        leg = open_leg("GET", url, headers, payload)
         if leg is not None:
             upgrade, _ = parse_head(pooled.socket.head)
             leg.response(101, upgrade)

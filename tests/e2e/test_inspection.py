@@ -94,6 +94,26 @@ def test_a_turn_shows_the_client_view_and_its_upstream_leg(start_web: Callable[.
     assert proxy.web_api().get("/options").json()["store_streamed_bodies"]["value"] is True
 
 
+def test_a_turn_over_the_websocket_shows_as_a_leg(start_web: Callable[..., ProxyProcess], fake: FakeCodexThread) -> None:
+    proxy = with_one_account(start_web(upstream={"transport": "websocket"}))
+    web = MitmWeb(proxy)
+    client = openai.OpenAI(base_url=proxy.base_url, api_key=PROXY_KEY, max_retries=0)
+    assert client.chat.completions.create(model="gpt-5.4", messages=[{"role": "user", "content": "socket"}]).choices[0].message.content == "You said: socket"
+
+    flows = eventually(lambda: finished([f for f in web.flows() if f["request"]["path"] != "/auth/accounts"], 2))
+    [leg] = legs(flows)
+    # The upgrade request of the socket, with this turn's response.create frame as its body…
+    assert leg["request"]["method"] == "GET" and leg["request"]["path"] == "/backend-api/codex/responses"
+    assert header(leg["request"], "openai-beta") == ["responses_websockets=2026-02-06"]
+    assert header(leg["request"], "authorization") == ["[redacted]"]
+    [sent] = [r for r in fake.requests("/codex/responses") if r["method"] == "WS"]
+    assert web.content(leg, "request") == sent["raw"]
+    # …answered 101, with the turn's frames one per line.
+    assert leg["response"]["status_code"] == 101
+    frames = [orjson.loads(line) for line in web.content(leg, "response").splitlines()]
+    assert frames[0]["type"] == "codex.rate_limits" and frames[-1]["type"] == "response.completed"
+
+
 def test_retries_show_one_leg_per_attempt(start_web: Callable[..., ProxyProcess], fake: FakeCodexThread) -> None:
     proxy = with_one_account(start_web())
     web = MitmWeb(proxy)

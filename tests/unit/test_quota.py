@@ -10,7 +10,9 @@ from core.accounts.quota import (
     Quota,
     Window,
     client_plan_type,
+    event_headers,
     parse_headers,
+    parse_rate_limit_event,
     parse_usage_body,
     pooled,
     usage_body,
@@ -167,3 +169,25 @@ def test_usage_body_matches_what_the_official_client_deserializes() -> None:
 def test_client_plan_type_falls_back_to_plus() -> None:
     assert client_plan_type([None, "martian"]) == "plus"
     assert client_plan_type(["free", "edu_plus"]) == "edu"
+
+
+def test_the_websocket_rate_limit_event_reads_like_the_headers() -> None:
+    usage = AccountUsage(primary_used=42.0, primary_reset_at=int(NOW) + 600, secondary_used=18.5, secondary_reset_at=int(NOW) + 9000,
+                         has_credits=True, balance="12.5")  # fmt: skip
+    event = usage.ws_event("pro")
+    from_event = parse_rate_limit_event(event, NOW)
+    from_headers = parse_headers(usage.headers(), NOW)
+    assert from_event is not None and from_headers is not None
+    assert (from_event.primary, from_event.secondary, from_event.credits) == (from_headers.primary, from_headers.secondary, from_headers.credits)
+    assert from_event.plan_type == "pro"
+    assert event_headers(event)["x-codex-primary-used-percent"] == "42.0"
+
+
+def test_rate_limit_events_of_other_limits() -> None:
+    spark = {"type": "codex.rate_limits", "metered_limit_name": "codex_bengalfox",
+             "rate_limits": {"primary": {"used_percent": 5, "window_minutes": 300, "reset_at": NOW + 60}, "secondary": None}}
+    quota = parse_rate_limit_event(spark, NOW)
+    assert quota is not None and quota.primary is None and quota.extra["codex_bengalfox"]["primary"].used_percent == 5
+    review = {"type": "codex.rate_limits", "limit_name": "code_review", "rate_limits": {"primary": {"used_percent": 99}}}
+    assert parse_rate_limit_event(review, NOW) is None  # code review windows are not the account's turn quota
+    assert parse_rate_limit_event({"type": "codex.rate_limits"}, NOW) is None
