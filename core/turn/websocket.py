@@ -184,9 +184,16 @@ class SocketTurns:
         self._transport = transport
         self.observe = observe
         self._prefers = prefers_websockets
-        up = config.current.upstream
-        self.pool = SocketPool(up.websockets_per_account, up.websocket_idle_seconds, up.websocket_max_age_minutes * 60)
+        self.pool = SocketPool(0, 0, 0)
+        self._limits()
         self._unsupported_until = 0.0
+
+    def _limits(self) -> None:
+        """The pool's bounds as the settings say now (they may change while the proxy runs)."""
+        up = self._config.current.upstream
+        pool = self.pool
+        pool.idle_per_owner, pool.idle_seconds = up.websockets_per_account, up.websocket_idle_seconds
+        pool.max_age_seconds = up.websocket_max_age_minutes * 60
 
     def stall_seconds(self) -> float:
         return self._config.current.api.timeout_seconds
@@ -205,6 +212,7 @@ class SocketTurns:
         """Send the turn over a socket of ``account`` to ``url`` (the HTTP address of the turn
         endpoint); None when no socket could be had (use SSE). ``holding``: the response the turn
         continues, if a socket of this account may hold it. ``fresh``: a new socket."""
+        self._limits()
         pool = self.pool
         pooled = None
         chained = False

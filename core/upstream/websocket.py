@@ -17,6 +17,7 @@ frame with ``curl_ws_send``, waiting for writability when the kernel buffer is f
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections import deque
 from collections.abc import Iterable
@@ -34,6 +35,16 @@ _E_AGAIN = 81  # CURLE_AGAIN
 _E_HTTP_RETURNED_ERROR = 22  # a refused upgrade
 TEXT, BINARY, CONT, CLOSE, PING, PONG = 1, 2, 4, 8, 16, 64
 _RECV_BUFFER = 64 * 1024
+_local = threading.local()
+
+
+def _recv_buffer() -> Any:
+    """The buffer ``curl_ws_recv`` reads into: one per thread (a loop's sockets read one at a time
+    and copy out at once), not 64 KiB held by every open socket."""
+    buffer = getattr(_local, "buffer", None)
+    if buffer is None:
+        buffer = _local.buffer = ffi.new("char[]", _RECV_BUFFER)
+    return buffer
 
 
 class WebSocketRefused(TransferError):
@@ -75,7 +86,7 @@ class UpstreamSocket:
 
     __slots__ = ("loop", "head", "status", "opened_at", "last_active", "closed", "close_reason", "_easy",
                  "_handles", "_upgrade", "_fd", "_messages", "_partial", "_pending", "_high_water", "_reading",
-                 "_waiter", "_buffer", "_got", "_meta", "_sent", "_slist", "_body")
+                 "_waiter", "_got", "_meta", "_sent", "_slist", "_body")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, handles: HandlePool, easy: Easy, upgrade: _Upgrade,
                  high_water: int) -> None:
@@ -96,7 +107,6 @@ class UpstreamSocket:
         self._high_water = high_water
         self._reading = False
         self._waiter: asyncio.Future[None] | None = None
-        self._buffer = ffi.new("char[]", _RECV_BUFFER)
         self._got = ffi.new("size_t *")
         self._meta = ffi.new("struct curl_ws_frame **")
         self._sent = ffi.new("size_t *")
@@ -184,7 +194,7 @@ class UpstreamSocket:
     def _readable(self) -> None:
         if self.closed or not self._reading:
             return
-        recv, ptr, buffer, got, meta = lib.curl_ws_recv, self._easy.ptr, self._buffer, self._got, self._meta
+        recv, ptr, buffer, got, meta = lib.curl_ws_recv, self._easy.ptr, _recv_buffer(), self._got, self._meta
         woke = False
         while True:
             code = recv(ptr, buffer, _RECV_BUFFER, got, meta)

@@ -5,7 +5,7 @@ the socket that produced the response, so a socket remembers which response it `
 conversation it last served. Idle sockets are pinged every ``PING_SECONDS`` (a connection that
 died quietly is found before a turn is sent into it), closed when idle longer than
 ``idle_seconds`` or older than ``max_age_seconds`` (the backend ends a connection after about an
-hour), and at most ``idle_per_owner`` are kept per owner.
+hour), and beyond ``idle_per_owner`` per owner idle ones are closed after ``TRIM_SECONDS``.
 """
 
 from __future__ import annotations
@@ -18,6 +18,10 @@ from core.upstream.websocket import UpstreamSocket
 
 PING_SECONDS = 25.0  # an idle socket silent this long gets a ping
 PONG_SECONDS = 10.0  # no answer within this long: the connection is dead
+# Idle sockets beyond ``idle_per_owner`` are closed only once idle this long: under load, turns end
+# in bursts and new ones follow at once, and closing the surplus of a burst would mean a handshake
+# for each of them a moment later.
+TRIM_SECONDS = 5.0
 
 
 @dataclass(slots=True, eq=False)
@@ -89,9 +93,14 @@ class SocketPool:
         if not self._usable(pooled, now):
             self.discard(pooled, "retired")
             return
-        idle = [p for p in self._owners.get(pooled.owner, ()) if not p.busy]
-        for extra in sorted(idle, key=lambda p: p.idle_since)[: max(0, len(idle) - self.idle_per_owner)]:
-            self.discard(extra, "too many idle sockets")
+        self._trim(pooled.owner, now)
+
+    def _trim(self, owner: str, now: float) -> None:
+        """Close the longest-idle sockets of ``owner`` beyond ``idle_per_owner`` (once idle a while)."""
+        idle = sorted((p for p in self._owners.get(owner, ()) if not p.busy), key=lambda p: p.idle_since)
+        for extra in idle[: max(0, len(idle) - self.idle_per_owner)]:
+            if now - extra.idle_since >= TRIM_SECONDS:
+                self.discard(extra, "too many idle sockets")
 
     def discard(self, pooled: Pooled, reason: str = "closed") -> None:
         pooled.socket.close(reason)
@@ -138,6 +147,8 @@ class SocketPool:
         """Retire what is too old or idle too long, ping what has been quiet, drop what did not answer."""
         self._sweeper = None
         now = time.monotonic()
+        for owner in list(self._owners):
+            self._trim(owner, now)
         for sockets in list(self._owners.values()):
             for pooled in list(sockets):
                 if pooled.busy:

@@ -213,6 +213,14 @@ def test_overload_before_the_first_byte_fails_over(proxy: ProxyProcess, fake: Fa
     assert account(proxy, "acc-busy")["status"] == "active"  # an overloaded backend is not the account's fault
 
 
+def test_a_5xx_frame_is_retried_like_an_http_5xx(proxy: ProxyProcess, fake: FakeCodexThread) -> None:
+    add(proxy, "acc-flaky")
+    fake.fault("acc-flaky", sc.server_error_500(), times=1)
+    assert chat(client(proxy), "again") == "You said: again"
+    assert [f["account"] for f in frames(fake)] == ["acc-flaky", "acc-flaky"]  # the same account, a second time
+    assert len(upgrades(fake)) == 2  # the socket that failed is not reused
+
+
 def test_usage_limit_frame_fails_over_and_benches_the_account(proxy: ProxyProcess, fake: FakeCodexThread) -> None:
     add(proxy, "acc-spent")
     add(proxy, "acc-fresh")

@@ -17,6 +17,7 @@ from curl_cffi.curl import DEFAULT_CACERT
 from core.upstream.handles import HandlePool, Limits, Profile, TransferError
 from core.upstream.transfer import body_writer, callback_failed
 from core.upstream.websocket import UpstreamSocket, WebSocketRefused
+from core.upstream import wspool
 from core.upstream.wspool import SocketPool
 
 pytestmark = pytest.mark.timeout(60)
@@ -202,6 +203,9 @@ def test_the_pool_leases_one_turn_at_a_time_and_keeps_what_a_socket_holds() -> N
         sockets.give_back(a, holds="resp_a")
         sockets.give_back(b, holds="resp_b")
         sockets.give_back(c)
+        assert sockets.stats()["open"] == 3  # a surplus is kept a few seconds: turns end in bursts
+        a.idle_since -= wspool.TRIM_SECONDS
+        sockets._sweep()
         assert sockets.stats() == {"open": 2, "busy": 0, "owners": 1}  # two idle kept: the oldest went
         assert a.socket.closed and not b.socket.closed
         assert sockets.take("acct", holding="resp_a") is None  # closed with its response
