@@ -9,6 +9,11 @@ from typing import Any
 
 import orjson
 
+try:
+    from compression import zstd  # Python 3.14+
+except ImportError:  # earlier: the backport (mitmproxy depends on it too)
+    from backports import zstd  # type: ignore[no-redef]
+
 # The only top-level fields the backend's HTTP endpoint accepts; it answers anything else with a 400.
 ALLOWED_FIELDS = frozenset(
     {
@@ -185,6 +190,11 @@ def finalize_body(body: dict[str, Any], *, conversation_id: str, installation_id
     metadata.setdefault("x-codex-window-id", conversation_id + ":0")
     out["client_metadata"] = metadata
     return orjson.dumps(out)
+
+
+def compress_body(body: bytes) -> bytes:
+    """The body as the CLI sends it to the ChatGPT backend (``content-encoding: zstd``)."""
+    return zstd.compress(body, level=3)
 
 
 def finalize_compact_body(body: dict[str, Any]) -> bytes:

@@ -27,7 +27,7 @@ from core.accounts.tokens import TokenManager
 from core.codex.errors import FATAL, RETRY_SAME, ROTATE, UpstreamError, classify_http, is_unsupported_model
 from core.codex.events import PRELUDE_EVENTS, TERMINAL_EVENTS, CodexStreamParser, Failed, Finished
 from core.codex.headers import account_installation_id, responses_headers
-from core.codex.request import finalize_body, finalize_compact_body, scoped_conversation_id, without_reasoning_items
+from core.codex.request import compress_body, finalize_body, finalize_compact_body, scoped_conversation_id, without_reasoning_items
 from core.codex.sse import SSEParser
 from core.config import ConfigStore
 from core.turn.model import Turn, UpstreamEvent, disconnected_event
@@ -162,9 +162,8 @@ class Pipeline:
             cfg = self._config.current
             conversation_id, installation_id = self._identity(account, turn)
             headers = account_headers(cfg, account)
-            headers.update({"Content-Type": "application/json", "Accept": "application/json",
-                            "OpenAI-Beta": "responses_websockets=2026-02-06", "x-client-request-id": conversation_id,
-                            "x-codex-installation-id": installation_id})
+            headers.update({"accept": "application/json", "content-type": "application/json",
+                            "x-client-request-id": conversation_id, "x-codex-installation-id": installation_id})
             url = cfg.api.base_url.rstrip("/") + "/codex/responses/compact"
             reply = await self._transport.request("POST", url, headers, finalize_compact_body(turn.body),
                                                   timeout=cfg.api.timeout_seconds)
@@ -288,9 +287,10 @@ class Pipeline:
             conversation_id=conversation_id,
             installation_id=installation_id,
             forwarded=turn.forwarded_headers,
+            model=turn.body.get("model"),
         )
         headers.update(cookie_header(account))
-        body = finalize_body(turn.body, conversation_id=conversation_id, installation_id=installation_id)
+        body = compress_body(finalize_body(turn.body, conversation_id=conversation_id, installation_id=installation_id))
         stream = await self._transport.open_stream(cfg.api.base_url.rstrip("/") + "/codex/responses", headers, body)
         self._observe(account, stream.headers, stream.set_cookies)
         if stream.status >= 400:

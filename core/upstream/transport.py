@@ -11,9 +11,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+from curl_cffi.curl import DEFAULT_CACERT
+
 from core.codex.errors import MAX_ERROR_BODY, RETRY_SAME, UpstreamError
 from core.settings import Settings
 from core.upstream.driver import CurlDriver, Limits, Profile, Transfer, TransferError
+from core.upstream.fingerprint import named
 from core.upstream.tap import Leg, open_leg
 
 
@@ -115,7 +118,9 @@ class SimpleResponse:
 class UpstreamTransport:
     def __init__(self, cfg: Settings) -> None:
         self._cfg = cfg
-        self._profile = Profile(impersonate=cfg.tls.impersonate or None, http11=cfg.tls.force_http11)
+        # tls.impersonate names a recorded client (codex_cli) or a curl_cffi browser target.
+        self._profile = Profile(impersonate=cfg.tls.impersonate or None, http11=cfg.tls.force_http11,
+                                fingerprint=named(cfg.tls.impersonate))
         self._driver: CurlDriver | None = None  # made on first use, on the loop that uses it
         self._connect_timeout = cfg.api.connect_timeout_seconds
         self._stream_limits = Limits(self._connect_timeout, cfg.api.timeout_seconds, stall=True)
@@ -127,7 +132,8 @@ class UpstreamTransport:
         if driver is None:
             tls = self._cfg.tls
             driver = self._driver = CurlDriver(proxy=tls.proxy_url or None, max_transfers=tls.max_transfers,
-                                               idle_handles=tls.idle_connections, idle_connections=tls.idle_connections)
+                                               idle_handles=tls.idle_connections, idle_connections=tls.idle_connections,
+                                               cacert=tls.ca_file or DEFAULT_CACERT)
         return driver
 
     async def _start(self, method: str, url: str, headers: dict[str, str], body: bytes | None, limits: Limits,

@@ -77,6 +77,27 @@ def _u16s(data: bytes) -> list[int]:
     return [int.from_bytes(data[i:i + 2], "big") for i in range(0, len(data) - 1, 2)]
 
 
+def ja4(ciphers: list[int], extensions: list[int], alpn: list[str], versions: list[int],
+        signature_algorithms: list[int], sni: bool) -> str:
+    """FoxIO's JA4 (TCP): version, SNI, counts and ALPN; sorted ciphers; sorted extensions (SNI
+    and ALPN left out) with the signature algorithms in their order. GREASE values are skipped."""
+    versions = [v for v in versions if not is_grease(v)]
+    tls = {0x0304: "13", 0x0303: "12", 0x0302: "11", 0x0301: "10"}.get(max(versions) if versions else 0, "00")
+    ciphers = [c for c in ciphers if not is_grease(c)]
+    extensions = [e for e in extensions if not is_grease(e)]
+    first = alpn[0] if alpn else ""
+    alpn_code = (first[0] + first[-1]) if first else "00"
+    part_a = f"t{tls}{'d' if sni else 'i'}{min(len(ciphers), 99):02d}{min(len(extensions), 99):02d}{alpn_code}"
+
+    def digest(text: str) -> str:
+        return hashlib.sha256(text.encode()).hexdigest()[:12] if text else "000000000000"
+
+    part_b = digest(",".join(sorted(f"{c:04x}" for c in ciphers)))
+    sorted_ext = ",".join(sorted(f"{e:04x}" for e in extensions if e not in (SERVER_NAME, ALPN)))
+    sigs = ",".join(f"{s:04x}" for s in signature_algorithms if not is_grease(s))
+    return f"{part_a}_{part_b}_{digest(f'{sorted_ext}_{sigs}' if sigs else sorted_ext)}"
+
+
 @dataclass
 class ClientHello:
     legacy_version: int
@@ -187,26 +208,8 @@ class ClientHello:
         return hashlib.md5(self.ja3().encode()).hexdigest()
 
     def ja4(self) -> str:
-        """FoxIO's JA4 (TCP): version, SNI, counts and ALPN; sorted ciphers; sorted extensions
-        (SNI and ALPN left out) with the signature algorithms in their order."""
-        versions = [v for v in self.versions if not is_grease(v)]
-        version = max(versions) if versions else self.legacy_version
-        tls = {0x0304: "13", 0x0303: "12", 0x0302: "11", 0x0301: "10"}.get(version, "00")
-        ciphers = [c for c in self.ciphers if not is_grease(c)]
-        extensions = [e for e in self.extensions if not is_grease(e)]
-        alpn = self.alpn[0] if self.alpn else ""
-        alpn_code = (alpn[0] + alpn[-1]) if alpn else "00"
-        sni = "d" if SERVER_NAME in self.extension_data else "i"
-        part_a = f"t{tls}{sni}{min(len(ciphers), 99):02d}{min(len(extensions), 99):02d}{alpn_code}"
-
-        def digest(text: str) -> str:
-            return hashlib.sha256(text.encode()).hexdigest()[:12] if text else "000000000000"
-
-        part_b = digest(",".join(sorted(f"{c:04x}" for c in ciphers)))
-        sorted_ext = ",".join(sorted(f"{e:04x}" for e in extensions if e not in (SERVER_NAME, ALPN)))
-        sigs = ",".join(f"{s:04x}" for s in self.signature_algorithms if not is_grease(s))
-        part_c = digest(f"{sorted_ext}_{sigs}" if sigs else sorted_ext)
-        return f"{part_a}_{part_b}_{part_c}"
+        return ja4(self.ciphers, self.extensions, self.alpn, self.versions or [self.legacy_version],
+                   self.signature_algorithms, sni=SERVER_NAME in self.extension_data)
 
     def summary(self) -> dict[str, Any]:
         """Everything that identifies the client, GREASE left out (it is random per connection)."""

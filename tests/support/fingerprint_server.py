@@ -60,7 +60,7 @@ def akamai(frames: list[dict[str, Any]], pseudo_order: list[str]) -> str:
                      ",".join(name[1] for name in pseudo_order)])
 
 
-class TestCA:
+class LocalCA:
     """A throw-away CA and a leaf for ``localhost``/127.0.0.1 it signed, written to ``folder``."""
 
     def __init__(self, folder: Path) -> None:
@@ -108,7 +108,7 @@ class TestCA:
 class FingerprintServer:
     """Listens on 127.0.0.1 (any port); ``origin`` is ``https://localhost:<port>`` so clients send SNI."""
 
-    def __init__(self, ca: TestCA, backend: str) -> None:
+    def __init__(self, ca: LocalCA, backend: str) -> None:
         self.ca = ca
         self.backend = backend.rstrip("/")
         self.connections: list[Recorded] = []

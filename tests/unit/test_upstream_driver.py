@@ -107,7 +107,7 @@ def chunk(data: bytes) -> bytes:
 
 
 def settings(tmp: Path, connect_timeout: float = 5, timeout: float = 30, **tls: Any) -> Settings:
-    """The shipped settings (chrome, ...) with these timeouts and ``tls`` values."""
+    """The shipped settings (the codex_cli fingerprint, ...) with these timeouts and ``tls`` values."""
     cfg = ConfigStore(tmp, environ={}).current
     api = dataclasses.replace(cfg.api, connect_timeout_seconds=connect_timeout, timeout_seconds=timeout)
     return dataclasses.replace(cfg, api=api, tls=dataclasses.replace(cfg.tls, **tls))
@@ -192,7 +192,7 @@ def test_same_request_bytes_as_curl_cffi_session(tmp_path: Path) -> None:
         await session.request("POST", base + "/a", headers=headers, content=b'{"a":1}', stream=False, timeout=(5, 30))
         await session.request("GET", base + "/b", headers={"Accept": "application/json"}, timeout=30)
         await session.close()
-        t = transport(tmp_path)
+        t = transport(tmp_path, impersonate="chrome")
         stream = await t.open_stream(base + "/a", headers, b'{"a":1}')
         await stream.read()
         await t.request("GET", base + "/b", {"Accept": "application/json"})
