@@ -85,3 +85,9 @@ def m004_request_bodies(db: sqlite_utils.Database) -> None:
         pk="request_id",
     )
     db["request_bodies"].create_index(["ts"])
+
+
+@migrations()
+def m006_client_state(db: sqlite_utils.Database) -> None:
+    # What the proxy learnt about itself and keeps across restarts (the release feed's last answer).
+    db["client_state"].create({"key": str, "value": str, "updated_at": float}, pk="key")
