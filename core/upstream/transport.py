@@ -118,7 +118,7 @@ class UpstreamTransport:
         self._profile = Profile(impersonate=cfg.tls.impersonate or None, http11=cfg.tls.force_http11)
         self._driver: CurlDriver | None = None  # made on first use, on the loop that uses it
         self._connect_timeout = cfg.api.connect_timeout_seconds
-        self._stream_limits = Limits(self._connect_timeout, cfg.api.timeout_seconds, stall=True)
+        self._stream_limits = Limits(self._connect_timeout, cfg.stream.idle_timeout_seconds, stall=True)
         self._limits: dict[float, Limits] = {}  # per ``request`` timeout: one instance each (see Limits)
 
     @property
