@@ -8,6 +8,7 @@ generation instead of reading it to the end.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -87,11 +88,12 @@ class UpstreamStream:
     async def read(self, limit: int = MAX_ERROR_BODY) -> bytes:
         parts: list[bytes] = []
         size = 0
-        async for chunk in self.chunks():
-            parts.append(chunk)
-            size += len(chunk)
-            if size >= limit:
-                break
+        async with contextlib.aclosing(self.chunks()) as chunks:
+            async for chunk in chunks:
+                parts.append(chunk)
+                size += len(chunk)
+                if size >= limit:
+                    break
         await self.aclose()
         return b"".join(parts)[:limit]
 
