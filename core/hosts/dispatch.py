@@ -55,8 +55,10 @@ logger = logging.getLogger(__name__)
 
 PROVEN_VERSIONS = frozenset({"12.3.1"})
 
-# Events raised per flow or per connection: the only ones worth a cached handler list.
+# Events raised per flow, per connection or per log record (``add_log``: mitmproxy logs "client
+# connect" and the like, a few per connection): the only ones worth a cached handler list.
 FLOW_EVENTS = frozenset({
+    "add_log",
     "requestheaders", "request", "responseheaders", "response", "error", "update",
     "http_connect", "http_connected", "http_connect_error", "http_connect_upstream",
     "client_connected", "client_disconnected", "server_connect", "server_connected",

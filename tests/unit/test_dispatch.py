@@ -142,6 +142,30 @@ async def test_other_events_take_mitmproxys_path_and_refresh_the_cache(context: 
 
 
 @in_mitmproxy
+async def test_log_records_reach_add_log_handlers_and_keep_the_cache(context: Any) -> None:
+    """mitmproxy logs a few lines per connection ("client connect", ...), each an ``add_log`` event:
+    dispatched like a flow event, in chain order, without dropping the cached handler lists."""
+    from mitmproxy.log import AddLogHook, LogEntry
+
+    seen: list[str] = []
+
+    class Listener:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def add_log(self, entry: Any) -> None:
+            seen.append(f"{self.name}: {entry.msg}")
+
+    manager = context.master.addons
+    manager.add(Listener("first"), Listener("second"))
+    await manager.trigger_event(HttpRequestHook(tflow.tflow()))
+    assert dispatch._CACHE in manager.__dict__
+    manager.trigger(AddLogHook(LogEntry("client connect", "info")))
+    assert seen == ["first: client connect", "second: client connect"]
+    assert "add_log" in manager.__dict__[dispatch._CACHE] and "request" in manager.__dict__[dispatch._CACHE]
+
+
+@in_mitmproxy
 async def test_update_follows_every_flow_event(context: Any) -> None:
     seen: list[str] = []
 
