@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-import uuid
 from typing import Any
 
 import orjson
@@ -81,8 +80,8 @@ def stable_conversation_key(model: str, instructions: str, items: list[Any]) -> 
     system = instructions.strip()[:2000]
     if not system and not stripped:
         return None
-    digest = hashlib.sha256(f"{model}\0{system}\0{stripped}".encode()).hexdigest()[:32]
-    return str(uuid.UUID(digest))
+    d = hashlib.sha256(f"{model}\0{system}\0{stripped}".encode()).hexdigest()
+    return f"{d[:8]}-{d[8:12]}-{d[12:16]}-{d[16:20]}-{d[20:32]}"  # str(uuid.UUID(d[:32])), without the object
 
 
 def prepare_schema(schema: Any) -> Any:

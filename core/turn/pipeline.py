@@ -9,6 +9,7 @@ a tool call) or finished. Everything that goes wrong before that — an HTTP err
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import time
@@ -76,6 +77,8 @@ class TurnStream:
             event.deltas = self.parser.feed(event.name, event.data)
             yield event
         finally:
+            if self._live is not None:
+                await self._live.aclose()
             await self.aclose()
 
     async def aclose(self) -> None:
@@ -88,11 +91,12 @@ class TurnStream:
 async def read_events(upstream: UpstreamStream, parser: CodexStreamParser) -> AsyncIterator[UpstreamEvent]:
     """Upstream bytes → SSE frames → decoded events, each run through ``parser``."""
     sse = SSEParser()
-    async for chunk in upstream.chunks():
-        for frame in sse.feed(chunk):
-            if (event := _decode(frame.event, frame.data)) is not None:
-                event.deltas = parser.feed(event.name, event.data)
-                yield event
+    async with contextlib.aclosing(upstream.chunks()) as chunks:
+        async for chunk in chunks:
+            for frame in sse.feed(chunk):
+                if (event := _decode(frame.event, frame.data)) is not None:
+                    event.deltas = parser.feed(event.name, event.data)
+                    yield event
     for frame in sse.close():
         if (event := _decode(frame.event, frame.data)) is not None:
             event.deltas = parser.feed(event.name, event.data)
@@ -319,8 +323,11 @@ class Pipeline:
                 if isinstance(terminal, Finished) and not parser.produced and not (terminal.usage and terminal.usage.output_tokens):
                     raise UpstreamError(502, "empty_response", "Codex returned an empty response", action=ROTATE)
                 if parser.produced or terminal is not None:
+                    if terminal is not None:
+                        await live.aclose()
                     return TurnStream(account, upstream, parser, buffered, None if terminal else live, attempts)
         except BaseException:
+            await live.aclose()
             await upstream.aclose()
             raise
         await upstream.aclose()

@@ -8,6 +8,7 @@ generation instead of reading it to the end.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -90,11 +91,12 @@ class UpstreamStream:
     async def read(self, limit: int = MAX_ERROR_BODY) -> bytes:
         parts: list[bytes] = []
         size = 0
-        async for chunk in self.chunks():
-            parts.append(chunk)
-            size += len(chunk)
-            if size >= limit:
-                break
+        async with contextlib.aclosing(self.chunks()) as chunks:
+            async for chunk in chunks:
+                parts.append(chunk)
+                size += len(chunk)
+                if size >= limit:
+                    break
         await self.aclose()
         return b"".join(parts)[:limit]
 
@@ -123,7 +125,7 @@ class UpstreamTransport:
                                 fingerprint=named(cfg.tls.impersonate))
         self._driver: CurlDriver | None = None  # made on first use, on the loop that uses it
         self._connect_timeout = cfg.api.connect_timeout_seconds
-        self._stream_limits = Limits(self._connect_timeout, cfg.api.timeout_seconds, stall=True)
+        self._stream_limits = Limits(self._connect_timeout, cfg.stream.idle_timeout_seconds, stall=True)
         self._limits: dict[float, Limits] = {}  # per ``request`` timeout: one instance each (see Limits)
 
     @property
