@@ -27,7 +27,7 @@ logger = logging.getLogger(__name__)
 def cookie_header(account: Account, url: str) -> dict[str, str]:
     """The account's own cookies for ``url`` (never another account's)."""
     cookie = account.cookies.header(url)
-    return {"Cookie": cookie} if cookie else {}
+    return {"cookie": cookie} if cookie else {}
 
 
 def account_headers(cfg: Any, account: Account, url: str) -> dict[str, str]:
@@ -50,7 +50,7 @@ class AccountBackend:
         url = cfg.api.base_url.rstrip("/") + path
         for retry in (True, False):
             sent = account.access_token
-            headers = {**account_headers(cfg, account, url), "Accept": "application/json"}
+            headers = account_headers(cfg, account, url)
             reply = await self._transport.request("GET", url, headers, timeout=30.0)
             if reply.set_cookies:
                 self._pool.store_cookies(account, reply.set_cookies, url)

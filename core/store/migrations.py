@@ -90,6 +90,12 @@ def m004_request_bodies(db: sqlite_utils.Database) -> None:
 
 
 @migrations()
+def m006_client_state(db: sqlite_utils.Database) -> None:
+    # What the proxy learnt about itself and keeps across restarts (the release feed's last answer).
+    db["client_state"].create({"key": str, "value": str, "updated_at": float}, pk="key")
+
+
+@migrations()
 def m007_account_cookie_jars(db: sqlite_utils.Database) -> None:
     # Every cookie the backend sets is kept per account (core/accounts/cookies.py), not only
     # Cloudflare's clearance: a stored clearance becomes the jar's first cookie, for the domain

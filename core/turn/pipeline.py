@@ -14,6 +14,7 @@ stored history (core/turn/chains.py).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import time
@@ -30,8 +31,8 @@ from core.accounts.quota import parse_headers
 from core.accounts.tokens import TokenManager
 from core.codex.errors import FATAL, RETRY_SAME, ROTATE, UpstreamError, classify_http, is_unsupported_model
 from core.codex.events import PRELUDE_EVENTS, TERMINAL_EVENTS, CodexStreamParser, Failed, Finished
-from core.codex.headers import account_installation_id, responses_headers
-from core.codex.request import finalize_body, finalize_compact_body, scoped_conversation_id, without_reasoning_items
+from core.codex.headers import account_installation_id, responses_headers, websocket_headers
+from core.codex.request import compress_body, finalize_body, finalize_compact_body, scoped_conversation_id, without_reasoning_items
 from core.codex.sse import SSEParser
 from core.config import ConfigStore
 from core.turn.chains import ChainStore
@@ -83,6 +84,8 @@ class TurnStream:
             event.deltas = self.parser.feed(event.name, event.data)
             yield event
         finally:
+            if self._live is not None:
+                await self._live.aclose()
             await self.aclose()
 
     async def aclose(self) -> None:
@@ -104,11 +107,12 @@ class SseTurn:
 
     async def events(self, parser: CodexStreamParser) -> AsyncIterator[UpstreamEvent]:
         sse = SSEParser()
-        async for chunk in self._stream.chunks():
-            for frame in sse.feed(chunk):
-                if (event := _decode(frame.event, frame.data)) is not None:
-                    event.deltas = parser.feed(event.name, event.data)
-                    yield event
+        async with contextlib.aclosing(self._stream.chunks()) as chunks:
+            async for chunk in chunks:
+                for frame in sse.feed(chunk):
+                    if (event := _decode(frame.event, frame.data)) is not None:
+                        event.deltas = parser.feed(event.name, event.data)
+                        yield event
         for frame in sse.close():
             if (event := _decode(frame.event, frame.data)) is not None:
                 event.deltas = parser.feed(event.name, event.data)
@@ -204,9 +208,8 @@ class Pipeline:
             conversation_id, installation_id = self._identity(account, turn)
             url = cfg.api.base_url.rstrip("/") + "/codex/responses/compact"
             headers = account_headers(cfg, account, url)
-            headers.update({"Content-Type": "application/json", "Accept": "application/json",
-                            "OpenAI-Beta": "responses_websockets=2026-02-06", "x-client-request-id": conversation_id,
-                            "x-codex-installation-id": installation_id})
+            headers.update({"accept": "application/json", "content-type": "application/json",
+                            "x-client-request-id": conversation_id, "x-codex-installation-id": installation_id})
             reply = await self._transport.request("POST", url, headers, finalize_compact_body(turn.body),
                                                   timeout=cfg.api.timeout_seconds)
             self._observe(account, reply.headers, reply.set_cookies, url)
@@ -328,16 +331,8 @@ class Pipeline:
         """Send the turn: over a socket when it should and one can be had, else over SSE."""
         cfg = self._config.current
         conversation_id, installation_id = self._identity(account, turn)
-        headers = responses_headers(
-            cfg,
-            account.access_token,
-            account.chatgpt_account_id,
-            conversation_id=conversation_id,
-            installation_id=installation_id,
-            forwarded=turn.forwarded_headers,
-        )
         url = cfg.api.base_url.rstrip("/") + "/codex/responses"
-        headers.update(cookie_header(account, url))
+        cookies = cookie_header(account, url)
         if mode != "sse" and self.sockets.wanted(turn):
 
             def frame(chained: bool) -> bytes:
@@ -347,13 +342,20 @@ class Pipeline:
                 body = turn.body if chained else _full_body(turn)
                 return finalize_body(body, conversation_id=conversation_id, installation_id=installation_id, extra=extra)
 
-            socket_headers = {k: v for k, v in headers.items() if k not in ("Content-Type", "Accept")}
+            socket_headers = websocket_headers(cfg, account.access_token, account.chatgpt_account_id,
+                                               conversation_id=conversation_id, installation_id=installation_id,
+                                               forwarded=turn.forwarded_headers, model=turn.body.get("model"))
+            socket_headers.update(cookies)
             holding = turn.previous_response_id if turn.history is not None else None
             opened = await self.sockets.start(account, url, turn.conversation_key, socket_headers, frame, holding,
                                               fresh=mode == "fresh")
             if opened is not None:
                 return opened
-        body = finalize_body(_full_body(turn), conversation_id=conversation_id, installation_id=installation_id)
+        headers = responses_headers(cfg, account.access_token, account.chatgpt_account_id, conversation_id=conversation_id,
+                                    installation_id=installation_id, forwarded=turn.forwarded_headers,
+                                    model=turn.body.get("model"))
+        headers.update(cookies)
+        body = compress_body(finalize_body(_full_body(turn), conversation_id=conversation_id, installation_id=installation_id))
         stream = await self._transport.open_stream(url, headers, body)
         self._observe(account, stream.headers, stream.set_cookies, url)
         if stream.status >= 400:
@@ -382,8 +384,11 @@ class Pipeline:
                 if isinstance(terminal, Finished) and not parser.produced and not (terminal.usage and terminal.usage.output_tokens):
                     raise UpstreamError(502, "empty_response", "Codex returned an empty response", action=ROTATE)
                 if parser.produced or terminal is not None:
+                    if terminal is not None:
+                        await live.aclose()
                     return TurnStream(account, upstream, parser, buffered, None if terminal else live, attempts)
         except BaseException:
+            await live.aclose()
             await upstream.aclose()
             raise
         await upstream.aclose()

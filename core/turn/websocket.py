@@ -119,8 +119,8 @@ class SocketTurn:
             yield event
 
     def _watch(self) -> None:
-        """The stall guard (``api.timeout_seconds`` without a frame), one timer per turn rather
-        than one per wait."""
+        """The stall guard (``stream.idle_timeout_seconds`` without a frame, as for SSE), one timer
+        per turn rather than one per wait."""
         sock = self._pooled.socket
         if self._closed or sock.closed:
             return
@@ -196,7 +196,7 @@ class SocketTurns:
         pool.max_age_seconds = up.websocket_max_age_minutes * 60
 
     def stall_seconds(self) -> float:
-        return self._config.current.api.timeout_seconds
+        return self._config.current.stream.idle_timeout_seconds
 
     def wanted(self, turn: Turn) -> bool:
         mode = self._config.current.upstream.transport
@@ -207,7 +207,7 @@ class SocketTurns:
         learned = self._prefers(turn.model.id)  # the backend's own catalogue, once fetched
         return learned if learned is not None else turn.model.prefer_websockets
 
-    async def start(self, account: Account, url: str, conversation: str | None, headers: dict[str, str],
+    async def start(self, account: Account, url: str, conversation: str | None, headers: dict[str, str | None],
                     frame: FrameFor, holding: str | None, fresh: bool = False) -> SocketTurn | None:
         """Send the turn over a socket of ``account`` to ``url`` (the HTTP address of the turn
         endpoint); None when no socket could be had (use SSE). ``holding``: the response the turn
@@ -230,7 +230,7 @@ class SocketTurns:
         payload = frame(chained)
         # Watched as the upgrade request (a GET of the same URL) with this turn's frame as its body,
         # answered 101 with the socket's upgrade headers and this turn's frames, one per line.
-        leg = open_leg("GET", url, headers, payload)
+        leg = open_leg("GET", url, {k: v for k, v in headers.items() if v is not None}, payload)
         if leg is not None:
             upgrade, _ = parse_head(pooled.socket.head)
             leg.response(101, upgrade)
@@ -250,7 +250,7 @@ class SocketTurns:
             raise
         return SocketTurn(self, pooled, account, url, reused, chained, leg)
 
-    async def _open(self, account: Account, url: str, headers: dict[str, str]) -> Any:
+    async def _open(self, account: Account, url: str, headers: dict[str, str | None]) -> Any:
         try:
             sock = await self._transport.open_websocket(url, headers)
         except WebSocketRefused as refused:

@@ -15,6 +15,8 @@ import cffi
 from curl_cffi import CurlHttpVersion, CurlOpt, ffi, lib
 from curl_cffi.requests.impersonate import resolve_latest_browser_type
 
+from core.upstream.fingerprint import Fingerprint
+
 # Option numbers as plain ints: enum attribute lookups are measurable on the hot path.
 _URL = int(CurlOpt.URL)
 _HTTPHEADER = int(CurlOpt.HTTPHEADER)
@@ -61,11 +63,12 @@ class TransferError(Exception):
 @dataclass(frozen=True, slots=True)
 class Profile:
     """How a handle presents itself. Set once when a handle is made, so handles are pooled per
-    profile; a custom fingerprint (JA3, HTTP/2 settings, header order) would be one more field
-    here, applied in ``HandlePool._configure``."""
+    profile: a curl_cffi browser target (``impersonate``) or a recorded client's ``fingerprint``
+    (core/upstream/fingerprint.py), which wins when both are given."""
 
     impersonate: str | None = "chrome"
     http11: bool = False
+    fingerprint: Fingerprint | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,12 +234,15 @@ class HandlePool:
         # the smallest allowed.
         self.set_long(easy, CurlOpt.UPLOAD_BUFFERSIZE, 16 * 1024)
         profile = easy.profile
-        if profile.http11:
-            self.set_long(easy, CurlOpt.HTTP_VERSION, int(CurlHttpVersion.V1_1))
-        if profile.impersonate:
+        if profile.fingerprint is not None:
+            profile.fingerprint.apply(lambda option, value: self.set_long(easy, option, value) if isinstance(value, int)
+                                      else self.setopt(easy, option, value))
+        elif profile.impersonate:
             target = resolve_latest_browser_type(profile.impersonate)  # "chrome" → the newest chrome
             if lib.curl_easy_impersonate(easy.ptr, target.encode(), 1):
                 raise TransferError(0, f"impersonating {profile.impersonate!r} is not supported")
+        if profile.http11:
+            self.set_long(easy, CurlOpt.HTTP_VERSION, int(CurlHttpVersion.V1_1))
 
     def prepare(self, easy: Easy, transfer: Any, method: str, url: str,
                 headers: Iterable[tuple[str, str | None]], body: bytes | None, limits: Limits, proxy: str | None) -> None:

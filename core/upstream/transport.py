@@ -9,12 +9,16 @@ abandoned turn stops the backend's generation instead of reading it to the end. 
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+
+from curl_cffi.curl import DEFAULT_CACERT
 
 from core.codex.errors import MAX_ERROR_BODY, RETRY_SAME, UpstreamError
 from core.settings import Settings
 from core.upstream.driver import CurlDriver, Limits, Profile, Transfer, TransferError
+from core.upstream.fingerprint import named, named_websocket
 from core.upstream.tap import Leg, open_leg
 from core.upstream.websocket import UpstreamSocket, WebSocketRefused
 
@@ -89,11 +93,12 @@ class UpstreamStream:
     async def read(self, limit: int = MAX_ERROR_BODY) -> bytes:
         parts: list[bytes] = []
         size = 0
-        async for chunk in self.chunks():
-            parts.append(chunk)
-            size += len(chunk)
-            if size >= limit:
-                break
+        async with contextlib.aclosing(self.chunks()) as chunks:
+            async for chunk in chunks:
+                parts.append(chunk)
+                size += len(chunk)
+                if size >= limit:
+                    break
         await self.aclose()
         return b"".join(parts)[:limit]
 
@@ -127,12 +132,17 @@ def websocket_url(url: str) -> str:
 class UpstreamTransport:
     def __init__(self, cfg: Settings) -> None:
         self._cfg = cfg
-        self._profile = Profile(impersonate=cfg.tls.impersonate or None, http11=cfg.tls.force_http11)
+        # tls.impersonate names a recorded client (codex_cli) or a curl_cffi browser target.
+        self._profile = Profile(impersonate=cfg.tls.impersonate or None, http11=cfg.tls.force_http11,
+                                fingerprint=named(cfg.tls.impersonate))
         self._driver: CurlDriver | None = None  # made on first use, on the loop that uses it
         self._connect_timeout = cfg.api.connect_timeout_seconds
-        self._stream_limits = Limits(self._connect_timeout, cfg.api.timeout_seconds, stall=True)
+        self._stream_limits = Limits(self._connect_timeout, cfg.stream.idle_timeout_seconds, stall=True)
         # A handshake is connect, TLS and one small answer: it gets the connect timeout twice over.
         self._upgrade_limits = Limits(self._connect_timeout, 2 * self._connect_timeout)
+        # The recorded client's WebSocket side (its TLS without ALPN), or the same browser target.
+        self._socket_profile = Profile(impersonate=cfg.tls.impersonate or None, http11=True,
+                                       fingerprint=named_websocket(cfg.tls.impersonate))
         self._limits: dict[float, Limits] = {}  # per ``request`` timeout: one instance each (see Limits)
 
     @property
@@ -141,7 +151,8 @@ class UpstreamTransport:
         if driver is None:
             tls = self._cfg.tls
             driver = self._driver = CurlDriver(proxy=tls.proxy_url or None, max_transfers=tls.max_transfers,
-                                               idle_handles=tls.idle_connections, idle_connections=tls.idle_connections)
+                                               idle_handles=tls.idle_connections, idle_connections=tls.idle_connections,
+                                               cacert=tls.ca_file or DEFAULT_CACERT)
         return driver
 
     async def _start(self, method: str, url: str, headers: dict[str, str], body: bytes | None, limits: Limits,
@@ -200,15 +211,16 @@ class UpstreamTransport:
             leg.end()
         return reply
 
-    async def open_websocket(self, url: str, headers: dict[str, str], *, proxy: str | None = None,
+    async def open_websocket(self, url: str, headers: dict[str, str | None], *, proxy: str | None = None,
                              profile: Profile | None = None) -> UpstreamSocket:
         """Open a WebSocket to ``url`` (http(s):// or ws(s)://). Raises :class:`WebSocketRefused`
         when the server answers the upgrade with anything but 101, an UpstreamError when no
-        connection could be made. ``proxy`` and ``profile`` default to the transport's."""
+        connection could be made. A None header value removes one libcurl would add. ``proxy`` and ``profile`` default to the transport's (the
+        profile's WebSocket side: libcurl upgrades over HTTP/1.1)."""
         driver = self.driver
         try:
             return await UpstreamSocket.open(driver.handles, websocket_url(url), headers.items(), self._upgrade_limits,
-                                             profile or self._profile, proxy or driver.proxy)
+                                             profile or self._socket_profile, proxy or driver.proxy)
         except WebSocketRefused:
             raise
         except TransferError as exc:
