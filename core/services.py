@@ -17,6 +17,8 @@ from core.accounts.backend import AccountBackend
 from core.accounts.login import LoginService
 from core.accounts.oauth import TokenSet
 from core.accounts.pool import AccountPool
+from core.accounts.proxy_health import ProxyHealth
+from core.accounts.proxy_pool import ProxyPool
 from core.accounts.service import AccountService
 from core.accounts.tokens import TokenManager
 from core.codex.catalog import ModelCatalog
@@ -26,6 +28,7 @@ from core.turn.pipeline import Pipeline
 from core.store.accounts import AccountStore
 from core.store.bodies import BodyLog
 from core.store.db import Database
+from core.store.proxies import ProxyStore
 from core.store.request_log import RequestLog
 from core.upstream.transport import UpstreamTransport
 
@@ -50,6 +53,10 @@ class Services:
         self.account_store = AccountStore(self.db)
         self.pool = AccountPool(self.account_store, self.config)
         self.pool.load()
+        self.proxies = ProxyPool(ProxyStore(self.db))
+        self.proxies.load()
+        self.pool.gate = self.proxies.blocked  # an account whose proxy cannot be used does not serve
+        self.pool.on_change(self._account_changed)
         self.accounts = AccountService(self.account_store, self.pool, self._refresh_blocking)
         self.request_log = RequestLog(self.db, lambda: self.cfg.logs.retention_days)
         self.bodies = BodyLog(self.db, cfg.logs.bodies_kept)
@@ -61,11 +68,16 @@ class Services:
         self.tokens: TokenManager | None = None
         self.backend: AccountBackend | None = None
         self.pipeline: Pipeline | None = None
+        self.proxy_health: ProxyHealth | None = None
         self.login = LoginService(self.config, self.accounts, self.run_on_loop, lambda: self.transport)
 
     @property
     def cfg(self) -> Settings:
         return self.config.current
+
+    def _account_changed(self, account_id: str) -> None:
+        if self.pool.get(account_id) is None:
+            self.proxies.forget(account_id)  # its assignment row went with it
 
     def _config_changed(self, cfg: Settings) -> None:
         self.catalog = ModelCatalog.from_config(cfg)
@@ -76,9 +88,13 @@ class Services:
         recover refreshes a previous process left half-done."""
         loop = self.loop = asyncio.get_running_loop()
         self.transport = UpstreamTransport(self.cfg)
-        self.tokens = TokenManager(self.config, self.pool, self.account_store, self.transport)
-        self.backend = backend = AccountBackend(self.config, self.pool, self.tokens, self.transport)
-        self.pipeline = Pipeline(self.config, self.pool, self.tokens, self.transport, self.installation_id)
+        route = self.proxies.route
+        self.tokens = TokenManager(self.config, self.pool, self.account_store, self.transport, route)
+        self.backend = backend = AccountBackend(self.config, self.pool, self.tokens, self.transport, route)
+        self.pipeline = Pipeline(self.config, self.pool, self.tokens, self.transport, self.installation_id, route)
+        self.proxy_health = ProxyHealth(self.config, self.proxies, self.transport)
+        self.transport.proxy_failed = self.proxy_health.suspect
+        self.proxy_health.start()
         await self.tokens.start()
         backend.refresh_catalogs()
         self.pool.on_change(lambda _: loop.call_soon_threadsafe(backend.refresh_catalogs))
@@ -86,6 +102,8 @@ class Services:
     async def stop(self) -> None:
         if self.tokens is not None:
             self.tokens.stop()
+        if self.proxy_health is not None:
+            self.proxy_health.stop()
         if self.transport is not None:
             await self.transport.close()
         await asyncio.to_thread(self.close_sync)
@@ -95,6 +113,7 @@ class Services:
         self.request_log.close()
         self.bodies.close()
         self.pool.close()
+        self.proxies.close()
 
     def pooled_quota(self) -> dict[str, Any]:
         """The pool's remaining quota seen as one account (core.accounts.quota.pooled)."""

@@ -130,6 +130,13 @@ class TlsSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class ProxiesSettings:
+    check_interval_minutes: PositiveNumber
+    check_url: str | None
+    check_timeout_seconds: PositiveNumber
+
+
+@dataclass(frozen=True, slots=True)
 class QuotaSettings:
     refresh_interval_minutes: int  # whole minutes: the dashboard edits it as an integer
     warning_thresholds: Thresholds
@@ -177,6 +184,7 @@ class Settings:
     auth: AuthSettings
     logs: LogsSettings
     tls: TlsSettings
+    proxies: ProxiesSettings
     quota: QuotaSettings
     session: SessionSettings
     stream: StreamSettings

@@ -85,3 +85,37 @@ def m004_request_bodies(db: sqlite_utils.Database) -> None:
         pk="request_id",
     )
     db["request_bodies"].create_index(["ts"])
+
+
+@migrations()
+def m005_proxies(db: sqlite_utils.Database) -> None:
+    # The per-account proxy pool (core/accounts/proxy_pool.py). A proxy's password is stored like an
+    # account's tokens: in this file only, never shown back.
+    db["proxies"].create(
+        {
+            "id": str,
+            "name": str,
+            "scheme": str,
+            "host": str,
+            "port": int,
+            "username": str,
+            "password": str,
+            "enabled": int,
+            "added_at": float,
+            "updated_at": float,
+            "status": str,  # health: unknown | ok | unreachable
+            "checked_at": float,
+            "latency_ms": float,
+            "exit_ip": str,
+            "last_error": str,
+        },
+        pk="id",
+        not_null={"id", "scheme", "host", "port", "enabled", "status"},
+        defaults={"enabled": 1, "status": "unknown"},
+    )
+    # One row per account not on the global default; it goes when its account goes. proxy_id is
+    # the chosen proxy (specific) or the one automatic mode keeps; deleting a proxy is checked in code.
+    db.execute(
+        "CREATE TABLE account_proxies (account_id TEXT PRIMARY KEY REFERENCES accounts(id) ON DELETE CASCADE, "
+        "mode TEXT NOT NULL, proxy_id TEXT, updated_at FLOAT)"
+    )
