@@ -24,6 +24,9 @@ accounts_api = Blueprint("accounts", __name__, url_prefix="/auth")
 
 def account_view(account: Account, with_quota: bool = False) -> dict[str, Any]:
     view = account.public()
+    view["proxy"] = services().proxies.describe(account.id)
+    if view["proxy"]["blocked"] and view["status"] == "active":
+        view["status"] = "proxy_unavailable"  # it does not serve until its proxy can be used again
     quota = view.pop("quota")
     if with_quota:
         now = time.time()

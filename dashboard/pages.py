@@ -1,4 +1,4 @@
-"""Dashboard pages: Accounts (``/``), Connect, Usage, Logs and Settings. Each is a server-rendered
+"""Dashboard pages: Accounts (``/``), Proxies, Connect, Usage, Logs and Settings. Each is a server-rendered
 frame plus a small script module (static/js/<page>.js) that works through the management API with
 the session's CSRF token. Text comes from dashboard/i18n.py in the chosen language."""
 
@@ -18,8 +18,8 @@ from dashboard.settings import settings_view
 
 pages = Blueprint("pages", __name__)
 
-NAV = (("accounts", "/"), ("connect", "/dashboard/connect"), ("usage", "/dashboard/usage"), ("logs", "/dashboard/logs"),
-       ("settings", "/dashboard/settings"))  # fmt: skip
+NAV = (("accounts", "/"), ("proxies", "/dashboard/proxies"), ("connect", "/dashboard/connect"), ("usage", "/dashboard/usage"),
+       ("logs", "/dashboard/logs"), ("settings", "/dashboard/settings"))  # fmt: skip
 CA_CERT = "mitmproxy-ca-cert.pem"  # the public certificate only; mitmproxy-ca.pem next to it holds the key
 
 
@@ -88,6 +88,12 @@ def connect() -> Any:
         ca_path=str(mitmproxy_confdir() / CA_CERT),
         intercept_hosts=cfg.intercept.hosts,
     )
+
+
+@pages.get("/dashboard/proxies")
+@dashboard_page
+def proxies() -> Any:
+    return render_page("proxies")
 
 
 @pages.get("/dashboard/usage")

@@ -1,6 +1,8 @@
 """Health checks of the proxy pool: every ``proxies.check_interval_minutes``, when a proxy is added
 or changed, on demand, and soon after a call through a proxy fails.
 
+Changing the ``proxies`` settings checks every proxy again at once, with the new ones.
+
 A check fetches ``proxies.check_url`` through the proxy with the same transport the accounts use
 (libcurl): it passes when an answer comes back, its time is the proxy's latency and the address
 the answer names is the exit IP. With no check URL, a check only connects to the proxy. The result
@@ -20,6 +22,7 @@ from core.accounts.proxies import Proxy, exit_ip_of
 from core.accounts.proxy_pool import ProxyPool
 from core.codex.errors import UpstreamError
 from core.config import ConfigStore
+from core.settings import Settings
 from core.upstream.transport import UpstreamTransport
 
 logger = logging.getLogger(__name__)
@@ -39,11 +42,19 @@ class ProxyHealth:
         self._checked_at: dict[str, float] = {}  # monotonic time of each proxy's last check
         self._tasks: set[asyncio.Task[Any]] = set()
         self._semaphore = asyncio.Semaphore(PARALLEL_CHECKS)
+        self._wake = asyncio.Event()
+        self._settings = config.current.proxies
 
     def start(self) -> None:
         """On the loop: check every enabled proxy now, then on the schedule."""
-        self._loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
+        self._config.on_change(lambda cfg: loop.call_soon_threadsafe(self._settings_changed, cfg))
         self._spawn(self._schedule())
+
+    def _settings_changed(self, cfg: Settings) -> None:
+        if cfg.proxies != self._settings:
+            self._settings = cfg.proxies
+            self._wake.set()
 
     def stop(self) -> None:
         for task in list(self._tasks):
@@ -62,7 +73,11 @@ class ProxyHealth:
                 await self.check_many(self._proxies.ids(enabled_only=True))
             except Exception:
                 logger.exception("scheduled proxy checks failed")
-            await asyncio.sleep(self._config.current.proxies.check_interval_minutes * 60)
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), self._config.current.proxies.check_interval_minutes * 60)
+            except TimeoutError:
+                pass
 
     # --- asking for checks ---------------------------------------------------------------------------
 

@@ -52,7 +52,7 @@ function quotaCell(quota) {
 
 function statusCell(account) {
   const cell = el("div", { class: "stack", style: { gap: "3px", alignItems: "flex-start" } },
-    el("span", { class: `badge ${account.status}`, title: account.last_error || "" }, t(`status.${account.status}`)));
+    el("span", { class: `badge ${account.status}`, title: account.proxy?.blocked || account.last_error || "" }, t(`status.${account.status}`)));
   if (account.needs_login && account.status !== "expired") {
     cell.append(el("span", { class: "badge needs_login", title: account.last_error || "" }, t("status.needs_login")));
   }
