@@ -1,5 +1,6 @@
 """Small local servers that stand for "some other host" behind the proxy: one speaks HTTPS with its
-own self-signed certificate, one echoes raw TCP bytes. Both bind 127.0.0.1 only."""
+own self-signed certificate, one echoes raw TCP bytes, one tells a caller its address (a "what is
+my IP" service). All bind 127.0.0.1 only."""
 
 from __future__ import annotations
 
@@ -115,3 +116,21 @@ def non_loopback_address() -> str | None:
             return None
         address = probe.getsockname()[0]
     return None if address.startswith("127.") else address
+
+
+def ip_echo_server() -> _ThreadedServer:
+    """A "what is my IP" endpoint shaped like api.ipify.org's ``?format=json``: answers any GET
+    with ``{"ip": "<the address that connected>"}`` — through a proxy, the proxy's exit address."""
+
+    def handle(conn: socket.socket) -> None:
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = conn.recv(4096)
+            if not chunk:
+                return
+            data += chunk
+        body = b'{"ip":"%s"}' % conn.getpeername()[0].encode()
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s"
+                     % (len(body), body))
+
+    return _ThreadedServer(handle)
