@@ -12,7 +12,7 @@ from typing import Any
 from flask import Blueprint, jsonify, request
 from werkzeug.exceptions import NotFound
 
-from core.accounts.proxies import ProxyInputError, mask
+from core.accounts.proxies import ProxyInputError, new_proxy
 from core.accounts.proxy_pool import ProxyInUse
 from dashboard.accounts import account_view
 from dashboard.security import api_error, json_body, require_api_key, services
@@ -32,15 +32,13 @@ def _in_use(error: ProxyInUse) -> Any:
 
 
 def _masked_url(url: str | None) -> str | None:
-    """``tls.proxy_url`` as the page may show it: the password hidden, the user name masked."""
+    """``tls.proxy_url`` as the page may show it: the user name masked, the password hidden."""
     if not url:
         return None
-    scheme, sep, rest = url.partition("://")
-    login, at, address = rest.rpartition("@")
-    if not at:
-        return url
-    user = login.partition(":")[0]
-    return f"{scheme}{sep}{mask(user)}:••••••@{address}"
+    try:
+        return new_proxy(url).masked_url()
+    except ProxyInputError:
+        return "••••••"  # not a URL this page can read: show nothing of it
 
 
 @proxies_api.get("")
