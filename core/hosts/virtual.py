@@ -183,11 +183,12 @@ class Answer:
     """An ``Exchange`` sink that answers a flow on its virtual connection: a complete reply (with
     its length, for an HTTP/1 client's keep-alive), or a stream (chunked to an HTTP/1 client)."""
 
-    __slots__ = ("_conn", "_head_only", "started")
+    __slots__ = ("_conn", "_head_only", "_bodiless", "started")
 
     def __init__(self, conn: VirtualConnection, method: str) -> None:
         self._conn = conn
         self._head_only = method == "HEAD"
+        self._bodiless = self._head_only
         self.started = False
 
     @staticmethod
@@ -209,10 +210,16 @@ class Answer:
 
     async def start(self, status: int, headers: Headers) -> None:
         self.started = True
+        if status in (204, 304):
+            # No body, so no chunked framing either: a browser reads a stray end-of-chunks after a
+            # 304 (a cached static file) as the next answer on that keep-alive connection.
+            self._bodiless = True
+            self._conn.push((self._response(status, headers, (b"content-length", b"0")), False))
+            return
         self._conn.push((self._response(status, headers, (b"transfer-encoding", b"chunked")), not self._head_only))
 
     async def write(self, data: bytes) -> None:
-        if data and not self._head_only:
+        if data and not self._bodiless:
             self._conn.push(data, len(data))
             await self._conn.writable()
 

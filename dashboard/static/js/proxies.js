@@ -75,7 +75,7 @@ function accountRow(account) {
   const name = account.label || account.email || account.id;
   const route = account.proxy;
   const current = route.mode === "specific" ? `specific:${route.proxy_id}` : route.mode;
-  const select = el("select", { class: "mode", "aria-label": t("proxies.mode_of", { name }), onchange: (event) => assignFromValue([account.id], event.target.value) },
+  const modeSelect = el("select", { class: "mode", "aria-label": t("proxies.mode_of", { name }), onchange: (event) => assignFromValue([account.id], event.target.value) },
     ...modeOptions(current));
   const status = account.status;
   return el("tr", { dataset: { id: account.id, mode: route.mode }, class: state.selected.has(account.id) ? "selected" : "" },
@@ -84,7 +84,7 @@ function accountRow(account) {
     el("td", { "data-label": t("col.account") }, el("div", { class: "who" }, el("strong", {}, name), el("span", {}, account.email || account.id))),
     el("td", { "data-label": t("col.status"), class: "status" }, el("span", { class: `badge ${status}`, title: route.blocked || account.last_error || "" },
       t(`status.${status}`))),
-    el("td", { "data-label": t("pcol.mode") }, select),
+    el("td", { "data-label": t("pcol.mode") }, modeSelect),
     el("td", { "data-label": t("pcol.through"), class: "through" }, through(route)),
   );
 }
