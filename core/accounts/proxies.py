@@ -90,7 +90,7 @@ class Proxy:
         return f"{_LIBCURL_SCHEME[self.scheme]}://{login}{self.address}"
 
     def masked_url(self) -> str:
-        login = f"{mask(self.username)}:{'•' * 6 if self.password else ''}@" if self.username else ""
+        login = f"{mask(self.username)}{':' + '•' * 6 if self.password else ''}@" if self.username else ""
         return f"{self.scheme}://{login}{self.address}"
 
     def public(self) -> dict[str, Any]:

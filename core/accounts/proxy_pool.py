@@ -195,6 +195,7 @@ class ProxyPool:
             with self._lock:
                 self._proxies[proxy.id] = proxy
                 moved = self._settle()
+        self._writer.put(("health", proxy.id, proxy.health_row()))  # after any older result still queued
         self._persist_moves(moved)
         return proxy
 
@@ -227,9 +228,10 @@ class ProxyPool:
         with self._admin:
             ids = list(dict.fromkeys(account_ids))
             with self._lock:
-                # An account already in automatic mode keeps its proxy.
-                planned = {**self._assigned, **{a: self._assigned[a] if mode == "automatic" and self._assigned.get(a, DEFAULT)[0] == mode
-                                                else wanted for a in ids}}  # fmt: skip
+                planned = dict(self._assigned)
+                for account_id in ids:
+                    if mode != "automatic" or planned.get(account_id, DEFAULT)[0] != "automatic":
+                        planned[account_id] = wanted  # (one already automatic keeps its proxy)
                 chosen = self._settle(planned, only=set(ids))
             result = {a: chosen.get(a, planned[a]) for a in ids}
             self._store.assign(result)
@@ -239,6 +241,7 @@ class ProxyPool:
                         self._assigned.pop(account_id, None)
                     else:
                         self._assigned[account_id] = assignment
+        self._persist_moves(result)  # after any automatic move the writer still had queued for them
         return result
 
     def forget(self, account_id: str) -> None:
