@@ -14,7 +14,7 @@ from werkzeug.exceptions import NotFound
 
 from core.accounts.proxies import ProxyInputError, new_proxy
 from core.accounts.proxy_pool import ProxyInUse
-from dashboard.accounts import account_view
+from dashboard.accounts import account_view, id_list
 from dashboard.security import api_error, json_body, require_api_key, services
 
 proxies_api = Blueprint("proxies", __name__, url_prefix="/admin/proxies")
@@ -133,9 +133,8 @@ def delete_proxy(proxy_id: str) -> Any:
 @proxies_api.post("/batch-delete")
 @require_api_key
 def batch_delete() -> Any:
-    body = json_body()
-    ids = body.get("ids") if body else None
-    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+    ids = id_list(json_body())
+    if ids is None:
         return api_error(400, "Body must be {\"ids\": [\"px_...\", ...]}", "invalid_request")
     removed = services().proxies.remove(ids)
     return jsonify({"deleted": len(removed), "ids": removed, "missing": [i for i in ids if i not in removed]})

@@ -158,6 +158,13 @@ export function download(filename, text, type = "application/json") {
   setTimeout(() => URL.revokeObjectURL(url), 1000);
 }
 
+/** An import's answer (``{added, updated, failed, errors}``) in one line, each failed entry named. */
+export function importSummary(result) {
+  const summary = t("import.result", result);
+  const errors = result.errors.map((e) => `#${e.index + 1}: ${e.error}`).join(" · ");
+  return errors ? `${summary} — ${errors}` : summary;
+}
+
 /** Run async ``work`` on every item with at most ``limit`` at once, reporting each one done. */
 export async function eachLimited(items, limit, work, onDone) {
   let next = 0;
@@ -189,6 +196,41 @@ export function every(seconds, task) {
   document.addEventListener("visibilitychange", () => !document.hidden && run());
   run();
   return { stop: () => clearTimeout(timer), now: run };
+}
+
+/** Checkboxes (``input.select``) on the rows of table body ``body`` (each ``tr`` with
+ * ``data-id``), a select-all box ``all`` and a bar ``bar`` shown while rows are selected, its count
+ * in ``count``. ``ids()`` lists every row's id. Call ``render()`` after redrawing the rows. */
+export function rowSelection({ body, all, bar, count, ids }) {
+  const selected = new Set();
+  function render() {
+    const n = selected.size;
+    const total = ids().length;
+    $(bar).hidden = n === 0;
+    $(count).textContent = t("batch.selected", { n });
+    $(all).checked = n > 0 && n === total;
+    $(all).indeterminate = n > 0 && n < total;
+    for (const tr of $$(`${body} tr`)) tr.classList.toggle("selected", selected.has(tr.dataset.id));
+  }
+  $(all).addEventListener("change", (event) => {
+    selected.clear();
+    if (event.target.checked) for (const id of ids()) selected.add(id);
+    for (const box of $$(`${body} input.select`)) box.checked = event.target.checked;
+    render();
+  });
+  return {
+    selected,
+    render,
+    toggle(id, on) {
+      if (on) selected.add(id);
+      else selected.delete(id);
+      render();
+    },
+    /** Forget rows that are gone. */
+    keep(current) {
+      for (const id of [...selected]) if (!current.has(id)) selected.delete(id);
+    },
+  };
 }
 
 /** Tabs: buttons with role=tab and aria-controls, each showing its panel. */

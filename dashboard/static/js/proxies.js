@@ -1,16 +1,17 @@
 // Proxies: the pool's proxies with their health (checked on a schedule, or now), adding, editing,
 // importing and exporting them (credentials never come back: user names masked, passwords left
 // out), each account's mode, and the health-check settings.
-import { $, $$, api, confirmDialog, download, el, every, failed, fmt, icon, ready, t, toast } from "./core.js";
+import { $, $$, api, confirmDialog, download, el, every, failed, fmt, icon, importSummary, ready, rowSelection, t, toast } from "./core.js";
 
-const state = { proxies: [], accounts: [], selected: new Set(), editing: null, busy: false };
+const state = { proxies: [], accounts: [], editing: null, busy: false };
+const selection = rowSelection({ body: "#assign-body", all: "#assign-all", bar: "#assign-bar", count: "#assign-count",
+  ids: () => state.accounts.map((a) => a.id) });
 
 async function load() {
   const data = await api("GET", "/admin/proxies");
   state.proxies = data.proxies;
   state.accounts = data.accounts;
-  const ids = new Set(state.accounts.map((a) => a.id));
-  for (const id of [...state.selected]) if (!ids.has(id)) state.selected.delete(id);
+  selection.keep(new Set(state.accounts.map((a) => a.id)));
   $("#default-proxy").textContent = data.default.url || t("proxies.default_direct");
   const form = $("#check-form");
   if (!form.contains(document.activeElement)) {
@@ -78,9 +79,9 @@ function accountRow(account) {
   const modeSelect = el("select", { class: "mode", "aria-label": t("proxies.mode_of", { name }), onchange: (event) => assignFromValue([account.id], event.target.value) },
     ...modeOptions(current));
   const status = account.status;
-  return el("tr", { dataset: { id: account.id, mode: route.mode }, class: state.selected.has(account.id) ? "selected" : "" },
-    el("td", {}, el("input", { type: "checkbox", class: "select", "aria-label": t("col.select", { name }), checked: state.selected.has(account.id),
-      onchange: (event) => select(account.id, event.target.checked) })),
+  return el("tr", { dataset: { id: account.id, mode: route.mode }, class: selection.selected.has(account.id) ? "selected" : "" },
+    el("td", {}, el("input", { type: "checkbox", class: "select", "aria-label": t("col.select", { name }), checked: selection.selected.has(account.id),
+      onchange: (event) => selection.toggle(account.id, event.target.checked) })),
     el("td", { "data-label": t("col.account") }, el("div", { class: "who" }, el("strong", {}, name), el("span", {}, account.email || account.id))),
     el("td", { "data-label": t("col.status"), class: "status" }, el("span", { class: `badge ${status}`, title: route.blocked || account.last_error || "" },
       t(`status.${status}`))),
@@ -104,37 +105,15 @@ function render() {
   $("#assign-table").hidden = state.accounts.length === 0;
   const batchMode = $("#assign-mode").value || "automatic";
   $("#assign-mode").replaceChildren(...modeOptions(batchMode));
-  renderSelection();
+  selection.render();
 }
-
-function renderSelection() {
-  const n = state.selected.size;
-  $("#assign-bar").hidden = n === 0;
-  $("#assign-count").textContent = t("batch.selected", { n });
-  const all = $("#assign-all");
-  all.checked = n > 0 && n === state.accounts.length;
-  all.indeterminate = n > 0 && n < state.accounts.length;
-  for (const tr of $$("#assign-body tr")) tr.classList.toggle("selected", state.selected.has(tr.dataset.id));
-}
-
-function select(id, on) {
-  if (on) state.selected.add(id);
-  else state.selected.delete(id);
-  renderSelection();
-}
-
-$("#assign-all").addEventListener("change", (event) => {
-  state.selected = new Set(event.target.checked ? state.accounts.map((a) => a.id) : []);
-  for (const box of $$("#assign-body input.select")) box.checked = event.target.checked;
-  renderSelection();
-});
 
 $("#assign-clear").addEventListener("click", () => {
-  state.selected.clear();
+  selection.selected.clear();
   render();
 });
 
-$("#assign-apply").addEventListener("click", () => assignFromValue([...state.selected], $("#assign-mode").value));
+$("#assign-apply").addEventListener("click", () => assignFromValue([...selection.selected], $("#assign-mode").value));
 
 // --- actions ------------------------------------------------------------------------------------
 
@@ -256,9 +235,7 @@ $("#import-dialog").addEventListener("close", async (event) => {
   }
   try {
     const result = await api("POST", "/admin/proxies/import", body);
-    const summary = t("import.result", result);
-    const errors = result.errors.map((e) => `#${e.index + 1}: ${e.error}`).join(" · ");
-    toast(errors ? `${summary} — ${errors}` : summary, result.failed ? "bad" : "ok");
+    toast(importSummary(result), result.failed ? "bad" : "ok");
     $("#import-text").value = "";
     $("#import-file").value = "";
   } catch (error) {
