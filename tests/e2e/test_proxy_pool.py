@@ -201,3 +201,22 @@ def test_a_failed_call_and_the_schedule_find_a_dead_proxy(start_proxy: StartProx
     wait_for(lambda: api(proxy, "GET", "/admin/proxies")["proxies"][1]["status"] == "unreachable", 30, "the schedule")
     row = account_row(proxy, floating)
     assert row["status"] == "proxy_unavailable" and "no proxy in the pool is healthy" in row["proxy"]["blocked"]
+
+
+def test_the_global_default_is_tls_proxy_url_and_direct_bypasses_it(start_proxy: StartProxy, fake: FakeCodexThread,
+                                                                     ip_echo: str, tiny: Tinyproxy) -> None:  # fmt: skip
+    """With ``tls.proxy_url`` set, an account on the default mode goes out through it; one in
+    direct mode connects itself, past ``tls.proxy_url`` (and any proxy in the environment)."""
+    proxy = start_proxy(tls={"proxy_url": tiny.url}, proxies={"check_url": ip_echo})
+    listed = api(proxy, "GET", "/admin/proxies")
+    assert listed["default"]["url"] == f"http://tp•••:••••••@127.0.0.1:{tiny.port}"
+    assert "tp.pass_1" not in str(listed)
+    default, direct = add(proxy, "acc-default")["id"], add(proxy, "acc-direct")["id"]
+    assign(proxy, [direct], "direct")
+    client = client_of(proxy)
+    since = time.time()
+    for account_id in (default, direct):
+        only_active(proxy, account_id)
+        assert chat(client, "which way?")
+    assert peers(fake, "acc-default", since, "/codex/responses") == [HTTP_EXIT]
+    assert peers(fake, "acc-direct", since, "/codex/responses") == ["127.0.0.1"]
