@@ -53,6 +53,7 @@ class ProxyPool:
         self._admin = threading.Lock()  # one management change at a time (read, commit, then swap in)
         self._proxies: dict[str, Proxy] = {}
         self._assigned: dict[str, Assignment] = {}
+        self._urls: dict[str, str] = {}  # proxy id → its URL with credentials, built once (see route)
         self._writer: BatchWriter[Change] = BatchWriter("proxy-state-writer", store.write_changes,
                                                          key=lambda change: (change[0], change[1]))  # fmt: skip
 
@@ -67,26 +68,37 @@ class ProxyPool:
 
     # --- the data plane ----------------------------------------------------------------------------
 
+    # Both run for every call and every account choice. An account on the global default (no
+    # row) or direct needs no lock: one dict read, which is atomic, says so.
+
     def route(self, account: Account) -> str | None:
         """The proxy URL for ``account``'s next call: None for the global default, ``""`` for a
         direct connection. Raises a 503 ``proxy_unavailable`` (the turn moves to another account)
         when its proxy cannot be used."""
+        assignment = self._assigned.get(account.id)
+        if assignment is None:
+            return None
+        if assignment[0] == "direct":
+            return ""
         with self._lock:
-            assignment = self._assigned.get(account.id)
-            if assignment is None:
-                return None
-            if assignment[0] == "direct":
-                return ""
+            assignment = self._assigned.get(account.id, DEFAULT)
             reason = self._blocked(assignment)
-            if reason is None:
-                return self._proxies[assignment[1]].url()  # type: ignore[index]
+            if reason is None and assignment[1] is not None:
+                url = self._urls.get(assignment[1])
+                if url is None:
+                    url = self._urls[assignment[1]] = self._proxies[assignment[1]].url()
+                return url
+        if reason is None:
+            return None  # moved to the default meanwhile
         raise UpstreamError(503, "proxy_unavailable", f"account {account.id} cannot serve now: {reason}", action=ROTATE)
 
     def blocked(self, account_id: str) -> str | None:
         """Why the account cannot serve because of its proxy, or None."""
+        assignment = self._assigned.get(account_id)
+        if assignment is None or assignment[0] == "direct":
+            return None
         with self._lock:
-            assignment = self._assigned.get(account_id)
-            return None if assignment is None else self._blocked(assignment)
+            return self._blocked(self._assigned.get(account_id, DEFAULT))
 
     def _blocked(self, assignment: Assignment) -> str | None:
         mode, proxy_id = assignment
@@ -106,7 +118,7 @@ class ProxyPool:
     def proxy_of_url(self, url: str) -> str | None:
         """The id of the proxy a call went through (the transport reports failures by URL)."""
         with self._lock:
-            return next((p.id for p in self._proxies.values() if p.url() == url), None)
+            return next((proxy_id for proxy_id, known in self._urls.items() if known == url), None)
 
     # --- views -------------------------------------------------------------------------------------
 
@@ -168,6 +180,7 @@ class ProxyPool:
             self._store.save(pending.values())
             with self._lock:
                 self._proxies.update(pending)
+                self._forget_urls(pending)
                 moved = self._settle()
             touched = list(pending)
         self._persist_moves(moved)
@@ -194,6 +207,7 @@ class ProxyPool:
             self._store.save([proxy])
             with self._lock:
                 self._proxies[proxy.id] = proxy
+                self._forget_urls([proxy.id])
                 moved = self._settle()
         self._writer.put(("health", proxy.id, proxy.health_row()))  # after any older result still queued
         self._persist_moves(moved)
@@ -213,6 +227,7 @@ class ProxyPool:
             with self._lock:
                 for proxy_id in ids:
                     del self._proxies[proxy_id]
+                self._forget_urls(ids)
                 moved = self._settle()
         self._persist_moves(moved)
         return ids
@@ -243,6 +258,10 @@ class ProxyPool:
                         self._assigned[account_id] = assignment
         self._persist_moves(result)  # after any automatic move the writer still had queued for them
         return result
+
+    def _forget_urls(self, proxy_ids: Iterable[str]) -> None:
+        for proxy_id in proxy_ids:
+            self._urls.pop(proxy_id, None)
 
     def forget(self, account_id: str) -> None:
         """The account is gone (its row went with it)."""
