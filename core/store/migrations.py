@@ -119,3 +119,9 @@ def m005_proxies(db: sqlite_utils.Database) -> None:
         "CREATE TABLE account_proxies (account_id TEXT PRIMARY KEY REFERENCES accounts(id) ON DELETE CASCADE, "
         "mode TEXT NOT NULL, proxy_id TEXT, updated_at FLOAT)"
     )
+
+
+@migrations()
+def m006_client_state(db: sqlite_utils.Database) -> None:
+    # What the proxy learnt about itself and keeps across restarts (the release feed's last answer).
+    db["client_state"].create({"key": str, "value": str, "updated_at": float}, pk="key")
