@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+import httpx
 import openai
 import yaml
 
@@ -129,3 +130,15 @@ def test_management_needs_the_key(start_proxy: Callable[..., ProxyProcess]) -> N
                          ("GET", "/auth/quota/warnings"), ("POST", "/auth/login/device"), ("GET", "/admin/usage-stats/summary")):
         response = proxy.api(method, path, headers={"Authorization": "Bearer wrong"})
         assert response.status_code == 401 and response.json()["error"]["code"] == "invalid_api_key", path
+
+
+def test_a_304_leaves_the_keep_alive_connection_usable(pool_proxy: ProxyProcess) -> None:
+    """A browser reloading the dashboard asks with If-None-Match and reuses the connection: a
+    304 must carry no body at all, or the next answer on that connection is unreadable."""
+    with httpx.Client(base_url=pool_proxy.origin, timeout=10) as browser:
+        etag = browser.get("/static/js/core.js").headers["etag"]
+        unchanged = browser.get("/static/js/core.js", headers={"If-None-Match": etag})
+        assert unchanged.status_code == 304 and unchanged.content == b""
+        assert browser.get("/health").json()["status"] == "ok"  # the same connection, read cleanly
+        assert browser.head("/static/js/core.js", headers={"If-None-Match": etag}).status_code == 304
+        assert browser.get("/health").status_code == 200
