@@ -10,9 +10,11 @@ stored digest takes constant time.
 from __future__ import annotations
 
 import fnmatch
+import functools
 import hashlib
 import hmac
 import math
+import re
 import secrets
 import time
 from collections.abc import Mapping
@@ -50,6 +52,12 @@ def key_id_of(presented: str) -> str | None:
 
 def is_client_key(presented: str | None) -> bool:
     return bool(presented) and presented.startswith(PREFIX)  # type: ignore[union-attr]
+
+
+@functools.lru_cache(maxsize=1024)
+def _matcher(patterns: tuple[str, ...]) -> re.Pattern[str]:
+    """One regex for a key's allowed models (globs, without case), built once per list."""
+    return re.compile("|".join(f"(?:{fnmatch.translate(pattern.lower())})" for pattern in patterns))
 
 
 def period_start(period: str, now: float) -> float:
@@ -103,8 +111,8 @@ class ClientKey:
         """Whether any of ``models`` (the name asked for, the model that serves it) is allowed."""
         if self.allowed_models is None:
             return True
-        names = [m.lower() for m in models if m]
-        return any(fnmatch.fnmatchcase(name, pattern.lower()) for pattern in self.allowed_models for name in names)
+        match = _matcher(self.allowed_models).match
+        return any(match(name.lower()) for name in models if name)
 
     def to_row(self) -> dict[str, Any]:
         budget = self.budget

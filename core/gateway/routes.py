@@ -132,11 +132,11 @@ class DataPlane:
         disabled or expired client key is refused even then: whoever sent it meant to be limited."""
         expected = self.services.cfg.server.proxy_api_key
         given = extract_api_key(request)
-        if given and expected and hmac.compare_digest(given.encode(), expected.encode()):
-            return None
-        if is_client_key(given):
+        if is_client_key(given) and not _same(given, expected):  # a proxy key may look like one
             return self.services.key_guard.identify(given)  # type: ignore[arg-type]
         if not expected or request.trusted:
+            return None  # a trusted client's credential is for the real API: never compared
+        if _same(given, expected):
             return None
         raise Unauthorized("Invalid proxy API key" if given else "Missing proxy API key", code="invalid_api_key")
 
@@ -226,6 +226,10 @@ class DataPlane:
     def _gemini_model(self, request: ClientRequest, match: re.Match[str]) -> Outcome:
         model = match["id"].removeprefix("models/")
         return self._local(gemini, lambda _r, catalog, _c: json_reply(200, gemini.resolved_entry(catalog, model)))(request, match)
+
+
+def _same(given: str | None, expected: str | None) -> bool:
+    return bool(given and expected) and hmac.compare_digest(given.encode(), expected.encode())  # type: ignore[union-attr]
 
 
 def is_control_plane_path(path: str) -> bool:

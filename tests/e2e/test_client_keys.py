@@ -184,6 +184,20 @@ def test_expired_disabled_unknown_and_deleted_keys_are_401(proxy: ProxyProcess) 
         chat(oa(proxy, key))
 
 
+def test_a_client_key_is_held_to_its_limits_in_proxy_mode_too(proxy: ProxyProcess, fake: FakeCodexThread) -> None:
+    """A loopback proxy client needs no key; one that sends a client key gets that key's limits."""
+    meta, key = create(proxy, budget={"limit": 10, "unit": "tokens", "period": "total"})
+    real_api = openai.OpenAI(api_key=key, http_client=proxy.https_client(), max_retries=0)  # https://api.openai.com/v1
+    fake.script({"usage": USAGE})
+    assert chat(real_api)
+    with pytest.raises(openai.RateLimitError):
+        chat(real_api)
+    assert openai.OpenAI(api_key="sk-proj-its-own-key", http_client=proxy.https_client(), max_retries=0).models.list().data
+    assert chat(openai.OpenAI(api_key="sk-proj-its-own-key", http_client=proxy.https_client(), max_retries=0))
+    rows = wait_for(lambda: (found := proxy.request_log("key_id = ?", meta["id"])) and len(found) == 2 and found, what="both rows")
+    assert [r["status"] for r in rows] == [200, 429]
+
+
 def test_the_proxy_key_still_works_and_client_keys_manage_nothing(proxy: ProxyProcess) -> None:
     _, key = create(proxy, budget={"limit": 1, "unit": "tokens", "period": "total"})
     assert chat(oa(proxy, PROXY_KEY))

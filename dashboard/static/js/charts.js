@@ -92,7 +92,7 @@ function build(container, spec) {
     width: Math.max(container.clientWidth, 200),
     height: spec.height || 240,
     series,
-    axes: [{ ...axis, values: timeTicks }, { ...axis, size: 56, values: (u, ticks) => ticks.map((v) => (spec.tick || fmt.compact)(v)) }],
+    axes: [{ ...axis, values: timeTicks }, { ...axis, size: spec.tick ? 76 : 56, values: (u, ticks) => ticks.map((v) => (spec.tick || fmt.compact)(v)) }],
     scales: { x: { time: true }, y: { range: (u, min, max) => [0, max > 0 ? max * 1.1 : 1] } },
     cursor: { drag: { x: true, y: false }, points: { size: 6 } },
     legend: { live: true },
