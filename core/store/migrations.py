@@ -88,6 +88,12 @@ def m004_request_bodies(db: sqlite_utils.Database) -> None:
 
 
 @migrations()
+def m006_client_state(db: sqlite_utils.Database) -> None:
+    # What the proxy learnt about itself and keeps across restarts (the release feed's last answer).
+    db["client_state"].create({"key": str, "value": str, "updated_at": float}, pk="key")
+
+
+@migrations()
 def m008_client_keys_and_cost(db: sqlite_utils.Database) -> None:
     # Client access keys: only a digest of each key is kept; spent_* count the current budget
     # period (from period_start), written behind the requests by a writer thread.
