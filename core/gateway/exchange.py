@@ -78,11 +78,11 @@ class Exchange:
             self.status, self.error = CLIENT_CLOSED, "client closed the connection"
             raise
         finally:
+            if self.admitted is not None:  # first: a second cancellation during the await below must not keep the slot
+                self.services.key_guard.release(self.admitted.id)
             if self.turn is not None:
                 with contextlib.suppress(Exception):
                     await self.turn.aclose()
-            if self.admitted is not None:
-                self.services.key_guard.release(self.admitted.id)
             self._record()
 
     async def _admitted(self) -> bool:
