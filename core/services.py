@@ -12,6 +12,8 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
+from core.access.guard import KeyGuard
+from core.access.service import KeyService
 from core.accounts import oauth, quota
 from core.accounts.backend import AccountBackend
 from core.accounts.login import LoginService
@@ -24,10 +26,12 @@ from core.accounts.tokens import TokenManager
 from core.codex.catalog import ModelCatalog
 from core.codex.version_feed import VersionFeed
 from core.config import ConfigStore
+from core.pricing import Pricing
 from core.settings import Settings
 from core.turn.pipeline import Pipeline
 from core.store.accounts import AccountStore
 from core.store.bodies import BodyLog
+from core.store.client_keys import ClientKeyStore
 from core.store.client_state import ClientState
 from core.store.db import Database
 from core.store.proxies import ProxyStore
@@ -62,6 +66,10 @@ class Services:
         self.accounts = AccountService(self.account_store, self.pool, self._refresh_blocking)
         self.request_log = RequestLog(self.db, lambda: self.cfg.logs.retention_days)
         self.bodies = BodyLog(self.db, cfg.logs.bodies_kept)
+        self.client_keys = ClientKeyStore(self.db)
+        self.key_guard = KeyGuard(self.client_keys)
+        self.keys = KeyService(self.client_keys, self.key_guard)
+        self.pricing = Pricing(cfg.pricing.models)
         self.catalog = ModelCatalog.from_config(cfg)
         self.installation_id = _installation_id(cfg.data_dir)
         self.version_feed = VersionFeed(self.config, ClientState(self.db))  # applies the version kept last time
@@ -85,6 +93,7 @@ class Services:
     def _config_changed(self, cfg: Settings) -> None:
         self.catalog = ModelCatalog.from_config(cfg)
         self.bodies.keep = cfg.logs.bodies_kept
+        self.pricing = Pricing(cfg.pricing.models)
 
     async def start(self) -> None:
         """Create what must live on the event loop (the curl_cffi session, the token timers), then
@@ -124,6 +133,7 @@ class Services:
         self.login.close()
         self.request_log.close()
         self.bodies.close()
+        self.client_keys.close()
         self.pool.close()
         self.proxies.close()
 

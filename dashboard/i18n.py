@@ -14,6 +14,7 @@ from typing import Any
 from flask import request
 
 from dashboard.i18n_proxies import PROXY_STRINGS
+from dashboard.i18n_access import ACCESS_STRINGS
 
 LANGUAGES = (("en", "English"), ("zh", "中文"))
 THEMES = ("auto", "light", "dark")
@@ -354,6 +355,7 @@ STRINGS: dict[str, tuple[str, str]] = {
     "settings.password_changed": ("The dashboard password was changed", "控制面板密码已更改"),
     "settings.session_ttl": ("Dashboard login lasts (minutes)", "控制面板登录有效期（分钟）"),
     **PROXY_STRINGS,
+    **ACCESS_STRINGS,
 }
 
 

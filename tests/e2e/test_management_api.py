@@ -6,6 +6,7 @@ import socket
 import time
 from collections.abc import Callable
 
+import httpx
 import openai
 import yaml
 

@@ -83,6 +83,8 @@ export const $$ = (selector, root = document) => [...root.querySelectorAll(selec
 const numberFormat = new Intl.NumberFormat(lang);
 const compactFormat = new Intl.NumberFormat(lang, { notation: "compact", maximumFractionDigits: 1 });
 const relative = new Intl.RelativeTimeFormat(lang, { numeric: "auto" });
+const usdCents = new Intl.NumberFormat(lang, { style: "currency", currency: "USD" });
+const usdSmall = new Intl.NumberFormat(lang, { style: "currency", currency: "USD", minimumFractionDigits: 2, maximumFractionDigits: 4 });
 
 export const fmt = {
   number: (n) => (n === null || n === undefined ? t("ui.none") : numberFormat.format(n)),
@@ -90,6 +92,8 @@ export const fmt = {
   percent: (fraction, digits = 1) =>
     new Intl.NumberFormat(lang, { style: "percent", maximumFractionDigits: digits }).format(fraction),
   ms: (n) => (n === null || n === undefined ? t("ui.none") : t("unit.ms", { n: numberFormat.format(Math.round(n)) })),
+  /** US dollars: cents from $1 up, four decimals below (one request costs fractions of a cent). */
+  usd: (n) => (n === null || n === undefined ? t("ui.none") : (Math.abs(n) >= 1 || n === 0 ? usdCents : usdSmall).format(n)),
   tps: (n) => (n === null || n === undefined ? t("ui.none") : t("unit.tps", { n: numberFormat.format(Math.round(n)) })),
   dateTime: (seconds) => new Date(seconds * 1000).toLocaleString(lang),
   time: (seconds) => new Date(seconds * 1000).toLocaleTimeString(lang, { hour: "2-digit", minute: "2-digit", second: "2-digit" }),
