@@ -21,6 +21,8 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
+from core.accounts.proxy_pool import Route
+
 import orjson
 
 from core.accounts.backend import account_headers, cookie_header
@@ -147,11 +149,12 @@ Attempt = Callable[[Account, int], Awaitable[T]]  # one try of the turn on one a
 
 class Pipeline:
     def __init__(self, config: ConfigStore, pool: AccountPool, tokens: TokenManager, transport: UpstreamTransport,
-                 installation_id: str) -> None:
+                 installation_id: str, route: Route) -> None:
         self._config = config
         self._pool = pool
         self._tokens = tokens
         self._transport = transport
+        self._route = route  # the account's proxy (core/accounts/proxy_pool.py)
         self._installation_id = installation_id
         self.sockets = SocketTurns(config, transport, self._observe, pool.plans.prefers_websockets)
         self.chains = ChainStore()
@@ -211,7 +214,7 @@ class Pipeline:
             headers.update({"accept": "application/json", "content-type": "application/json",
                             "x-client-request-id": conversation_id, "x-codex-installation-id": installation_id})
             reply = await self._transport.request("POST", url, headers, finalize_compact_body(turn.body),
-                                                  timeout=cfg.api.timeout_seconds)
+                                                  timeout=cfg.api.timeout_seconds, proxy=self._route(account))
             self._observe(account, reply.headers, reply.set_cookies, url)
             if reply.status >= 400:
                 raise classify_http(reply.status, reply.headers, reply.body)
@@ -312,6 +315,8 @@ class Pipeline:
         if state.cooldown_until:
             wait = max(1.0, state.cooldown_until - now)
             return NoAccountError(503, "upstream_blocked", f"The upstream is blocking every account (Cloudflare); retry in {wait:.0f}s.", retry_after=wait)
+        if state.gated:
+            return NoAccountError(503, "proxy_unavailable", f"No account can serve: their proxies cannot be used ({state.gated}).")
         if last_error is not None:
             return last_error
         return NoAccountError(503, "no_available_accounts", "No usable ChatGPT account: all are expired, banned or disabled. Log in again at /auth/login.")
@@ -333,6 +338,7 @@ class Pipeline:
         conversation_id, installation_id = self._identity(account, turn)
         url = cfg.api.base_url.rstrip("/") + "/codex/responses"
         cookies = cookie_header(account, url)
+        proxy = self._route(account)
         if mode != "sse" and self.sockets.wanted(turn):
 
             def frame(chained: bool) -> bytes:
@@ -348,7 +354,7 @@ class Pipeline:
             socket_headers.update(cookies)
             holding = turn.previous_response_id if turn.history is not None else None
             opened = await self.sockets.start(account, url, turn.conversation_key, socket_headers, frame, holding,
-                                              fresh=mode == "fresh")
+                                              proxy, fresh=mode == "fresh")
             if opened is not None:
                 return opened
         headers = responses_headers(cfg, account.access_token, account.chatgpt_account_id, conversation_id=conversation_id,
@@ -356,7 +362,7 @@ class Pipeline:
                                     model=turn.body.get("model"))
         headers.update(cookies)
         body = compress_body(finalize_body(_full_body(turn), conversation_id=conversation_id, installation_id=installation_id))
-        stream = await self._transport.open_stream(url, headers, body)
+        stream = await self._transport.open_stream(url, headers, body, proxy)
         self._observe(account, stream.headers, stream.set_cookies, url)
         if stream.status >= 400:
             raw = await stream.read()

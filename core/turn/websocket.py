@@ -208,25 +208,27 @@ class SocketTurns:
         return learned if learned is not None else turn.model.prefer_websockets
 
     async def start(self, account: Account, url: str, conversation: str | None, headers: dict[str, str | None],
-                    frame: FrameFor, holding: str | None, fresh: bool = False) -> SocketTurn | None:
+                    frame: FrameFor, holding: str | None, proxy: str | None = None, fresh: bool = False) -> SocketTurn | None:
         """Send the turn over a socket of ``account`` to ``url`` (the HTTP address of the turn
         endpoint); None when no socket could be had (use SSE). ``holding``: the response the turn
-        continues, if a socket of this account may hold it. ``fresh``: a new socket."""
+        continues, if a socket of this account may hold it. ``proxy``: the account's (a new socket
+        is opened through it). ``fresh``: a new socket."""
         self._limits()
         pool = self.pool
+        owner = _pool_key(account.id, proxy)
         pooled = None
         chained = False
         if not fresh:
-            if holding is not None and (pooled := pool.take(account.id, holding=holding)) is not None:
+            if holding is not None and (pooled := pool.take(owner, holding=holding)) is not None:
                 chained = True
-            elif (pooled := pool.take(account.id, conversation)) is not None:
+            elif (pooled := pool.take(owner, conversation)) is not None:
                 pass
         reused = pooled is not None
         if pooled is None:
-            opened = await self._open(account, url, headers)
+            opened = await self._open(account, url, headers, proxy)
             if opened is None:
                 return None
-            pooled = pool.add(account.id, opened, conversation)
+            pooled = pool.add(owner, opened, conversation)
         payload = frame(chained)
         # Watched as the upgrade request (a GET of the same URL) with this turn's frame as its body,
         # answered 101 with the socket's upgrade headers and this turn's frames, one per line.
@@ -242,7 +244,7 @@ class SocketTurns:
                 leg.end(str(exc))
             if not reused:
                 return None
-            return await self.start(account, url, conversation, headers, frame, None, fresh=True)
+            return await self.start(account, url, conversation, headers, frame, None, proxy, fresh=True)
         except BaseException:
             pool.discard(pooled, "cancelled while sending")
             if leg is not None:
@@ -250,9 +252,9 @@ class SocketTurns:
             raise
         return SocketTurn(self, pooled, account, url, reused, chained, leg)
 
-    async def _open(self, account: Account, url: str, headers: dict[str, str | None]) -> Any:
+    async def _open(self, account: Account, url: str, headers: dict[str, str | None], proxy: str | None) -> Any:
         try:
-            sock = await self._transport.open_websocket(url, headers)
+            sock = await self._transport.open_websocket(url, headers, proxy=proxy)
         except WebSocketRefused as refused:
             answer, set_cookies = parse_head(refused.head)
             self.observe(account, answer, set_cookies, url)
@@ -271,7 +273,16 @@ class SocketTurns:
         return sock
 
     def drop(self, account_id: str) -> None:
-        self.pool.drop(account_id)
+        """Close the idle sockets of an account (through whichever proxy)."""
+        for owner in self.pool.owners():
+            if owner == account_id or owner.startswith(account_id + "\0"):
+                self.pool.drop(owner)
 
     def close(self) -> None:
         self.pool.close()
+
+
+def _pool_key(account_id: str, proxy: str | None) -> str:
+    """Sockets are pooled per account and per the proxy they were opened through: when the
+    account's proxy changes, its next turn opens a socket through the new one."""
+    return account_id if not proxy else f"{account_id}\0{proxy}"

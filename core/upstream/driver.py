@@ -95,7 +95,8 @@ class CurlDriver(MultiLoop):
               limits: Limits, profile: Profile, proxy: str | None = None, collect: bool = False) -> Transfer:
         """Begin a transfer and return it; the caller awaits ``Transfer.headers()``. ``proxy``
         overrides the driver's for this request (``http://``, ``https://``, ``socks5h://``, with
-        credentials in the URL). ``collect``: the whole body is wanted at the end, so the transfer
+        credentials in the URL; ``""``: a direct connection, whatever the driver's or the
+        environment's proxy). ``collect``: the whole body is wanted at the end, so the transfer
         is never paused for unread data."""
         if self._closed:
             raise TransferError(0, "transport closed")
@@ -105,7 +106,8 @@ class CurlDriver(MultiLoop):
         try:
             easy = self.handles.acquire(profile)
             try:
-                self.handles.prepare(easy, transfer, method, url, headers, body, limits, proxy or self._proxy)
+                self.handles.prepare(easy, transfer, method, url, headers, body, limits,
+                                     self._proxy if proxy is None else proxy)
             except BaseException:
                 if transfer._slist != ffi.NULL:
                     lib.curl_slist_free_all(transfer._slist)

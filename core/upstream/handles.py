@@ -287,8 +287,9 @@ class HandlePool:
         if easy.limits is not limits:
             self._set_limits(easy, limits)
         if easy.proxy != proxy:
-            # An https:// URL goes through a CONNECT tunnel by itself; http:// is forwarded.
-            setopt(ptr, _PROXY, proxy.encode() if proxy else ffi.NULL)
+            # An https:// URL goes through a CONNECT tunnel by itself; http:// is forwarded. NULL
+            # lets libcurl read the environment's proxy variables; "" turns every proxy off.
+            setopt(ptr, _PROXY, ffi.NULL if proxy is None else proxy.encode())
             easy.proxy = proxy
 
     def _switch_mode(self, easy: Easy, mode: int) -> None:

@@ -2,7 +2,9 @@
 
 It sits on :class:`core.upstream.driver.CurlDriver`: libcurl with TLS impersonation, pooled
 handles, no cookie jar (one transport serves every account; callers send the cookies they mean
-to, and get the ``Set-Cookie`` values back). Closing a stream aborts its transfer at once, so an
+to, and get the ``Set-Cookie`` values back). A call may name its own proxy (an account's,
+core/accounts/proxy_pool.py); when a call through one fails before an answer, ``proxy_failed``
+hears of it so the proxy gets checked. Closing a stream aborts its transfer at once, so an
 abandoned turn stops the backend's generation instead of reading it to the end. WebSockets
 (``open_websocket``) use handles of the same pool, configured for the same profile.
 """
@@ -10,7 +12,7 @@ abandoned turn stops the backend's generation instead of reading it to the end. 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 from curl_cffi.curl import DEFAULT_CACERT
@@ -144,6 +146,7 @@ class UpstreamTransport:
         self._socket_profile = Profile(impersonate=cfg.tls.impersonate or None, http11=True,
                                        fingerprint=named_websocket(cfg.tls.impersonate))
         self._limits: dict[float, Limits] = {}  # per ``request`` timeout: one instance each (see Limits)
+        self.proxy_failed: Callable[[str], None] | None = None  # a call through this proxy URL failed
 
     @property
     def driver(self) -> CurlDriver:
@@ -156,21 +159,27 @@ class UpstreamTransport:
         return driver
 
     async def _start(self, method: str, url: str, headers: dict[str, str], body: bytes | None, limits: Limits,
-                     collect: bool = False) -> Transfer:
+                     proxy: str | None, collect: bool = False) -> Transfer:
         driver = self.driver
         if driver.must_wait():
             await driver.slot()
-        return driver.start(method, url, headers.items(), body, limits, self._profile, collect=collect)
+        return driver.start(method, url, headers.items(), body, limits, self._profile, proxy, collect=collect)
 
-    async def open_stream(self, url: str, headers: dict[str, str], body: bytes) -> UpstreamStream:
+    def _proxy_error(self, proxy: str | None) -> None:
+        if proxy and self.proxy_failed is not None:
+            self.proxy_failed(proxy)
+
+    async def open_stream(self, url: str, headers: dict[str, str], body: bytes, proxy: str | None = None) -> UpstreamStream:
+        """``proxy``: this call's proxy URL, ``""`` for none; None: ``tls.proxy_url``."""
         leg = open_leg("POST", url, headers, body)
         transfer = None
         try:
-            transfer = await self._start("POST", url, headers, body, self._stream_limits)
+            transfer = await self._start("POST", url, headers, body, self._stream_limits, proxy)
             await transfer.headers()
         except TransferError as exc:
             if transfer is not None:
                 transfer.abort()
+            self._proxy_error(proxy)
             raise _failed(leg, transport_error(exc)) from None
         except BaseException:
             if transfer is not None:
@@ -186,6 +195,7 @@ class UpstreamTransport:
         headers: dict[str, str] | None = None,
         body: bytes | None = None,
         timeout: float = 60.0,
+        proxy: str | None = None,
     ) -> SimpleResponse:
         leg = open_leg(method, url, headers or {}, body)
         limits = self._limits.get(timeout)
@@ -193,9 +203,10 @@ class UpstreamTransport:
             limits = self._limits[timeout] = Limits(min(timeout, self._connect_timeout), timeout)
         transfer = None
         try:
-            transfer = await self._start(method, url, headers or {}, body, limits, collect=True)
+            transfer = await self._start(method, url, headers or {}, body, limits, proxy, collect=True)
             await transfer.finished()
         except TransferError as exc:
+            self._proxy_error(proxy)
             raise _failed(leg, transport_error(exc)) from None
         except BaseException:
             _abandoned(leg)
@@ -215,15 +226,17 @@ class UpstreamTransport:
                              profile: Profile | None = None) -> UpstreamSocket:
         """Open a WebSocket to ``url`` (http(s):// or ws(s)://). Raises :class:`WebSocketRefused`
         when the server answers the upgrade with anything but 101, an UpstreamError when no
-        connection could be made. A None header value removes one libcurl would add. ``proxy`` and ``profile`` default to the transport's (the
-        profile's WebSocket side: libcurl upgrades over HTTP/1.1)."""
+        connection could be made. A None header value removes one libcurl would add. ``proxy``
+        as for ``open_stream``; ``profile`` defaults to the transport's (its WebSocket side:
+        libcurl upgrades over HTTP/1.1)."""
         driver = self.driver
         try:
             return await UpstreamSocket.open(driver.handles, websocket_url(url), headers.items(), self._upgrade_limits,
-                                             profile or self._socket_profile, proxy or driver.proxy)
+                                             profile or self._socket_profile, driver.proxy if proxy is None else proxy)
         except WebSocketRefused:
             raise
         except TransferError as exc:
+            self._proxy_error(proxy)
             raise transport_error(exc) from None
 
     async def close(self) -> None:

@@ -283,9 +283,12 @@ class UpstreamSocket:
     # -- closing -------------------------------------------------------------------------------------
 
     def close(self, reason: str = "closed") -> None:
-        """Say goodbye if the kernel takes it at once, then drop the connection (never waits)."""
+        """Say goodbye if the kernel takes it at once, then drop the connection (never waits).
+        Only on the socket's loop: libcurl's handles are not to be touched from two threads."""
         if self.closed:
             return
+        if asyncio.get_running_loop() is not self.loop:  # raises too in a thread without a loop
+            raise RuntimeError("an upstream WebSocket is closed on another loop than its own")
         self.close_reason = reason
         lib.curl_ws_send(self._easy.ptr, b"\x03\xe8", 2, self._sent, 0, CLOSE)  # 1000: normal closure
         self._shut()

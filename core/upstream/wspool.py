@@ -117,6 +117,9 @@ class SocketPool:
         for pooled in self._owners.get(owner, ()):
             pooled.idle_since = -1.0  # retired at give-back (see _usable)
 
+    def owners(self) -> list[str]:
+        return list(self._owners)
+
     def close(self) -> None:
         for sockets in list(self._owners.values()):
             for pooled in list(sockets):

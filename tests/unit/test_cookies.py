@@ -68,7 +68,9 @@ def test_m007_moves_a_stored_clearance_into_the_jar(tmp_path: Path) -> None:
     migrations.apply(db, stop_before="m007_account_cookie_jars")
     db["accounts"].insert({"id": "acct_a", "status": "active", "cf_clearance": "clear-a"})
     db["accounts"].insert({"id": "acct_b", "status": "active"})
+    db["account_proxies"].insert({"account_id": "acct_a", "mode": "direct"})
     migrations.apply(db)
     assert "cf_clearance" not in db["accounts"].columns_dict
+    assert db["account_proxies"].count == 1  # altered in place: nothing referencing accounts went
     a, b = (Account.from_row({**db["accounts"].get(i), "chatgpt_account_id": "x", "access_token": "t"}) for i in ("acct_a", "acct_b"))
     assert a.cookies.header(API) == "cf_clearance=clear-a" and b.cookies.header(API) is None

@@ -150,6 +150,22 @@ def test_a_close_from_the_server_wakes_the_reader() -> None:
     run(scenario)
 
 
+def test_a_socket_is_closed_only_on_its_own_loop() -> None:
+    async def scenario() -> None:
+        server = Server(echo)
+        url = await server.start()
+        sock = await UpstreamSocket.open(handles(), url, [], LIMITS, Profile())
+        with pytest.raises(RuntimeError):
+            await asyncio.to_thread(sock.close)  # a control-plane thread must hop to the loop instead
+        assert not sock.closed
+        await sock.send(b"still open")
+        assert await receive(sock) == b"echo:10:still open"
+        sock.close()
+        await server.stop()
+
+    run(scenario)
+
+
 def test_an_unread_socket_stops_reading_past_high_water() -> None:
     async def flood(request: web.Request, ws: web.WebSocketResponse) -> None:
         await ws.receive()
