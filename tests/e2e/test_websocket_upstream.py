@@ -288,3 +288,28 @@ def test_the_serving_accounts_rate_limit_headers_reach_every_client(start_proxy:
         assert float(headers["x-codex-secondary-used-percent"]) == 12.0
         assert headers["x-codex-primary-window-minutes"] == "300"
     assert "x-codex-turn-state" in stream_headers and "x-codex-turn-state" not in raw.headers
+
+
+# --- through the account's proxy --------------------------------------------------------------------------
+
+
+def test_sockets_open_through_each_accounts_proxy(start_proxy: Any, fake: FakeCodexThread, tmp_path: Path) -> None:
+    from tests.support.proxy_servers import Microsocks, Tinyproxy
+
+    with Tinyproxy(tmp_path / "tinyproxy", "127.0.0.2", "tp-user", "tp.pass_1") as tiny, \
+            Microsocks(tmp_path / "microsocks", "127.0.0.3", "ms-user", "ms-pass") as socks:  # fmt: skip
+        proxy = start_proxy(upstream={"transport": "websocket"}, proxies={"check_url": None})
+        ids = {name: add(proxy, f"acc-{name}")["id"] for name in ("tiny", "socks")}
+        for name, server in (("tiny", tiny), ("socks", socks)):
+            made = proxy.api("POST", "/admin/proxies", json={"url": server.url, "name": name})
+            assert made.status_code == 201, made.text
+            assigned = proxy.api("POST", "/admin/proxies/assign",
+                                 json={"account_ids": [ids[name]], "mode": "specific", "proxy_id": made.json()["proxy"]["id"]})
+            assert assigned.status_code == 200, assigned.text
+        sdk = client(proxy)
+        for i in range(4):
+            assert chat(sdk, f"proxied {i}") == f"You said: proxied {i}"
+    peers = {(r["account"], r["method"], r["peer"]) for r in fake.requests("/codex/responses")}
+    assert peers == {("acc-tiny", "GET", "127.0.0.2"), ("acc-tiny", "WS", "127.0.0.2"),
+                     ("acc-socks", "GET", "127.0.0.3"), ("acc-socks", "WS", "127.0.0.3")}  # fmt: skip
+    assert posts(fake) == [] and len(upgrades(fake)) == 2  # a socket per account, through its proxy
