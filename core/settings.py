@@ -167,6 +167,18 @@ class InterceptSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class ProvidersSettings:
+    key_cooldown_seconds: PositiveNumber
+    models_refresh_minutes: PositiveNumber
+    default_max_tokens: PositiveCount
+
+
+@dataclass(frozen=True, slots=True)
+class ImagesSettings:
+    host_model: str
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     """One immutable snapshot of the effective configuration, plus the data folder it belongs to."""
 
@@ -182,6 +194,8 @@ class Settings:
     stream: StreamSettings
     ollama: OllamaSettings
     intercept: InterceptSettings
+    providers: ProvidersSettings
+    images: ImagesSettings
     data_dir: Path
 
     @property

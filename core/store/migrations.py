@@ -85,3 +85,50 @@ def m004_request_bodies(db: sqlite_utils.Database) -> None:
         pk="request_id",
     )
     db["request_bodies"].create_index(["ts"])
+
+
+@migrations()
+def m009_providers(db: sqlite_utils.Database) -> None:
+    # API-key providers (core/providers): the providers, their keys, the model routes, and which
+    # provider served each logged request.
+    db["providers"].create(
+        {
+            "id": str,
+            "kind": str,
+            "name": str,
+            "base_url": str,
+            "wire": str,
+            "enabled": int,
+            "headers": str,  # JSON object
+            "manual_models": str,  # JSON list of model ids
+            "fetched_models": str,  # JSON list of {id, display_name?, context_window?, ...}
+            "models_fetched_at": float,
+            "models_error": str,
+            "position": int,
+            "created_at": float,
+            "updated_at": float,
+        },
+        pk="id",
+        not_null={"id", "kind", "base_url", "wire"},
+    )
+    db["provider_keys"].create(
+        {
+            "id": str,
+            "provider_id": str,
+            "key": str,
+            "label": str,
+            "status": str,
+            "cooldown_until": float,
+            "last_error": str,
+            "last_used_at": float,
+            "requests": int,
+            "failures": int,
+            "added_at": float,
+        },
+        pk="id",
+        not_null={"id", "provider_id", "key", "status"},
+        foreign_keys=[("provider_id", "providers", "id")],
+    )
+    db["provider_keys"].create_index(["provider_id"])
+    db["model_routes"].create({"position": int, "pattern": str, "targets": str}, pk="position")
+    db["request_log"].add_column("provider", str)

@@ -23,6 +23,9 @@ class Turn:
     stream: bool
     conversation_key: str | None = None
     forwarded_headers: dict[str, str] = field(default_factory=dict)
+    # What the Codex backend refuses but an API-key provider takes: ``max_output_tokens``,
+    # ``temperature``, ``top_p`` and ``stop`` (a list), as the client gave them.
+    sampling: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -37,6 +40,18 @@ def disconnected_event(detail: str = "") -> UpstreamEvent:
     message = "Upstream stream closed before response.completed" + (f": {detail}" if detail else "")
     data = {"type": "error", "error": {"type": "server_error", "code": "stream_disconnected", "message": message}}
     return UpstreamEvent("error", data, orjson.dumps(data))
+
+
+def decode_event(name: str, raw: bytes) -> UpstreamEvent | None:
+    """One SSE frame's data as an event (None for a non-object); bad JSON becomes an error event."""
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        data = {"type": "error", "error": {"code": "invalid_event", "message": raw[:500].decode("utf-8", "replace")}}
+        return UpstreamEvent("error", data, orjson.dumps(data))
+    if not isinstance(data, dict):
+        return None
+    return UpstreamEvent(name or data.get("type", ""), data, raw)
 
 
 @dataclass(slots=True)

@@ -14,9 +14,8 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from http.cookies import CookieError, SimpleCookie
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
-import orjson
 
 from core.accounts.backend import account_headers, cookie_header
 from core.accounts.model import Account
@@ -30,7 +29,7 @@ from core.codex.headers import account_installation_id, responses_headers
 from core.codex.request import finalize_body, finalize_compact_body, scoped_conversation_id, without_reasoning_items
 from core.codex.sse import SSEParser
 from core.config import ConfigStore
-from core.turn.model import Turn, UpstreamEvent, disconnected_event
+from core.turn.model import Turn, UpstreamEvent, decode_event, disconnected_event
 from core.upstream.transport import UpstreamStream, UpstreamTransport
 
 logger = logging.getLogger(__name__)
@@ -42,11 +41,15 @@ MAX_ACCOUNTS_PER_TURN = 10
 
 
 class TurnStream:
-    """A committed turn: the serving account and its remaining events (buffered ones first)."""
+    """A committed turn: who serves it (an account of the pool, or an API-key provider) and its
+    remaining events (buffered ones first)."""
 
-    def __init__(self, account: Account, upstream: UpstreamStream, parser: CodexStreamParser,
-                 buffered: list[UpstreamEvent], live: AsyncIterator[UpstreamEvent] | None, attempts: int) -> None:
+    def __init__(self, account: Account | None, upstream: UpstreamStream, parser: CodexStreamParser,
+                 buffered: list[UpstreamEvent], live: AsyncIterator[UpstreamEvent] | None, attempts: int,
+                 provider: str | None = None, model: str | None = None) -> None:
         self.account = account
+        self.provider = provider  # the provider's id when one serves the turn
+        self.model = model  # the model that serves it, when not the turn's own (a provider's name for it)
         self.headers = upstream.headers
         self.parser = parser  # has seen every event handed out so far
         self.attempts = attempts
@@ -90,24 +93,13 @@ async def read_events(upstream: UpstreamStream, parser: CodexStreamParser) -> As
     sse = SSEParser()
     async for chunk in upstream.chunks():
         for frame in sse.feed(chunk):
-            if (event := _decode(frame.event, frame.data)) is not None:
+            if (event := decode_event(frame.event, frame.data)) is not None:
                 event.deltas = parser.feed(event.name, event.data)
                 yield event
     for frame in sse.close():
-        if (event := _decode(frame.event, frame.data)) is not None:
+        if (event := decode_event(frame.event, frame.data)) is not None:
             event.deltas = parser.feed(event.name, event.data)
             yield event
-
-
-def _decode(name: str, raw: bytes) -> UpstreamEvent | None:
-    try:
-        data = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        data = {"type": "error", "error": {"code": "invalid_event", "message": raw[:500].decode("utf-8", "replace")}}
-        return UpstreamEvent("error", data, orjson.dumps(data))
-    if not isinstance(data, dict):
-        return None
-    return UpstreamEvent(name or data.get("type", ""), data, raw)
 
 
 class NoAccountError(UpstreamError):
@@ -120,6 +112,16 @@ def _foreign_reasoning(err: UpstreamError) -> bool:
 
 T = TypeVar("T")
 Attempt = Callable[[Account, int], Awaitable[T]]  # one try of the turn on one account
+PoolStart = Callable[[Turn], Awaitable[TurnStream]]
+
+
+class TurnRouter(Protocol):
+    """Model routing to API-key providers (core/providers/failover.py), for turns whose model a
+    route claimed (``turn.model.route``)."""
+
+    async def start(self, turn: Turn, pool: PoolStart) -> TurnStream: ...  # the route's targets in order
+
+    def pool_model(self, turn: Turn) -> str | None: ...  # the pool model a route names, if any
 
 
 def _cf_clearance(set_cookies: list[str]) -> str | None:
@@ -136,27 +138,42 @@ def _cf_clearance(set_cookies: list[str]) -> str | None:
 
 class Pipeline:
     def __init__(self, config: ConfigStore, pool: AccountPool, tokens: TokenManager, transport: UpstreamTransport,
-                 installation_id: str) -> None:
+                 installation_id: str, router: TurnRouter | None = None) -> None:
         self._config = config
         self._pool = pool
         self._tokens = tokens
         self._transport = transport
         self._installation_id = installation_id
+        self._router = router
 
     async def start(self, turn: Turn) -> TurnStream:
-        """Run ``turn`` until it commits on some account; raise the final UpstreamError otherwise."""
+        """Run ``turn`` until it commits on some account (or on a provider a model route names);
+        raise the final UpstreamError otherwise."""
+        if turn.model.route is not None and self._router is not None:
+            return await self._router.start(turn, self._start_pool)
+        return await self._start_pool(turn)
+
+    async def _start_pool(self, turn: Turn) -> TurnStream:
 
         async def attempt(account: Account, attempts: int) -> TurnStream:
             stream = await self._open(account, turn)
-            committed = await self._prime(account, stream, attempts)
+            parser = CodexStreamParser()
+            buffered, live = await prime(stream, parser, read_events(stream, parser))
             self._pool.bind(turn.conversation_key, account)
-            return committed
+            return TurnStream(account, stream, parser, buffered, live, attempts)
 
         _, committed = await self._serve(turn, attempt)
         return committed
 
     async def compact(self, turn: Turn) -> tuple[Account, bytes]:
-        """``/responses/compact``: a plain JSON call, with the same account choice and failover."""
+        """``/responses/compact``: a plain JSON call, with the same account choice and failover
+        (on the ChatGPT pool only: providers have no compaction)."""
+        if turn.model.route is not None and self._router is not None:
+            model = self._router.pool_model(turn)
+            if model is None:
+                raise UpstreamError(400, "unsupported_model", f"'{turn.model.requested}' is served by an API-key provider, which cannot compact; "
+                                    "/v1/responses/compact works with the ChatGPT pool's models")  # fmt: skip
+            turn.body["model"] = model
 
         async def attempt(account: Account, attempts: int) -> bytes:
             cfg = self._config.current
@@ -303,25 +320,26 @@ class Pipeline:
             raise UpstreamError(502, "non_sse_response", f"Upstream answered {content_type or 'no content type'} instead of an event stream: {error.message}", action=ROTATE)
         return stream
 
-    async def _prime(self, account: Account, upstream: UpstreamStream, attempts: int) -> TurnStream:
-        """Read until the first output event; failures up to that point are retryable."""
-        parser = CodexStreamParser()
-        live = read_events(upstream, parser)
-        buffered: list[UpstreamEvent] = []
-        try:
-            async for event in live:
-                buffered.append(event)
-                if event.name in PRELUDE_EVENTS:
-                    continue
-                terminal = parser.terminal
-                if isinstance(terminal, Failed):
-                    raise terminal.error
-                if isinstance(terminal, Finished) and not parser.produced and not (terminal.usage and terminal.usage.output_tokens):
-                    raise UpstreamError(502, "empty_response", "Codex returned an empty response", action=ROTATE)
-                if parser.produced or terminal is not None:
-                    return TurnStream(account, upstream, parser, buffered, None if terminal else live, attempts)
-        except BaseException:
-            await upstream.aclose()
-            raise
+
+async def prime(upstream: UpstreamStream, parser: CodexStreamParser,
+                live: AsyncIterator[UpstreamEvent]) -> tuple[list[UpstreamEvent], AsyncIterator[UpstreamEvent] | None]:
+    """Read ``live`` until the first output event: (the events so far, the rest of the stream, None
+    when it already ended). Failures up to that point raise ``UpstreamError``: they are retryable."""
+    buffered: list[UpstreamEvent] = []
+    try:
+        async for event in live:
+            buffered.append(event)
+            if event.name in PRELUDE_EVENTS:
+                continue
+            terminal = parser.terminal
+            if isinstance(terminal, Failed):
+                raise terminal.error
+            if isinstance(terminal, Finished) and not parser.produced and not (terminal.usage and terminal.usage.output_tokens):
+                raise UpstreamError(502, "empty_response", "Upstream returned an empty response", action=ROTATE)
+            if parser.produced or terminal is not None:
+                return buffered, None if terminal else live
+    except BaseException:
         await upstream.aclose()
-        raise UpstreamError(502, "stream_disconnected", "Upstream stream closed before any output", action=ROTATE)
+        raise
+    await upstream.aclose()
+    raise UpstreamError(502, "stream_disconnected", "Upstream stream closed before any output", action=ROTATE)
