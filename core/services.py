@@ -21,6 +21,7 @@ from core.accounts.service import AccountService
 from core.accounts.tokens import TokenManager
 from core.codex.catalog import ModelCatalog
 from core.config import ConfigStore
+from core.providers.service import ProviderService
 from core.settings import Settings
 from core.turn.pipeline import Pipeline
 from core.store.accounts import AccountStore
@@ -53,7 +54,8 @@ class Services:
         self.accounts = AccountService(self.account_store, self.pool, self._refresh_blocking)
         self.request_log = RequestLog(self.db, lambda: self.cfg.logs.retention_days)
         self.bodies = BodyLog(self.db, cfg.logs.bodies_kept)
-        self.catalog = ModelCatalog.from_config(cfg)
+        self.providers = ProviderService(self.db, self.config)
+        self.catalog = ModelCatalog.from_config(cfg, self.providers.registry)
         self.installation_id = _installation_id(cfg.data_dir)
         self.config.on_change(self._config_changed)
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -68,7 +70,7 @@ class Services:
         return self.config.current
 
     def _config_changed(self, cfg: Settings) -> None:
-        self.catalog = ModelCatalog.from_config(cfg)
+        self.catalog = ModelCatalog.from_config(cfg, self.providers.registry)
         self.bodies.keep = cfg.logs.bodies_kept
 
     async def start(self) -> None:
@@ -78,7 +80,8 @@ class Services:
         self.transport = UpstreamTransport(self.cfg)
         self.tokens = TokenManager(self.config, self.pool, self.account_store, self.transport)
         self.backend = backend = AccountBackend(self.config, self.pool, self.tokens, self.transport)
-        self.pipeline = Pipeline(self.config, self.pool, self.tokens, self.transport, self.installation_id)
+        self.providers.start(self.transport, lambda: self.catalog)
+        self.pipeline = Pipeline(self.config, self.pool, self.tokens, self.transport, self.installation_id, self.providers.router)
         await self.tokens.start()
         backend.refresh_catalogs()
         self.pool.on_change(lambda _: loop.call_soon_threadsafe(backend.refresh_catalogs))
@@ -86,6 +89,7 @@ class Services:
     async def stop(self) -> None:
         if self.tokens is not None:
             self.tokens.stop()
+        await self.providers.stop()
         if self.transport is not None:
             await self.transport.close()
         await asyncio.to_thread(self.close_sync)
@@ -94,6 +98,7 @@ class Services:
         self.login.close()
         self.request_log.close()
         self.bodies.close()
+        self.providers.close()
         self.pool.close()
 
     def pooled_quota(self) -> dict[str, Any]:

@@ -155,6 +155,10 @@ class ModelCatalog:
             return claimed
         return self._pool(requested, base, effort, tier)
 
+    def pool_model(self, name: str) -> str:
+        """The pool model that serves ``name`` (a route's pool target), ignoring routes."""
+        return self._pool(name, name, None, None).id
+
     def _pool(self, requested: str, base: str, effort: str | None, tier: str | None) -> ResolvedModel:
         resolved = self._lookup(base)
         if resolved:

@@ -60,12 +60,15 @@ class Exchange:
         self.first_byte: float | None = None
         self.collected_usage: Any = None
         self.account_id: str | None = None
+        self.provider: str | None = None  # the API-key provider that answered a plain call
         self._last_write = self.started
 
     async def run(self) -> None:
         try:
             with tapping(self.job.tap):
-                if self.job.compact:
+                if self.job.call is not None:
+                    await self._run_call()
+                elif self.job.compact:
                     await self._run_compact()
                 elif self.job.prepared.turn.stream:
                     await self._run_stream()
@@ -91,6 +94,17 @@ class Exchange:
         self.account_id = account.id
         self.status = 200
         await self._reply(Reply(200, body))
+
+    async def _run_call(self) -> None:
+        assert self.job.call is not None
+        try:
+            called = await self.job.call()
+        except UpstreamError as err:
+            await self._reply_error(err)
+            return
+        self.provider, self.collected_usage = called.provider, called.usage
+        self.status = called.reply.status
+        await self._reply(called.reply)
 
     async def _run_collect(self) -> None:
         try:
@@ -186,10 +200,11 @@ class Exchange:
         row = {
             "ts": self.job.received_at,
             "request_id": self.job.request_id,
-            "account_id": turn.account.id if turn is not None else self.account_id,
+            "account_id": turn.account.id if turn is not None and turn.account is not None else self.account_id,
+            "provider": turn.provider if turn is not None else self.provider,
             "protocol": prepared.turn.protocol,
             "path": self.job.path,
-            "model": prepared.turn.model.id,
+            "model": (turn.model if turn is not None else None) or prepared.turn.model.id,
             "requested_model": prepared.turn.model.requested,
             "stream": int(prepared.turn.stream),
             "status": self.status,

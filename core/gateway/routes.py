@@ -11,27 +11,16 @@ import functools
 import hmac
 import logging
 import re
-import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
-from core.protocols import anthropic, gemini, openai_chat, responses
-from core.protocols.base import (
-    BadRequest,
-    ClientError,
-    ClientRequest,
-    NotFound,
-    Reply,
-    Unauthorized,
-    json_reply,
-    random_id,
-)
+from core.gateway import provider_routes
 from core.gateway.clients import extract_api_key
+from core.gateway.jobs import Job, translate
+from core.protocols import anthropic, gemini, openai_chat, responses
+from core.protocols.base import BadRequest, ClientError, ClientRequest, NotFound, Reply, Unauthorized, json_reply
 from core.services import Services
-from core.turn.model import Prepared
-from core.upstream.tap import Tap
 
 logger = logging.getLogger(__name__)
 
@@ -40,22 +29,6 @@ CONTROL_PLANE_PREFIXES = ("/auth/", "/admin/", "/dashboard", "/static/", "/api/d
 CONTROL_PLANE_EXACT = frozenset({"/", "/auth", "/admin", "/favicon.ico",
                                  # the pooled usage view, where Codex CLI looks for its limits
                                  "/backend-api/wham/usage", "/backend-api/codex/usage", "/api/codex/usage"})
-
-
-@dataclass(slots=True)
-class Job:
-    """A translated request waiting for the bridge to run it upstream."""
-
-    protocol: ModuleType  # the protocol module that renders the answer
-    prepared: Prepared
-    path: str
-    request_id: str = field(default_factory=lambda: random_id("req_", 8))
-    compact: bool = False
-    received_at: float = field(default_factory=time.time)
-    annotate: Callable[[dict[str, Any]], None] | None = None  # host hook: show the outcome on the flow
-    extra_headers: dict[str, str] = field(default_factory=dict)  # added to the answer (e.g. CORS)
-    tap: Tap | None = None  # host hook: watch the upstream calls made for this job
-    body: bytes = b""  # the client's request body, for logs.capture_bodies
 
 
 class ToControlPlane:
@@ -73,17 +46,6 @@ def is_gemini_client(request: ClientRequest) -> bool:
     return bool(request.headers.get("x-goog-api-client") or request.headers.get("x-goog-api-key") or request.query.get("key"))
 
 
-def translate(protocol: ModuleType, parse: Callable[..., Prepared], request: ClientRequest, services: Services) -> Prepared | Reply:
-    """Run a protocol's request parser; refusals come back as that protocol's error reply."""
-    try:
-        return parse(request, services.catalog, services.cfg)
-    except ClientError as error:
-        return protocol.render_error(error)
-    except Exception as exc:  # a translator bug on odd input is still the client's 400, never a 500
-        logger.warning("could not translate %s %s", request.method, request.path, exc_info=True)
-        return protocol.render_error(BadRequest(f"Invalid request: {type(exc).__name__}: {exc}", code="invalid_request"))
-
-
 class DataPlane:
     def __init__(self, services: Services) -> None:
         self.services = services
@@ -95,6 +57,9 @@ class DataPlane:
             ("POST", re.compile(r"^(?:/v1)?/responses$"), self._protocol(responses)),
             ("POST", re.compile(r"^(?:/v1)?/messages$"), self._protocol(anthropic)),
             ("POST", re.compile(r"^(?:/v1)?/messages/count_tokens$"), self._local(anthropic, anthropic.count_tokens)),
+            ("POST", re.compile(r"^(?:/v1)?/embeddings$"), self._local(openai_chat, self._provider_endpoint(provider_routes.embeddings))),
+            ("POST", re.compile(r"^(?:/v1)?/images/(?:generations|edits)$"),
+             self._local(openai_chat, self._provider_endpoint(provider_routes.images_endpoint))),
             ("GET", re.compile(r"^/health$"), self._health),
             ("POST", gemini.ACTION_PATH, self._gemini_action),
             ("GET", re.compile(r"^/(?:v1beta|v1alpha)/models$"), self._gemini_models),
@@ -157,6 +122,9 @@ class DataPlane:
 
         return handle
 
+    def _provider_endpoint(self, endpoint: Callable[[ClientRequest, Services], Outcome]) -> Callable[[ClientRequest, Any, Any], Outcome]:
+        return lambda request, _catalog, _cfg: endpoint(request, self.services)
+
     # --- plain JSON endpoints --------------------------------------------------------------------
 
     def _health(self, request: ClientRequest, _: re.Match[str]) -> Reply:
@@ -171,7 +139,7 @@ class DataPlane:
         if is_gemini_client(request):
             return self._gemini_models(request, match)
         catalog = self.services.catalog
-        return json_reply(200, {"object": "list", "data": [catalog.openai_entry(m) for m in catalog.list()]})
+        return json_reply(200, {"object": "list", "data": [catalog.openai_entry(m) for m in catalog.listing()]})
 
     def _catalog(self, request: ClientRequest, _: re.Match[str]) -> Reply:
         catalog = self.services.catalog
@@ -210,7 +178,7 @@ class DataPlane:
         return self._local(gemini, other)(request, match)
 
     def _gemini_models(self, request: ClientRequest, match: re.Match[str]) -> Outcome:
-        return self._local(gemini, lambda _r, catalog, _c: json_reply(200, {"models": [gemini.model_entry(m) for m in catalog.list()]}))(request, match)
+        return self._local(gemini, lambda _r, catalog, _c: json_reply(200, {"models": [gemini.model_entry(m) for m in catalog.listing()]}))(request, match)
 
     def _gemini_model(self, request: ClientRequest, match: re.Match[str]) -> Outcome:
         model = match["id"].removeprefix("models/")

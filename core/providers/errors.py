@@ -75,3 +75,11 @@ def no_key_error(provider: Provider, retry_after: float | None) -> UpstreamError
     return UpstreamError(503, "no_provider_key", f"{provider.name}: no usable API key (add one, or re-enable a disabled or invalid one)",
                          None, None, ROTATE)  # fmt: skip
 
+
+
+def for_client(error: UpstreamError) -> UpstreamError:
+    """The error a client gets when a provider failed: a refused provider key is the proxy's
+    problem (502), not the client's credentials (which a 401 would suggest)."""
+    if error.account_effect == "refused":
+        return UpstreamError(502, "provider_key_refused", error.message, None, None, error.action)
+    return error

@@ -16,7 +16,7 @@ logger = logging.getLogger(__name__)
 
 LOG_COLUMNS = ("id", "ts", "request_id", "account_id", "protocol", "path", "model", "requested_model", "stream",
                "status", "error", "input_tokens", "output_tokens", "cached_tokens", "reasoning_tokens", "ttfb_ms",
-               "duration_ms", "attempts")  # fmt: skip
+               "duration_ms", "attempts", "provider")  # fmt: skip
 _TOTALS = """
     COUNT(*) AS requests,
     SUM(status >= 200 AND status < 400) AS succeeded,
