@@ -44,8 +44,8 @@ def classify(provider: Provider, status: int, headers: dict[str, str], raw: byte
         return UpstreamError(429, base.code or "rate_limit_exceeded", message, retry, "rate_limited", ROTATE)
     if status == 402:  # out of credits (OpenRouter): the key rests like a rate-limited one
         return UpstreamError(402, base.code or "payment_required", message, None, "rate_limited", ROTATE)
-    if status in (401, 403):
-        return UpstreamError(status, base.code or "invalid_api_key", message, None, "refused", ROTATE)
+    if status in (401, 403) or status == 400 and b"API_KEY_INVALID" in raw:  # Gemini refuses a bad key with a 400
+        return UpstreamError(401 if status == 400 else status, base.code or "invalid_api_key", message, None, "refused", ROTATE)
     if status >= 500:
         # 529 is Anthropic's "overloaded": like a 503, the provider (not the key) is busy.
         return UpstreamError(503 if status == 529 else status, base.code or "server_error", message, base.retry_after, None, RETRY_SAME)
