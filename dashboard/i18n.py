@@ -12,6 +12,8 @@ from typing import Any
 
 from flask import request
 
+from dashboard.i18n_providers import PROVIDER_STRINGS
+
 LANGUAGES = (("en", "English"), ("zh", "中文"))
 THEMES = ("auto", "light", "dark")
 LANG_COOKIE = "codex_proxy_lang"
@@ -339,6 +341,8 @@ STRINGS: dict[str, tuple[str, str]] = {
     "settings.password_changed": ("The dashboard password was changed", "控制面板密码已更改"),
     "settings.session_ttl": ("Dashboard login lasts (minutes)", "控制面板登录有效期（分钟）"),
 }
+
+STRINGS.update(PROVIDER_STRINGS)
 
 
 def translate(lang: str, key: str, **values: Any) -> str:

@@ -38,8 +38,11 @@ KEY_STATUSES = ("active", "disabled", "invalid")
 _ID = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,47}$")
 
 
+_RESERVED = frozenset({POOL, "export", "import"})  # a pool target, or management API paths
+
+
 def valid_id(value: str) -> bool:
-    return bool(_ID.match(value)) and value != POOL
+    return bool(_ID.match(value)) and value not in _RESERVED
 
 
 def new_key_id() -> str:

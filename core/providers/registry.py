@@ -141,7 +141,7 @@ class ProviderRegistry:
                                        headers=dict(headers), manual_models=[m.strip() for m in models])  # fmt: skip
         provider_id = _text(data, "id") or self._free_id(kind)
         if not valid_id(provider_id):
-            raise ProviderInputError(f"'id' must be lowercase letters, digits, '-', '_' or '.', and not '{POOL}'")
+            raise ProviderInputError(f"'id' must be lowercase letters, digits, '-', '_' or '.' (not '{POOL}', 'export' or 'import')")
         return Provider(provider_id, kind, name, base_url.rstrip("/"), wire, enabled, dict(headers), [m.strip() for m in models],
                         position=len(self._providers), created_at=time.time())  # fmt: skip
 

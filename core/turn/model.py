@@ -24,7 +24,7 @@ class Turn:
     conversation_key: str | None = None
     forwarded_headers: dict[str, str] = field(default_factory=dict)
     # What the Codex backend refuses but an API-key provider takes: ``max_output_tokens``,
-    # ``temperature``, ``top_p`` and ``stop`` (a list), as the client gave them.
+    # ``temperature``, ``top_p``, ``stop`` (a list) and ``thinking_budget``, as the client gave them.
     sampling: dict[str, Any] = field(default_factory=dict)
 
 

@@ -14,7 +14,7 @@ from core.codex.request import (
     stable_conversation_key,
     wire_service_tier,
 )
-from core.protocols.base import BadRequest, ClientRequest, NotFound, expect_object
+from core.protocols.base import BadRequest, ClientRequest, NotFound, expect_object, sampling_of
 from core.protocols.items import text_of_parts
 from core.protocols.openai_chat.messages import ROLES, messages_to_items, tools_to_codex
 from core.protocols.openai_chat.response import ChatContext
@@ -70,7 +70,9 @@ def parse_request(request: ClientRequest, catalog: ModelCatalog, cfg: Settings) 
         include_usage=bool(options.get("include_usage")),
         custom_tools=custom_tools,
     )
-    return Prepared(Turn("openai", codex, model, stream, key), context)
+    limit = body.get("max_completion_tokens", body.get("max_tokens"))
+    sampling = sampling_of(limit, body.get("temperature"), body.get("top_p"), body.get("stop"))
+    return Prepared(Turn("openai", codex, model, stream, key, sampling=sampling), context)
 
 
 def _array(body: dict[str, Any], key: str) -> list[Any] | None:

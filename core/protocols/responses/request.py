@@ -7,7 +7,7 @@ from typing import Any
 from core.codex.catalog import ModelCatalog
 from core.codex.headers import FORWARDED_CLIENT_HEADERS
 from core.codex.request import prepare_schema, reasoning_fields, stable_conversation_key, wire_service_tier
-from core.protocols.base import BadRequest, ClientRequest, expect_object
+from core.protocols.base import BadRequest, ClientRequest, expect_object, sampling_of
 from core.protocols.items import pair_tool_calls
 from core.protocols.responses.response import ResponsesContext
 from core.settings import Settings
@@ -61,7 +61,8 @@ def parse_request(request: ClientRequest, catalog: ModelCatalog, cfg: Settings, 
         key = stable_conversation_key(model.id, codex["instructions"], codex["input"])
     forwarded = {name: request.headers[name] for name in FORWARDED_CLIENT_HEADERS if request.headers.get(name)}
     stream = body.get("stream") is True and not compact
-    return Prepared(Turn("responses", codex, model, stream, key, forwarded), ResponsesContext(model.display))
+    sampling = sampling_of(body.get("max_output_tokens"), body.get("temperature"), body.get("top_p"))
+    return Prepared(Turn("responses", codex, model, stream, key, forwarded, sampling), ResponsesContext(model.display))
 
 
 def _input(raw: Any) -> list[dict[str, Any]]:

@@ -68,6 +68,13 @@ class CallSpec:
         return self.turn.sampling.get(name)
 
     @property
+    def thinking_budget(self) -> int | None:
+        """The client's own thinking budget, else one for the turn's reasoning effort."""
+        if self.effort is None:
+            return None
+        return self.turn.sampling.get("thinking_budget") or THINKING_BUDGETS.get(self.effort)
+
+    @property
     def custom_tools(self) -> frozenset[str]:
         return frozenset(t.get("name") for t in self.body.get("tools") or [] if isinstance(t, dict) and t.get("type") == "custom")
 

@@ -15,7 +15,7 @@ import orjson
 from core.codex.sse import SSEParser
 from core.protocols.items import parse_arguments
 from core.providers.events import ResponsesEmitter, TokenUsage
-from core.providers.wires import THINKING_BUDGETS, CallSpec, WireRequest, echo_of, forced_tool, function_tools
+from core.providers.wires import CallSpec, WireRequest, echo_of, forced_tool, function_tools
 from core.providers.wires.conversation import Message, Part, instructions_of, read_conversation
 from core.turn.model import UpstreamEvent
 
@@ -104,7 +104,7 @@ def build_request(spec: CallSpec) -> WireRequest:
         if spec.body.get("parallel_tool_calls") is False and mode != "none":
             choice["disable_parallel_tool_use"] = True
         body["tool_choice"] = choice
-    budget = THINKING_BUDGETS.get(spec.effort or "")
+    budget = spec.thinking_budget
     if budget is not None and budget >= max_tokens:
         budget = max_tokens - 1024 if max_tokens > 2048 else None
     if budget is not None:

@@ -16,7 +16,7 @@ from core.codex.sse import SSEParser
 from core.protocols.base import random_id
 from core.protocols.items import parse_arguments
 from core.providers.events import ResponsesEmitter, TokenUsage
-from core.providers.wires import THINKING_BUDGETS, CallSpec, WireRequest, echo_of, forced_tool, function_tools
+from core.providers.wires import CallSpec, WireRequest, echo_of, forced_tool, function_tools
 from core.providers.wires.conversation import Message, Part, instructions_of, read_conversation
 from core.turn.model import UpstreamEvent
 
@@ -101,7 +101,7 @@ def build_request(spec: CallSpec) -> WireRequest:
         generation["responseMimeType"] = "application/json"
         if isinstance(fmt.get("schema"), dict):
             generation["responseJsonSchema"] = fmt["schema"]
-    if (budget := THINKING_BUDGETS.get(spec.effort or "")) is not None:
+    if (budget := spec.thinking_budget) is not None:
         generation["thinkingConfig"] = {"thinkingBudget": budget, "includeThoughts": True}
     if generation:
         body["generationConfig"] = generation
