@@ -103,6 +103,10 @@ class FakeProvider:
         with self._lock:
             return [r for r in self._requests if path_suffix is None or r["path"].endswith(path_suffix)]
 
+    def reset_requests(self) -> None:
+        with self._lock:
+            self._requests.clear()
+
     def reset(self) -> None:
         with self._lock:
             self._requests.clear()

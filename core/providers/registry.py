@@ -69,7 +69,10 @@ def parse_routes(raw: Any, known: set[str]) -> list[Route]:
             raise ProviderInputError(f"route {index + 1}: a 'pattern' (a model name or a glob) is required")
         targets = []
         for target in entry.get("targets") or []:
-            provider, model = (target, None) if isinstance(target, str) else (target.get("provider"), target.get("model")) if isinstance(target, dict) else (None, None)
+            if isinstance(target, str):  # "provider" or "provider:model"
+                provider, _, model = target.partition(":")
+            else:
+                provider, model = (target.get("provider"), target.get("model")) if isinstance(target, dict) else (None, None)
             if provider != POOL and provider not in known:
                 raise ProviderInputError(f"route {index + 1}: unknown target '{provider}' (a provider id, or '{POOL}' for the ChatGPT pool)")
             targets.append(Target(provider, model.strip() if isinstance(model, str) and model.strip() else None))

@@ -56,14 +56,14 @@ def test_openai_sdk_reaches_pool_and_provider_models(proxy: ProxyProcess, fake: 
     assert answer.choices[0].message.content == "You said: to openai" and answer.model == "gpt-4o-mini"
     assert answer.usage.prompt_tokens > 0 and answer.usage.completion_tokens > 0
     sent = provider_fakes.openai.requests("/chat/completions")[-1]
-    assert sent["headers"]["authorization"] == "Bearer sk-openai-1"
+    assert sent["headers"]["authorization"] == "Bearer sk-proj-test-openai-0001"
     assert sent["body"]["model"] == "gpt-4o-mini" and sent["body"]["stream"] is True
     assert sent["body"]["temperature"] == 0.3 and sent["body"]["max_completion_tokens"] == 50
 
     chunks = list(client.chat.completions.create(model="meta-llama/llama-3.3-70b-instruct", stream=True,
                                                  messages=[{"role": "user", "content": "to openrouter"}]))  # fmt: skip
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "You said: to openrouter"
-    assert provider_fakes.openrouter.requests("/chat/completions")[-1]["headers"]["authorization"] == "Bearer sk-or-1"
+    assert provider_fakes.openrouter.requests("/chat/completions")[-1]["headers"]["authorization"] == "Bearer sk-or-v1-test-0001"
     rows = proxy.request_log("requested_model = ?", "meta-llama/llama-3.3-70b-instruct")
     assert rows and rows[-1]["provider"] == "openrouter" and rows[-1]["account_id"] is None and rows[-1]["status"] == 200
 
@@ -132,7 +132,7 @@ def test_anthropic_sdk_reaches_pool_openai_compatible_and_anthropic_providers(pr
     use = message.content[-1]
     assert use.type == "tool_use" and use.name == "get_weather" and use.input == {"city": "Paris"}
     sent = provider_fakes.anthropic.requests("/v1/messages")[-1]
-    assert sent["headers"]["x-api-key"] == "sk-ant-1" and sent["body"]["tools"][0]["input_schema"] == WEATHER
+    assert sent["headers"]["x-api-key"] == "sk-ant-api03-test-0001" and sent["body"]["tools"][0]["input_schema"] == WEATHER
 
     follow = client.messages.create(model="claude-sonnet-4-5-20250929", max_tokens=100, tools=tools, messages=[
         {"role": "user", "content": "Weather?"}, {"role": "assistant", "content": [use.model_dump(exclude_none=True, exclude={"caller"})]},
@@ -174,7 +174,7 @@ def test_gemini_sdk_reaches_pool_and_providers(proxy: ProxyProcess, fake: FakeCo
                                             config=types.GenerateContentConfig(max_output_tokens=64, temperature=0.5))  # fmt: skip
     assert answer.text == "You said: to gemini"
     sent = provider_fakes.gemini.requests(":streamGenerateContent")[-1]
-    assert sent["headers"]["x-goog-api-key"] == "gem-key-1" and sent["query"] == {"alt": "sse"}
+    assert sent["headers"]["x-goog-api-key"] == "AIzaSy-test-gemini-0001" and sent["query"] == {"alt": "sse"}
     assert sent["body"]["generationConfig"] == {"maxOutputTokens": 64, "temperature": 0.5}
     streamed = "".join(c.text or "" for c in client.models.generate_content_stream(model="claude-3-5-haiku-20241022", contents="to claude"))
     assert streamed == "You said: to claude"

@@ -26,8 +26,8 @@ class Fakes:
 
 @pytest.fixture(scope="session")
 def provider_fakes_server() -> Iterator[Fakes]:
-    fakes = Fakes(FakeOpenAI(("sk-openai-1", "sk-openai-2")), FakeAnthropic(("sk-ant-1",)), FakeGemini(("gem-key-1",)),
-                  FakeOpenRouter(("sk-or-1",)))  # fmt: skip
+    fakes = Fakes(FakeOpenAI(("sk-proj-test-openai-0001", "sk-proj-test-openai-0002")), FakeAnthropic(("sk-ant-api03-test-0001",)), FakeGemini(("AIzaSy-test-gemini-0001",)),
+                  FakeOpenRouter(("sk-or-v1-test-0001",)))  # fmt: skip
     for fake in fakes.all():
         fake.start()
     yield fakes
@@ -63,8 +63,8 @@ def standard_providers(proxy: ProxyProcess, fakes: Fakes) -> dict[str, dict[str,
     """One provider of each kind on its fake; the OpenAI one speaks chat completions."""
     clear_providers(proxy)
     return {
-        "openai": add_provider(proxy, "openai", fakes.openai.base_url, ["sk-openai-1"], wire="chat"),
-        "anthropic": add_provider(proxy, "anthropic", fakes.anthropic.base_url, ["sk-ant-1"]),
-        "gemini": add_provider(proxy, "gemini", fakes.gemini.base_url, ["gem-key-1"]),
-        "openrouter": add_provider(proxy, "openrouter", fakes.openrouter.base_url, ["sk-or-1"]),
+        "openai": add_provider(proxy, "openai", fakes.openai.base_url, ["sk-proj-test-openai-0001"], wire="chat"),
+        "anthropic": add_provider(proxy, "anthropic", fakes.anthropic.base_url, ["sk-ant-api03-test-0001"]),
+        "gemini": add_provider(proxy, "gemini", fakes.gemini.base_url, ["AIzaSy-test-gemini-0001"]),
+        "openrouter": add_provider(proxy, "openrouter", fakes.openrouter.base_url, ["sk-or-v1-test-0001"]),
     }
