@@ -108,12 +108,12 @@ def _int_arg(name: str, default: int, low: int, high: int) -> int:
 @require_api_key
 def logs() -> Any:
     """The request log, newest first: ``?limit`` (1-200), ``?offset``, ``?since`` (unix seconds),
-    filters on ``account_id``, ``model``, ``protocol``, ``status``, ``outcome=ok|error`` and
+    filters on ``account_id``, ``model``, ``protocol``, ``provider``, ``status``, ``outcome=ok|error`` and
     ``q`` (text in the model, path, error, request id...). Rows hold no bodies and no secrets.
     A request no account could serve has no ``account_id``."""
     limit = _int_arg("limit", 100, 1, 200)
     offset = _int_arg("offset", 0, 0, 10**9)
-    filters: dict[str, Any] = {k: request.args[k] for k in ("account_id", "model", "protocol") if request.args.get(k)}
+    filters: dict[str, Any] = {k: request.args[k] for k in ("account_id", "model", "protocol", "provider") if request.args.get(k)}
     if "status" in request.args and request.args["status"].isdigit():
         filters["status"] = int(request.args["status"])
     outcome = request.args.get("outcome") or None

@@ -85,5 +85,7 @@ PROVIDER_STRINGS: dict[str, tuple[str, str]] = {
     "routes.saved": ("Routes saved", "路由已保存"),
     "routes.try": ("Where does it go?", "发往何处？"),
     "routes.try_placeholder": ("a model name", "模型名"),
+    "logs.via_provider": ("provider {provider}", "提供商 {provider}"),
+    "lcol.provider": ("Provider", "提供商"),
     "routes.goes_to": ("{model} → {targets}", "{model} → {targets}"),
 }

@@ -182,7 +182,8 @@ class FakeProvider:
         if fault is not None:
             status, fault_body, headers, _ = fault
             if fault_body is None:
-                raise Refusal(status, self.refusal(status, f"fault {status} for this key", "fault").body, headers)
+                own = self.refusal(status, f"fault {status} for this key", "fault")
+                raise Refusal(status, own.body, {**own.headers, **headers})
             raise Refusal(status, fault_body, headers)
         return key, body
 

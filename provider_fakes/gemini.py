@@ -37,6 +37,25 @@ def is_ours(signature: Any) -> bool:
         return False
 
 
+_USER_DATA = frozenset({"args", "response", "parameters", "parametersJsonSchema", "responseSchema", "responseJsonSchema"})
+
+
+def camel_case(value: Any) -> Any:
+    """The API reads proto JSON, which takes every field by its lowerCamelCase or its snake_case name
+    (google-genai 3 sends some snake_case); the fake reads them all as camelCase. What the caller
+    wrote as data (function args, schemas) is left as it is."""
+    if isinstance(value, list):
+        return [camel_case(v) for v in value]
+    if not isinstance(value, dict):
+        return value
+    out = {}
+    for key, item in value.items():
+        head, *rest = key.split("_")
+        name = head + "".join(word[:1].upper() + word[1:] for word in rest)
+        out[name] = item if name in _USER_DATA else camel_case(item)
+    return out
+
+
 def google_error(code: int, status: str, message: str, details: list[Any] | None = None) -> Refusal:
     error: dict[str, Any] = {"code": code, "message": message, "status": status}
     if details:
@@ -140,6 +159,7 @@ class FakeGemini(FakeProvider):
                                "Call ListModels to see the list of available models and their supported methods.")  # fmt: skip
         if not isinstance(body, dict):
             raise invalid("Invalid JSON payload received.")
+        body = camel_case(body)
         if action in ("embedContent", "batchEmbedContents"):
             return self._embed(model, action, body)
         if action not in ("generateContent", "streamGenerateContent") or MODELS[model].get("embeddings"):

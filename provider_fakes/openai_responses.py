@@ -132,7 +132,7 @@ class _Turn:
             self.output.append(item)
             out.append(self.event({"type": "response.output_item.done", "output_index": index, "item": item}))
         written = tokens(text) + reasoning_tokens
-        usage = {"input_tokens": self.prompt, "input_tokens_details": {"cached_tokens": 0}, "output_tokens": written,
+        usage = {"input_tokens": self.prompt, "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0}, "output_tokens": written,
                  "output_tokens_details": {"reasoning_tokens": reasoning_tokens}, "total_tokens": self.prompt + written}  # fmt: skip
         status = "incomplete" if self.answer.finish == "length" else "completed"
         out.append(self.event({"type": f"response.{status}", "response": self.response(status, usage)}))

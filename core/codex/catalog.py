@@ -170,18 +170,14 @@ class ModelCatalog:
         """``requested`` (whole, then without its suffixes) as a route or a provider model takes it."""
         if self.router is None:
             return None
-        for name, name_effort, name_tier in ((requested, None, None), (base, effort, tier)):
+        names = [(requested, None, None)] + ([(base, effort, tier)] if base != requested else [])
+        for name, name_effort, name_tier in names:
             claim = self.router.claim(name, listed=listed)
             if claim is None:
                 continue
             route = claim.key if claim.providers else None
-            if claim.pool_model is None:
-                return ResolvedModel(id=claim.key, requested=requested, effort=name_effort, tier=name_tier, route=route)
-            pool_name = claim.pool_model or name
-            pool = self._lookup(pool_name, prefixes=False) or self._pool(pool_name, pool_name, None, None).id
-            known = pool_name in self.models or pool_name in self.aliases or self._lookup(pool_name) is not None
-            return ResolvedModel(id=pool, requested=requested, effort=name_effort, tier=name_tier, known=known or route is not None,
-                                 route=route)
+            model_id = claim.key if claim.pool_model is None else self.pool_model(claim.pool_model or name)
+            return ResolvedModel(id=model_id, requested=requested, effort=name_effort, tier=name_tier, route=route)
         return None
 
     def supported_effort(self, model_id: str, effort: str | None) -> str | None:

@@ -26,10 +26,12 @@ class TokenUsage:
     output_tokens: int = 0  # everything written, reasoning included
     cached_tokens: int = 0
     reasoning_tokens: int = 0
+    cache_write_tokens: int = 0
 
     def as_response_usage(self) -> dict[str, Any]:
         return {
-            "input_tokens": self.input_tokens, "input_tokens_details": {"cached_tokens": self.cached_tokens},
+            "input_tokens": self.input_tokens,
+            "input_tokens_details": {"cached_tokens": self.cached_tokens, "cache_write_tokens": self.cache_write_tokens},
             "output_tokens": self.output_tokens, "output_tokens_details": {"reasoning_tokens": self.reasoning_tokens},
             "total_tokens": self.input_tokens + self.output_tokens,
         }  # fmt: skip
@@ -74,7 +76,7 @@ class ResponsesEmitter:
                 self._emit({"type": "response.in_progress", "response": response})]
 
     def text(self, delta: str) -> list[UpstreamEvent]:
-        if not delta:
+        if not delta or self.finished:
             return []
         out = self._ensure("message")
         assert self._open is not None
@@ -84,7 +86,7 @@ class ResponsesEmitter:
         return out
 
     def reasoning(self, delta: str) -> list[UpstreamEvent]:
-        if not delta:
+        if not delta or self.finished:
             return []
         out = self._ensure("reasoning")
         assert self._open is not None
@@ -95,12 +97,16 @@ class ResponsesEmitter:
 
     def reasoning_signature(self, signature: str) -> list[UpstreamEvent]:
         """The provider's seal on the reasoning (Anthropic's signature): kept as ``encrypted_content``."""
+        if self.finished:
+            return []
         out = self._ensure("reasoning")
         assert self._open is not None
         self._open.item["encrypted_content"] = signature
         return out
 
     def call_start(self, key: str, call_id: str, name: str) -> list[UpstreamEvent]:
+        if self.finished:
+            return []
         out = self._close_open()
         for other in list(self._calls):
             if other != key:

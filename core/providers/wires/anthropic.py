@@ -210,6 +210,7 @@ class StreamParser:
             if fresh or read or written:
                 self._usage.input_tokens = fresh + read + written
                 self._usage.cached_tokens = read
+                self._usage.cache_write_tokens = written
         if isinstance(usage.get("output_tokens"), int):
             self._usage.output_tokens = usage["output_tokens"]
 
