@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 
 from core.codex.catalog import ModelCatalog
+from core.codex.errors import UpstreamError
 from core.config import ConfigStore
 from core.providers.caller import ProviderCaller
 from core.providers.failover import ProviderRouter
@@ -49,7 +50,7 @@ class ProviderService:
         try:
             models, error = await self.caller.fetch_models(provider), None
         except Exception as exc:  # any failure is the provider's state to show, not ours to raise
-            models, error = None, str(exc)
+            models, error = None, exc.message if isinstance(exc, UpstreamError) else str(exc)
             logger.info("model list of provider %s: %s", provider_id, error)
         return await asyncio.to_thread(self.registry.set_models, provider_id, models, error)
 

@@ -27,7 +27,7 @@ class Fakes:
 @pytest.fixture(scope="session")
 def provider_fakes_server() -> Iterator[Fakes]:
     fakes = Fakes(FakeOpenAI(("sk-proj-test-openai-0001", "sk-proj-test-openai-0002")), FakeAnthropic(("sk-ant-api03-test-0001",)), FakeGemini(("AIzaSy-test-gemini-0001",)),
-                  FakeOpenRouter(("sk-or-v1-test-0001",)))  # fmt: skip
+                  FakeOpenRouter(("sk-or-v1-test-0001", "sk-or-v1-test-0002")))  # fmt: skip
     for fake in fakes.all():
         fake.start()
     yield fakes
