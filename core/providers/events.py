@@ -76,24 +76,26 @@ class ResponsesEmitter:
                 self._emit({"type": "response.in_progress", "response": response})]
 
     def text(self, delta: str) -> list[UpstreamEvent]:
-        if not delta or self.finished:
-            return []
-        out = self._ensure("message")
-        assert self._open is not None
-        self._open.parts.append(delta)
-        out.append(self._emit({"type": "response.output_text.delta", "item_id": self._open.item["id"],
-                               "output_index": self._open.index, "content_index": 0, "delta": delta, "logprobs": []}))
-        return out
+        return self._write("message", delta, "response.output_text.delta", {"content_index": 0, "logprobs": []})
 
     def reasoning(self, delta: str) -> list[UpstreamEvent]:
+        return self._write("reasoning", delta, "response.reasoning_summary_text.delta", {"summary_index": 0})
+
+    def _write(self, kind: str, delta: str, event: str, extra: dict[str, Any]) -> list[UpstreamEvent]:
         if not delta or self.finished:
             return []
-        out = self._ensure("reasoning")
+        out = self._ensure(kind)
         assert self._open is not None
         self._open.parts.append(delta)
-        out.append(self._emit({"type": "response.reasoning_summary_text.delta", "item_id": self._open.item["id"],
-                               "output_index": self._open.index, "summary_index": 0, "delta": delta}))
+        out.append(self._emit({"type": event, "item_id": self._open.item["id"], "output_index": self._open.index, "delta": delta, **extra}))
         return out
+
+    def decode(self, raw: bytes) -> tuple[Any, list[UpstreamEvent]]:
+        """A frame's JSON; when it is none, (None, the failure that ends the stream)."""
+        try:
+            return orjson.loads(raw), []
+        except orjson.JSONDecodeError:
+            return None, self.fail(502, "invalid_event", raw[:300].decode("utf-8", "replace"))
 
     def reasoning_signature(self, signature: str) -> list[UpstreamEvent]:
         """The provider's seal on the reasoning (Anthropic's signature): kept as ``encrypted_content``."""

@@ -16,7 +16,7 @@ from core.codex.sse import SSEParser
 from core.protocols.items import parse_arguments
 from core.providers.events import ResponsesEmitter, TokenUsage
 from core.providers.wires import CallSpec, WireRequest, echo_of, forced_tool, function_tools
-from core.providers.wires.conversation import Message, Part, instructions_of, read_conversation
+from core.providers.wires.conversation import Message, Part, append_merged, instructions_of, read_conversation
 from core.turn.model import UpstreamEvent
 
 VERSION = "2023-06-01"
@@ -74,12 +74,7 @@ def conversation(spec: CallSpec) -> tuple[str, list[dict[str, Any]]]:
             role, content = "assistant", _assistant(message)
         else:
             role, content = "user", _blocks(message.parts)
-        if not content:
-            continue
-        if messages and messages[-1]["role"] == role:
-            messages[-1]["content"].extend(content)
-        else:
-            messages.append({"role": role, "content": content})
+        append_merged(messages, role, "content", content)
     return "\n\n".join(s for s in system if s), messages
 
 
@@ -134,12 +129,9 @@ class StreamParser:
         return [e for frame in self._sse.close() for e in self._frame(frame.event, frame.data)]
 
     def _frame(self, name: str, raw: bytes) -> list[UpstreamEvent]:
-        try:
-            data = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            return self._emitter.fail(502, "invalid_event", raw[:300].decode("utf-8", "replace"))
+        data, failed = self._emitter.decode(raw)
         if not isinstance(data, dict):
-            return []
+            return failed
         kind = name or data.get("type")
         handler = _HANDLERS.get(kind or "")
         return handler(self, data) if handler else []

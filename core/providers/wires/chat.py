@@ -125,12 +125,9 @@ class StreamParser:
         return out  # no finish_reason at all: the stream broke (the pipeline reports it)
 
     def _frame(self, raw: bytes) -> list[UpstreamEvent]:
-        try:
-            data = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            return self._emitter.fail(502, "invalid_event", raw[:300].decode("utf-8", "replace"))
+        data, failed = self._emitter.decode(raw)
         if not isinstance(data, dict):
-            return []
+            return failed
         if isinstance(data.get("error"), dict):  # an error in the stream (OpenRouter sends them so)
             error = data["error"]
             status = error.get("code") if isinstance(error.get("code"), int) else 502

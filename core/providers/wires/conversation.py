@@ -148,3 +148,14 @@ def read_conversation(body: dict[str, Any]) -> list[Message]:
                 messages.append(target)
             target.thoughts.append(Thought(summary, sealed))
     return messages
+
+
+def append_merged(out: list[dict[str, Any]], role: str, field: str, content: list[Any]) -> None:
+    """Add ``content`` as a ``role`` message, into the last one when it has that role already (the
+    wires that want turns to alternate); nothing when it is empty."""
+    if not content:
+        return
+    if out and out[-1]["role"] == role:
+        out[-1][field].extend(content)
+    else:
+        out.append({"role": role, field: content})

@@ -17,7 +17,7 @@ from core.protocols.base import random_id
 from core.protocols.items import parse_arguments
 from core.providers.events import ResponsesEmitter, TokenUsage
 from core.providers.wires import CallSpec, WireRequest, echo_of, forced_tool, function_tools
-from core.providers.wires.conversation import Message, Part, instructions_of, read_conversation
+from core.providers.wires.conversation import Message, Part, append_merged, instructions_of, read_conversation
 from core.turn.model import UpstreamEvent
 
 _CONTENT_FILTER = frozenset({"SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "IMAGE_SAFETY"})
@@ -69,12 +69,7 @@ def contents_of(spec: CallSpec) -> tuple[str, list[dict[str, Any]]]:
             role, parts = "model", _model_parts(message, spec)
         else:
             role, parts = "user", _parts(message.parts)
-        if not parts:
-            continue
-        if contents and contents[-1]["role"] == role:
-            contents[-1]["parts"].extend(parts)
-        else:
-            contents.append({"role": role, "parts": parts})
+        append_merged(contents, role, "parts", parts)
     return "\n\n".join(s for s in system if s), contents
 
 
@@ -133,13 +128,10 @@ class StreamParser:
         return self._emitter.finish(self._usage, reason)
 
     def _frame(self, raw: bytes) -> list[UpstreamEvent]:
-        try:
-            data = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            return self._emitter.fail(502, "invalid_event", raw[:300].decode("utf-8", "replace"))
+        data, failed = self._emitter.decode(raw)
         if isinstance(data, list):  # a JSON-array stream's element
             return [e for item in data for e in self._chunk(item)]
-        return self._chunk(data)
+        return failed or self._chunk(data)
 
     def _chunk(self, data: Any) -> list[UpstreamEvent]:
         if not isinstance(data, dict):
