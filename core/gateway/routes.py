@@ -170,7 +170,8 @@ class DataPlane:
             if action == "countTokens":
                 return gemini.count_tokens(request, catalog, cfg)
             if action in ("embedContent", "batchEmbedContents"):
-                error = ClientError(f"{action} is not available: the Codex backend has no embedding models", code="unimplemented")
+                error = ClientError(f"{action} is not available: the Codex backend has no embedding models "
+                                    "(POST /v1/embeddings serves those of API-key providers)", code="unimplemented")
                 error.status = 501
                 raise error
             raise BadRequest(f"Unknown action ':{action}' (supported: {', '.join(gemini.GENERATION_METHODS)})")

@@ -7,6 +7,7 @@ import json
 import time
 from typing import Any
 
+import httpx
 import openai
 import pytest
 
@@ -219,3 +220,15 @@ def test_provider_keys_never_reach_a_flow_or_the_request_log(proxy: ProxyProcess
         assert secret not in log
     rows = proxy.request_log("provider = ?", "openai")
     assert rows and all("sk-proj-test" not in json.dumps(row) for row in rows)
+
+
+def test_compaction_stays_with_the_pool(proxy: ProxyProcess, provider_fakes: Fakes) -> None:
+    standard_providers(proxy, provider_fakes)
+    headers = {"Authorization": f"Bearer {proxy.key}"}
+    body = {"input": [{"type": "message", "role": "user", "content": [{"type": "input_text", "text": "long story"}]}]}
+    refused = httpx.post(proxy.base_url + "/responses/compact", json={**body, "model": "openrouter/meta-llama/llama-3.3-70b-instruct"},
+                         headers=headers, timeout=30)  # fmt: skip
+    assert refused.status_code == 400 and "cannot compact" in refused.json()["error"]["message"]
+    set_routes(proxy, {"pattern": "mixed", "targets": ["openai:gpt-4o-mini", "chatgpt:gpt-5.4"]})
+    compacted = httpx.post(proxy.base_url + "/responses/compact", json={**body, "model": "mixed"}, headers=headers, timeout=30)
+    assert compacted.status_code == 200 and compacted.json()["output"][-1]["type"] == "compaction"
