@@ -1,4 +1,4 @@
-"""Dashboard pages: Accounts (``/``), Providers, Connect, Usage, Logs and Settings. Each is a server-rendered
+"""Dashboard pages: Accounts (``/``), Proxies, Providers, Connect, Keys, Usage, Logs and Settings. Each is a server-rendered
 frame plus a small script module (static/js/<page>.js) that works through the management API with
 the session's CSRF token. Text comes from dashboard/i18n.py in the chosen language."""
 
@@ -19,8 +19,8 @@ from dashboard.settings import settings_view
 
 pages = Blueprint("pages", __name__)
 
-NAV = (("accounts", "/"), ("providers", "/dashboard/providers"), ("connect", "/dashboard/connect"), ("usage", "/dashboard/usage"),
-       ("logs", "/dashboard/logs"), ("settings", "/dashboard/settings"))  # fmt: skip
+NAV = (("accounts", "/"), ("proxies", "/dashboard/proxies"), ("providers", "/dashboard/providers"), ("connect", "/dashboard/connect"),
+       ("keys", "/dashboard/keys"), ("usage", "/dashboard/usage"), ("logs", "/dashboard/logs"), ("settings", "/dashboard/settings"))  # fmt: skip
 CA_CERT = "mitmproxy-ca-cert.pem"  # the public certificate only; mitmproxy-ca.pem next to it holds the key
 
 
@@ -91,16 +91,28 @@ def connect() -> Any:
     )
 
 
+@pages.get("/dashboard/proxies")
+@dashboard_page
+def proxies() -> Any:
+    return render_page("proxies")
+
+
 @pages.get("/dashboard/providers")
 @dashboard_page
 def providers() -> Any:
     return render_page("providers", kinds=KINDS, boot={"kinds": {k: {"base_url": DEFAULT_BASE_URL.get(k), "wires": KIND_WIRES[k]} for k in KINDS}})
 
 
+@pages.get("/dashboard/keys")
+@dashboard_page
+def keys() -> Any:
+    return render_page("keys", models=[m.id for m in services().catalog.list()])
+
+
 @pages.get("/dashboard/usage")
 @dashboard_page
 def usage() -> Any:
-    return render_page("usage")
+    return render_page("usage", boot={"keys": {k.id: k.label for k in services().key_guard.all()}})
 
 
 @pages.get("/dashboard/logs")
@@ -109,6 +121,7 @@ def logs() -> Any:
     svc = services()
     return render_page("logs", boot={
         "accounts": {a.id: a.label or a.email or a.id for a in svc.pool.all()},
+        "keys": {k.id: k.label for k in svc.key_guard.all()},
         "models": [m.id for m in svc.catalog.list()],
         "capture_bodies": svc.cfg.logs.capture_bodies,
     })  # fmt: skip

@@ -11,6 +11,7 @@ import pytest
 from deepmerge import always_merger
 
 from codex_fake import FakeCodexThread, mint_access_token
+from tests.support.providers import provider_fakes, provider_fakes_server  # noqa: F401  (the provider fakes, for every test)
 from tests.support.proxy import ProxyProcess
 
 PROXY_KEY = "test-proxy-key"
@@ -36,6 +37,7 @@ def proxy_config(fake: FakeCodexThread, **overrides: Any) -> dict[str, Any]:
         "server": {"proxy_api_key": PROXY_KEY},
         "api": {"base_url": fake.base_url + "/backend-api"},
         "auth": {"oauth_issuer": fake.base_url},
+        "client": {"version_feed_url": None},  # tests never ask the real release feed
     }
     return always_merger.merge(base, overrides)
 

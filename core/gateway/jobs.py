@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
+from core.access.keys import ClientKey
 from core.codex.events import Usage
 from core.protocols.base import BadRequest, ClientError, ClientRequest, Reply, random_id
 from core.services import Services
@@ -43,6 +44,7 @@ class Job:
     tap: Tap | None = None  # host hook: watch the upstream calls made for this job
     body: bytes = b""  # the client's request body, for logs.capture_bodies
     call: Callable[[], Awaitable[Called]] | None = None  # a plain call instead of a turn (raises UpstreamError)
+    client_key: ClientKey | None = None  # whose limits apply (None: the proxy key, or no key needed)
 
 
 def translate(protocol: ModuleType, parse: Callable[..., Prepared], request: ClientRequest, services: Services) -> Prepared | Reply:

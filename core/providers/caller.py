@@ -4,8 +4,9 @@ failure, or the same key again without an optional parameter the model refused."
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
 
 from core.codex.errors import UpstreamError
@@ -31,12 +32,13 @@ _KEY_OUTCOME = {"rate_limited": KEY_RATE_LIMITED, "refused": KEY_REFUSED}
 _REFUSED_LIMIT = 10_000
 
 
-async def provider_events(upstream: UpstreamStream, frames: StreamParser, parser: CodexStreamParser) -> AsyncIterator[UpstreamEvent]:
+async def provider_events(upstream: UpstreamStream, frames: StreamParser, parser: CodexStreamParser) -> AsyncGenerator[UpstreamEvent, None]:
     """The provider's bytes → its wire's Responses events, each run through ``parser``."""
-    async for chunk in upstream.chunks():
-        for event in frames.feed(chunk):
-            event.deltas = parser.feed(event.name, event.data)
-            yield event
+    async with contextlib.aclosing(upstream.chunks()) as chunks:
+        async for chunk in chunks:
+            for event in frames.feed(chunk):
+                event.deltas = parser.feed(event.name, event.data)
+                yield event
     for event in frames.close():
         event.deltas = parser.feed(event.name, event.data)
         yield event

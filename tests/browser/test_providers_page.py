@@ -12,7 +12,7 @@ from playwright.sync_api import Page, expect
 
 from codex_fake import FakeCodexThread
 from tests.browser.conftest import PHONE, OpenDashboard
-from tests.support.providers import Fakes, provider_fakes, provider_fakes_server  # noqa: F401
+from tests.support.providers import Fakes
 from tests.support.proxy import ProxyProcess
 
 StartProxy = Callable[..., ProxyProcess]

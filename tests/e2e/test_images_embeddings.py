@@ -15,7 +15,7 @@ from openai.types import CreateEmbeddingResponse, ImagesResponse
 
 from codex_fake import FakeCodexThread
 from codex_fake.scenarios import TINY_PNG_B64
-from tests.support.providers import Fakes, clear_providers, provider_fakes, provider_fakes_server, set_routes, standard_providers  # noqa: F401
+from tests.support.providers import Fakes, clear_providers, set_routes, standard_providers
 from tests.support.proxy import ProxyProcess
 
 PNG = base64.b64decode(TINY_PNG_B64)

@@ -14,7 +14,7 @@ from google import genai
 from google.genai import types
 
 from codex_fake import FakeCodexThread
-from tests.support.providers import Fakes, provider_fakes, provider_fakes_server, set_routes, standard_providers  # noqa: F401
+from tests.support.providers import Fakes, standard_providers
 from tests.support.proxy import ProxyProcess
 
 WEATHER = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}

@@ -12,15 +12,7 @@ import openai
 import pytest
 
 from codex_fake import FakeCodexThread
-from tests.support.providers import (  # noqa: F401
-    Fakes,
-    add_provider,
-    clear_providers,
-    provider_fakes,
-    provider_fakes_server,
-    set_routes,
-    standard_providers,
-)
+from tests.support.providers import Fakes, add_provider, clear_providers, set_routes, standard_providers
 from tests.support.proxy import ProxyProcess
 
 
