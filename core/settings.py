@@ -167,6 +167,12 @@ class InterceptSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class StoreSettings:
+    url: str | None  # a postgresql:// URL; None: SQLite in the data folder
+    pool_size: PositiveCount
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     """One immutable snapshot of the effective configuration, plus the data folder it belongs to."""
 
@@ -182,6 +188,7 @@ class Settings:
     stream: StreamSettings
     ollama: OllamaSettings
     intercept: InterceptSettings
+    store: StoreSettings
     data_dir: Path
 
     @property
