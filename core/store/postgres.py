@@ -25,6 +25,7 @@ from core.store.pg_connection import PgConnection, configure
 
 MIGRATION_LOCK = 0  # the second key of the advisory lock migrations run under (accounts use hashtext(id))
 CONNECT_TIMEOUT_SECONDS = 30
+WARM_CONNECTIONS = 4
 
 
 class StoreUnavailable(RuntimeError):
@@ -50,7 +51,10 @@ class PostgresDatabase(Database):
 
     def __init__(self, url: str, pool_size: int) -> None:  # not super().__init__: that opens a SQLite file
         self._url = url
-        self._pool: ConnectionPool[Any] = ConnectionPool(url, min_size=1, max_size=pool_size, kwargs={"autocommit": True},
+        # Connections kept open even when idle: opening one when a state change must reach the others
+        # at once costs more than the change itself.
+        self._pool: ConnectionPool[Any] = ConnectionPool(url, min_size=min(pool_size, WARM_CONNECTIONS), max_size=pool_size,
+                                                          kwargs={"autocommit": True},
                                                           configure=configure, open=False, name="codex-proxy-store")  # fmt: skip
         try:
             self._pool.open(wait=True, timeout=CONNECT_TIMEOUT_SECONDS)
