@@ -59,7 +59,14 @@ class AdvisoryRefreshLocks:
         return self._conn
 
     def _try(self, account_id: str) -> bool:
-        row = self._session().execute("SELECT pg_try_advisory_lock(%s::int, hashtext(%s))", (NAMESPACE, account_id)).fetchone()
+        sql = "SELECT pg_try_advisory_lock(%s::int, hashtext(%s))"
+        try:
+            row = self._session().execute(sql, (NAMESPACE, account_id)).fetchone()
+        except Exception:  # the session broke (a server restart, a cut connection): once more on a new one
+            logger.warning("the lock session to PostgreSQL broke; opening another", exc_info=True)
+            if self._conn is not None:
+                self._conn.close()
+            row = self._session().execute(sql, (NAMESPACE, account_id)).fetchone()
         return bool(row and row[0])
 
     def _unlock(self, account_id: str) -> None:

@@ -191,7 +191,8 @@ class PgTable:
         return self.upsert_all([record], pk=pk, **options)
 
     def upsert_all(self, records: Iterable[Mapping[str, Any]], pk: Any = None, **options: Any) -> PgTable:
-        """Insert, or set the given columns of the existing row (same primary key)."""
+        """Insert, or set the given columns of the existing row (same primary key). As on SQLite, a
+        record must still name every NOT NULL column without a default."""
         self._write(records, "update", options)
         return self
 
