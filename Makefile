@@ -18,9 +18,11 @@ CLI     := tests/cli/node_modules/.package-lock.json
 GEMINI_CLI := tests/cli/gemini/node_modules/.bin/gemini
 # The dashboard's browser tests drive Debian's Chromium through Playwright (not Playwright's download).
 CHROMIUM ?= /usr/bin/chromium
+# The shared-store tests start a real PostgreSQL server of their own (Debian's postgresql package).
+PG_CTL  := /usr/lib/postgresql/*/bin/pg_ctl
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install start web demo test bench replay-fixtures screenshots vendor clean
+.PHONY: install start web demo test bench replay-fixtures screenshots vendor clean postgresql
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 12) else "Python 3.12+ is needed (mitmproxy 12); found " + sys.version)'
@@ -54,7 +56,13 @@ $(CHROMIUM):
 	$(SUDO) apt-get install -y chromium || { $(SUDO) apt-get update && $(SUDO) apt-get install -y chromium; }
 	@test -x $(CHROMIUM) || { echo "Debian's chromium is at /usr/bin/chromium, not at CHROMIUM=$(CHROMIUM)"; exit 1; }
 
-test: $(STAMP) $(CLI) $(GEMINI_CLI) $(CHROMIUM)
+# Only the server's programs are used (initdb, pg_ctl): the tests run their own cluster in a temporary folder.
+postgresql:
+	@ls $(PG_CTL) >/dev/null 2>&1 || { command -v apt-get >/dev/null || { echo "The shared-store tests need PostgreSQL's server programs (Debian: apt-get install postgresql)"; exit 1; }; \
+	  $(SUDO) apt-get install -y postgresql || { $(SUDO) apt-get update && $(SUDO) apt-get install -y postgresql; }; }
+	@ls $(PG_CTL) >/dev/null 2>&1 || { echo "postgresql is installed but no $(PG_CTL) was found"; exit 1; }
+
+test: $(STAMP) $(CLI) $(GEMINI_CLI) $(CHROMIUM) postgresql
 	CODEX_PROXY_CHROMIUM=$(CHROMIUM) $(PY) -m pytest $(ARGS)
 
 screenshots: $(STAMP) $(CHROMIUM)
