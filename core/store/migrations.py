@@ -19,9 +19,13 @@ Writing a step (and any store module) that runs on both:
   ``LOWER(col) LIKE ?`` (LIKE ignores case only on SQLite), no ``INSERT OR REPLACE`` / ``PRAGMA``
   / ``rowid`` / ``AUTOINCREMENT`` / ``strftime``, and lower_snake_case names that are no SQL
   keyword (``user``, ``order``, ``group``, ``default``, ``end``…).
-* Not available on PostgreSQL: ``table.transform()``, ``alter=True``, ``extracts``, tables created
-  by a first ``insert``; write the ``ALTER TABLE`` for such a change, in the common subset.
-* Never reach for the driver below (``db.conn``): it is sqlite3 on one side only.
+* ``table.transform()`` takes ``types``, ``rename`` and ``drop`` on both (PostgreSQL alters the
+  table in place); its other options, ``alter=True``, ``extracts`` and tables created by a first
+  ``insert`` raise on PostgreSQL: write the ``ALTER TABLE`` for such a change, in the common subset.
+* Rows numbered by hand in an ``int`` primary key: insert them through the table API (it moves
+  PostgreSQL's counter past them, as SQLite's rowid does by itself), not with raw ``INSERT``.
+* Never reach for the driver below (``db.conn``, e.g. ``db.conn.executemany``): it is sqlite3 on one
+  side only; ``db.executemany(sql, rows)`` is the portable call.
 
 tests/postgres/test_store.py runs the whole chain, and the store modules, on a real server.
 """

@@ -49,14 +49,15 @@ class PgTable:
     def _schema(self) -> dict[str, Any]:
         cached = self.db.schema_cache.get(self.name)
         if cached is None:
-            columns = [r[0] for r in self.db.execute(
-                "SELECT column_name FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = ? "
-                "ORDER BY ordinal_position", [self.name]).fetchall()]  # fmt: skip
+            found = self.db.execute(
+                "SELECT column_name, is_identity = 'YES' FROM information_schema.columns WHERE table_schema = current_schema() "
+                "AND table_name = ? ORDER BY ordinal_position", [self.name]).fetchall()  # fmt: skip
+            columns = [r[0] for r in found]
             pks = [r[0] for r in self.db.execute(
                 "SELECT a.attname FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) "
                 "WHERE i.indrelid = to_regclass(?) AND i.indisprimary ORDER BY array_position(i.indkey, a.attnum)",
                 [quote(self.name)]).fetchall()] if columns else []  # fmt: skip
-            cached = {"columns": columns, "pks": pks}
+            cached = {"columns": columns, "pks": pks, "identity": next((r[0] for r in found if r[1]), None)}
             if columns:  # a missing table is asked again next time
                 self.db.schema_cache[self.name] = cached
         return cached
@@ -125,6 +126,22 @@ class PgTable:
         parts = [quote(c) + (" DESC" if isinstance(c, DescIndex) else "") for c in names]
         self.db.execute(f"CREATE {'UNIQUE ' if unique else ''}INDEX {'IF NOT EXISTS ' if if_not_exists else ''}"
                         f"{quote(name)} ON {quote(self.name)} ({', '.join(parts)})")  # fmt: skip
+        return self
+
+    def transform(self, *, types: Mapping[str, Any] | None = None, rename: Mapping[str, str] | None = None,
+                  drop: Iterable[str] | None = None, **unsupported: Any) -> PgTable:  # fmt: skip
+        """sqlite-utils rebuilds the table; PostgreSQL alters it in place: column types, names and
+        dropped columns (the rest — pk, not_null, defaults, column_order… — raises)."""
+        _refuse(unsupported)
+        table = quote(self.name)
+        for name, kind in (types or {}).items():
+            pg_type = column_type(kind)
+            self.db.execute(f"ALTER TABLE {table} ALTER COLUMN {quote(name)} TYPE {pg_type} USING {quote(name)}::{pg_type}")
+        for old, new in (rename or {}).items():
+            self.db.execute(f"ALTER TABLE {table} RENAME COLUMN {quote(old)} TO {quote(new)}")
+        for name in drop or ():
+            self.db.execute(f"ALTER TABLE {table} DROP COLUMN {quote(name)}")
+        self._changed()
         return self
 
     def drop(self, ignore: bool = False) -> None:
@@ -225,6 +242,11 @@ class PgTable:
                 returned = tuple(last[k] for k in pks) if pks and all(k in last for k in pks) else None
             if returned is not None:
                 self.last_pk = self.last_rowid = returned[0] if len(pks) == 1 else tuple(returned)
+        identity = self._schema()["identity"]
+        if identity is not None and any(identity in names for names in groups):
+            # Rows numbered by the caller: the next automatic number comes after them, as SQLite's does.
+            self.db.execute(f"SELECT setval(pg_get_serial_sequence(?, ?), (SELECT COALESCE(MAX({quote(identity)}), 0) + 1 "
+                            f"FROM {quote(self.name)}), false)", [quote(self.name), identity])  # fmt: skip
 
     def update(self, pk_values: Any, updates: Mapping[str, Any] | None = None, **unsupported: Any) -> PgTable:
         _refuse(unsupported)

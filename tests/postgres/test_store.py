@@ -131,6 +131,17 @@ def test_the_table_api_answers_alike(database: Database) -> None:
     assert [r["label"] for r in things.rows] == ["kept?"]
 
 
+def test_numbering_and_reshaping_answer_alike(database: Database) -> None:
+    conn = make_table(database)
+    things = conn["things"]
+    things.insert({"id": 10, "owner": "o1", "label": "ten", "weight": 1.0, "meta": "m"})
+    assert things.insert({"owner": "o1", "label": "eleven"}).last_pk == 11  # after the numbered row, as in SQLite
+    things.transform(rename={"weight": "mass"}, drop={"meta"})  # a later migration reshaping a table
+    columns = conn["things"].columns_names if database.dialect == "postgresql" else [c.name for c in conn["things"].columns]  # type: ignore[union-attr]
+    assert columns == ["id", "owner", "label", "mass", "state", "flag"]
+    assert things.get(10)["mass"] == 1.0 and "meta" not in things.get(10)
+
+
 def test_the_account_store_round_trip_is_the_same(database: Database) -> None:
     store = AccountStore(database)
     account = Account(id="acct_1", chatgpt_account_id="c1", access_token="at-1", refresh_token="rt-1", label="one", added_at=1.0)
