@@ -81,10 +81,12 @@ def fresh_venv(where: Path, wheel: Path) -> Path:
                           capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
     ours = subprocess.run([sys.executable, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
                           capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
-    Path(site, "dependencies.pth").write_text(ours + "\n")
+    clean = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     installed = subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "--no-index",
-                                "--quiet", str(wheel)], capture_output=True, text=True, timeout=300, check=False)  # fmt: skip
+                                "--quiet", str(wheel)], capture_output=True, text=True, timeout=300, check=False, env=clean)  # fmt: skip
     assert installed.returncode == 0, installed.stdout + installed.stderr
+    # Only now: pip must not find this checkout's own (editable) install among the dependencies.
+    Path(site, "dependencies.pth").write_text(ours + "\n")
     return where
 
 
@@ -98,8 +100,8 @@ def test_a_fresh_virtualenv_serves_a_request_with_the_codex_proxy_command(wheel:
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "CODEX_PROXY_DATA_DIR", "XDG_DATA_HOME", "PORT")}
     env.update(HOME=str(home), PYTHONUNBUFFERED="1")
     where = subprocess.run([str(venv / "bin" / "python"), "-c", "import core, codex_proxy; print(core.__file__)"],
-                           cwd=tmp_path, env=env, capture_output=True, text=True, check=True).stdout  # fmt: skip
-    assert where.startswith(str(venv)), where  # the wheel's code, not this checkout's
+                           cwd=tmp_path, env=env, capture_output=True, text=True, check=False)  # fmt: skip
+    assert where.stdout.startswith(str(venv)), where.stdout + where.stderr  # the wheel's code, not this checkout's
     data = home / ".local" / "share" / "codex-proxy" / "demo"
     log = (tmp_path / "codex-proxy.log").open("wb")
     process = subprocess.Popen([str(venv / "bin" / "codex-proxy"), "--listen-host", "127.0.0.1", "-p", "0",
