@@ -370,7 +370,7 @@ class AccountPool:
         """Queue the fields that changed (and the last use, which rides along): writing only those
         keeps this instance from overwriting what another one changed in the other fields."""
         row = account.state_row()
-        self._writer.put((account.id, {name: row[name] for name in (*names, "last_used_at")}))
+        self._writer.put((account.id, {name: row[name] for name in (*names, "last_used_at") if name in row}))
 
     def _write_states(self, changes: list[StateChange]) -> None:
         self._store.write_states(dict(changes))

@@ -9,7 +9,7 @@ Refresh tokens rotate: the server kills the one presented as it answers with its
   (``refresh_started_at``/``refresh_owner``) is committed in the same transaction that re-reads
   the stored tokens (if another process or an import already rotated them, those are adopted and
   nothing is sent). The answer is committed — successor tokens stored, marker cleared, one durable
-  SQLite commit — before any request may use the new access token.
+  commit — before any request may use the new access token.
 * **Across processes.** The store's refresh lock (core/store/locks.py) keeps a second process —
   another instance on the same PostgreSQL — from refreshing the same account meanwhile: it waits
   for the lock, finds the successor committed, and adopts it (so does every other instance, told
