@@ -16,6 +16,7 @@ STAMP   := $(VENV)/.installed
 # npm ci writes this file: the CLIs the tests drive (Claude Code) are installed and current
 CLI     := tests/cli/node_modules/.package-lock.json
 GEMINI_CLI := tests/cli/gemini/node_modules/.bin/gemini
+CODEX_CLI := tests/cli/codex/node_modules/.bin/codex
 # The dashboard's browser tests drive Debian's Chromium through Playwright (not Playwright's download).
 CHROMIUM ?= /usr/bin/chromium
 # The shared-store tests start a real PostgreSQL server of their own (Debian's postgresql package).
@@ -51,6 +52,12 @@ $(GEMINI_CLI): tests/cli/gemini/package-lock.json
 	npm ci --prefix tests/cli/gemini --no-audit --no-fund --ignore-scripts --loglevel=error
 	touch $@
 
+# The real Codex CLI (pinned in tests/cli/codex/package-lock.json): its fingerprint is the reference.
+$(CODEX_CLI): tests/cli/codex/package-lock.json
+	@command -v npm >/dev/null || { echo "npm (Node.js 20+) is needed to install the Codex CLI the tests drive"; exit 1; }
+	npm ci --prefix tests/cli/codex --no-audit --no-fund --ignore-scripts --loglevel=error
+	touch $@
+
 $(CHROMIUM):
 	@command -v apt-get >/dev/null || { echo "The browser tests need Chromium at $(CHROMIUM): install it, or point CHROMIUM=... at one"; exit 1; }
 	$(SUDO) apt-get install -y chromium || { $(SUDO) apt-get update && $(SUDO) apt-get install -y chromium; }
@@ -62,7 +69,7 @@ postgresql:
 	  $(SUDO) apt-get install -y postgresql || { $(SUDO) apt-get update && $(SUDO) apt-get install -y postgresql; }; }
 	@ls $(PG_CTL) >/dev/null 2>&1 || { echo "postgresql is installed but no $(PG_CTL) was found"; exit 1; }
 
-test: $(STAMP) $(CLI) $(GEMINI_CLI) $(CHROMIUM) postgresql
+test: $(STAMP) $(CLI) $(GEMINI_CLI) $(CODEX_CLI) $(CHROMIUM) postgresql
 	CODEX_PROXY_CHROMIUM=$(CHROMIUM) $(PY) -m pytest $(ARGS)
 
 screenshots: $(STAMP) $(CHROMIUM)
@@ -78,4 +85,4 @@ replay-fixtures: $(STAMP)
 	$(PY) -m tests.fixtures.replay.make_fixtures
 
 clean:
-	rm -rf $(VENV) .pytest_cache tests/cli/node_modules tests/cli/gemini/node_modules
+	rm -rf $(VENV) .pytest_cache tests/cli/node_modules tests/cli/gemini/node_modules tests/cli/codex/node_modules

@@ -22,12 +22,14 @@ from core.accounts.pool import AccountPool
 from core.accounts.service import AccountService
 from core.accounts.tokens import TokenManager
 from core.codex.catalog import ModelCatalog
+from core.codex.version_feed import VersionFeed
 from core.config import ConfigStore
 from core.settings import Settings
 from core.turn.pipeline import Pipeline
 from core.store.accounts import AccountStore
 from core.store.affinity import AffinityStore
 from core.store.bodies import BodyLog
+from core.store.client_state import ClientState
 from core.store.opening import open_database
 from core.store.request_log import RequestLog
 from core.upstream.transport import UpstreamTransport
@@ -60,6 +62,7 @@ class Services:
         self.bodies = BodyLog(self.db, cfg.logs.bodies_kept)
         self.catalog = ModelCatalog.from_config(cfg)
         self.installation_id = _installation_id(cfg.data_dir)
+        self.version_feed = VersionFeed(self.config, ClientState(self.db))  # applies the version kept last time
         self.config.on_change(self._config_changed)
         self.loop: asyncio.AbstractEventLoop | None = None
         self.transport: UpstreamTransport | None = None
@@ -85,11 +88,20 @@ class Services:
         self.backend = backend = AccountBackend(self.config, self.pool, self.tokens, self.transport)
         self.pipeline = Pipeline(self.config, self.pool, self.tokens, self.transport, self.installation_id)
         await self.tokens.start()
+        self.version_feed.on_new_version = self._new_client_version
+        self.version_feed.start(self.transport)
         backend.refresh_catalogs()
         self.pool.on_change(lambda _: loop.call_soon_threadsafe(backend.refresh_catalogs))
         self.db.events.start()  # from now on, what other instances sharing the store change arrives
 
+    def _new_client_version(self) -> None:
+        """The backend may list more models to the new version: ask for every plan's list again."""
+        self.pool.plans.expire()
+        if self.backend is not None:
+            self.backend.refresh_catalogs()
+
     async def stop(self) -> None:
+        self.version_feed.stop()
         if self.tokens is not None:
             self.tokens.stop()
         if self.transport is not None:

@@ -75,6 +75,9 @@ class ClientSettings:
     app_version: str
     platform: str
     arch: str
+    terminal: str
+    version_feed_url: str | None
+    version_check_minutes: PositiveNumber
     residency: str | None
 
 
@@ -123,6 +126,7 @@ class LogsSettings:
 @dataclass(frozen=True, slots=True)
 class TlsSettings:
     impersonate: str | None
+    ca_file: str | None
     proxy_url: str | None
     force_http11: bool
     max_transfers: PositiveCount

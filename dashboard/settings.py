@@ -160,6 +160,7 @@ def settings_view() -> dict[str, Any]:
         "strategies": list(STRATEGIES),
         "has_key": bool(cfg.server.proxy_api_key),
         "has_password": bool(cfg.session.password),
+        "client_version": services().version_feed.status(),
     }
 
 

@@ -51,7 +51,7 @@ class AccountBackend:
         url = cfg.api.base_url.rstrip("/") + path
         for retry in (True, False):
             sent = account.access_token
-            headers = {**account_headers(cfg, account), "Accept": "application/json"}
+            headers = account_headers(cfg, account)
             reply = await self._transport.request("GET", url, headers, timeout=30.0)
             if reply.status == 401 and retry and account.refresh_token and not account.refresh_error:
                 try:

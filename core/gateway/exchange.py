@@ -99,8 +99,9 @@ class Exchange:
             await self._reply_error(err)
             return
         collected = CollectedTurn()
-        async for event in turn.events():
-            collected.add(event.deltas)
+        async with contextlib.aclosing(turn.events()) as events:
+            async for event in events:
+                collected.add(event.deltas)
         collected.finalize(turn.parser)
         self.collected_usage = collected.usage
         if collected.error is not None:
@@ -144,13 +145,14 @@ class Exchange:
         self.status = 200
         watchdog = asyncio.ensure_future(self._keepalive(translator))
         try:
-            async for event in turn.events():
-                data = translator.feed(event)
-                if data:
-                    if self.first_byte is None:
-                        self.first_byte = time.monotonic()
-                    self._last_write = time.monotonic()
-                    await self.sink.write(data)
+            async with contextlib.aclosing(turn.events()) as events:
+                async for event in events:
+                    data = translator.feed(event)
+                    if data:
+                        if self.first_byte is None:
+                            self.first_byte = time.monotonic()
+                        self._last_write = time.monotonic()
+                        await self.sink.write(data)
         finally:
             watchdog.cancel()
         if (error := getattr(turn.parser.terminal, "error", None)) is not None:

@@ -118,6 +118,12 @@ def m004_request_bodies(db: sqlite_utils.Database) -> None:
 
 
 @migrations()
+def m006_client_state(db: sqlite_utils.Database) -> None:
+    # What the proxy learnt about itself and keeps across restarts (the release feed's last answer).
+    db["client_state"].create({"key": str, "value": str, "updated_at": float}, pk="key")
+
+
+@migrations()
 def m011_session_affinity(db: sqlite_utils.Database) -> None:
     # Which account serves a conversation, for every instance sharing the store and across restarts
     # (core/accounts/affinity.py). "conversation" is a digest of the client's conversation key.

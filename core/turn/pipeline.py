@@ -9,6 +9,7 @@ a tool call) or finished. Everything that goes wrong before that — an HTTP err
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import time
@@ -27,7 +28,7 @@ from core.accounts.tokens import TokenManager
 from core.codex.errors import FATAL, RETRY_SAME, ROTATE, UpstreamError, classify_http, is_unsupported_model
 from core.codex.events import PRELUDE_EVENTS, TERMINAL_EVENTS, CodexStreamParser, Failed, Finished
 from core.codex.headers import account_installation_id, responses_headers
-from core.codex.request import finalize_body, finalize_compact_body, scoped_conversation_id, without_reasoning_items
+from core.codex.request import compress_body, finalize_body, finalize_compact_body, scoped_conversation_id, without_reasoning_items
 from core.codex.sse import SSEParser
 from core.config import ConfigStore
 from core.turn.model import Turn, UpstreamEvent, disconnected_event
@@ -76,6 +77,8 @@ class TurnStream:
             event.deltas = self.parser.feed(event.name, event.data)
             yield event
         finally:
+            if self._live is not None:
+                await self._live.aclose()
             await self.aclose()
 
     async def aclose(self) -> None:
@@ -88,11 +91,12 @@ class TurnStream:
 async def read_events(upstream: UpstreamStream, parser: CodexStreamParser) -> AsyncIterator[UpstreamEvent]:
     """Upstream bytes → SSE frames → decoded events, each run through ``parser``."""
     sse = SSEParser()
-    async for chunk in upstream.chunks():
-        for frame in sse.feed(chunk):
-            if (event := _decode(frame.event, frame.data)) is not None:
-                event.deltas = parser.feed(event.name, event.data)
-                yield event
+    async with contextlib.aclosing(upstream.chunks()) as chunks:
+        async for chunk in chunks:
+            for frame in sse.feed(chunk):
+                if (event := _decode(frame.event, frame.data)) is not None:
+                    event.deltas = parser.feed(event.name, event.data)
+                    yield event
     for frame in sse.close():
         if (event := _decode(frame.event, frame.data)) is not None:
             event.deltas = parser.feed(event.name, event.data)
@@ -162,9 +166,8 @@ class Pipeline:
             cfg = self._config.current
             conversation_id, installation_id = self._identity(account, turn)
             headers = account_headers(cfg, account)
-            headers.update({"Content-Type": "application/json", "Accept": "application/json",
-                            "OpenAI-Beta": "responses_websockets=2026-02-06", "x-client-request-id": conversation_id,
-                            "x-codex-installation-id": installation_id})
+            headers.update({"accept": "application/json", "content-type": "application/json",
+                            "x-client-request-id": conversation_id, "x-codex-installation-id": installation_id})
             url = cfg.api.base_url.rstrip("/") + "/codex/responses/compact"
             reply = await self._transport.request("POST", url, headers, finalize_compact_body(turn.body),
                                                   timeout=cfg.api.timeout_seconds)
@@ -289,9 +292,10 @@ class Pipeline:
             conversation_id=conversation_id,
             installation_id=installation_id,
             forwarded=turn.forwarded_headers,
+            model=turn.body.get("model"),
         )
         headers.update(cookie_header(account))
-        body = finalize_body(turn.body, conversation_id=conversation_id, installation_id=installation_id)
+        body = compress_body(finalize_body(turn.body, conversation_id=conversation_id, installation_id=installation_id))
         stream = await self._transport.open_stream(cfg.api.base_url.rstrip("/") + "/codex/responses", headers, body)
         self._observe(account, stream.headers, stream.set_cookies)
         if stream.status >= 400:
@@ -320,8 +324,11 @@ class Pipeline:
                 if isinstance(terminal, Finished) and not parser.produced and not (terminal.usage and terminal.usage.output_tokens):
                     raise UpstreamError(502, "empty_response", "Codex returned an empty response", action=ROTATE)
                 if parser.produced or terminal is not None:
+                    if terminal is not None:
+                        await live.aclose()
                     return TurnStream(account, upstream, parser, buffered, None if terminal else live, attempts)
         except BaseException:
+            await live.aclose()
             await upstream.aclose()
             raise
         await upstream.aclose()

@@ -8,12 +8,16 @@ generation instead of reading it to the end.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+
+from curl_cffi.curl import DEFAULT_CACERT
 
 from core.codex.errors import MAX_ERROR_BODY, RETRY_SAME, UpstreamError
 from core.settings import Settings
 from core.upstream.driver import CurlDriver, Limits, Profile, Transfer, TransferError
+from core.upstream.fingerprint import named
 from core.upstream.tap import Leg, open_leg
 
 
@@ -87,11 +91,12 @@ class UpstreamStream:
     async def read(self, limit: int = MAX_ERROR_BODY) -> bytes:
         parts: list[bytes] = []
         size = 0
-        async for chunk in self.chunks():
-            parts.append(chunk)
-            size += len(chunk)
-            if size >= limit:
-                break
+        async with contextlib.aclosing(self.chunks()) as chunks:
+            async for chunk in chunks:
+                parts.append(chunk)
+                size += len(chunk)
+                if size >= limit:
+                    break
         await self.aclose()
         return b"".join(parts)[:limit]
 
@@ -115,10 +120,12 @@ class SimpleResponse:
 class UpstreamTransport:
     def __init__(self, cfg: Settings) -> None:
         self._cfg = cfg
-        self._profile = Profile(impersonate=cfg.tls.impersonate or None, http11=cfg.tls.force_http11)
+        # tls.impersonate names a recorded client (codex_cli) or a curl_cffi browser target.
+        self._profile = Profile(impersonate=cfg.tls.impersonate or None, http11=cfg.tls.force_http11,
+                                fingerprint=named(cfg.tls.impersonate))
         self._driver: CurlDriver | None = None  # made on first use, on the loop that uses it
         self._connect_timeout = cfg.api.connect_timeout_seconds
-        self._stream_limits = Limits(self._connect_timeout, cfg.api.timeout_seconds, stall=True)
+        self._stream_limits = Limits(self._connect_timeout, cfg.stream.idle_timeout_seconds, stall=True)
         self._limits: dict[float, Limits] = {}  # per ``request`` timeout: one instance each (see Limits)
 
     @property
@@ -127,7 +134,8 @@ class UpstreamTransport:
         if driver is None:
             tls = self._cfg.tls
             driver = self._driver = CurlDriver(proxy=tls.proxy_url or None, max_transfers=tls.max_transfers,
-                                               idle_handles=tls.idle_connections, idle_connections=tls.idle_connections)
+                                               idle_handles=tls.idle_connections, idle_connections=tls.idle_connections,
+                                               cacert=tls.ca_file or DEFAULT_CACERT)
         return driver
 
     async def _start(self, method: str, url: str, headers: dict[str, str], body: bytes | None, limits: Limits,

@@ -18,6 +18,7 @@ from core.accounts.model import Account
 from core.store import log_queries
 from core.store.accounts import AccountStore
 from core.store.affinity import AffinityStore
+from core.store.client_state import ClientState
 from core.store.db import Database
 from core.store.migrations import migrations
 from core.store.postgres import PostgresDatabase
@@ -182,6 +183,15 @@ def test_the_request_log_reads_alike(pg_url: str, tmp_path: Path) -> None:
     sqlite, pg = answers
     assert pg == sqlite
     assert sqlite["summary"]["totals"]["requests"] == 31 and sqlite["search"][1] == 3 and sqlite["pruned"] == 29
+
+
+def test_the_client_state_store_works_unchanged(database: Database) -> None:
+    """core/store/client_state.py was written for SQLite alone; it runs on both as it is."""
+    state = ClientState(database)
+    assert state.get("release") is None
+    state.put("release", {"version": "0.171.0"})
+    state.put("release", {"version": "0.172.0"})
+    assert state.get("release") == {"version": "0.172.0"}
 
 
 def test_affinity_rows_load_and_look_up_alike(database: Database) -> None:
