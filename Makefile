@@ -1,7 +1,7 @@
 # codex-proxy — every target installs what it needs first (into .venv at the repo root).
 #   make start   install, then run the proxy (mitmdump -s addons/codex.py) on 127.0.0.1:8080
-#   make test    install everything the suite needs (Python packages, and the real client CLIs
-#                from tests/cli/package-lock.json via npm), then run it
+#   make test    install everything the suite needs (Python packages, the real client CLIs from
+#                tests/cli/package-lock.json via npm, Chromium, tinyproxy and microsocks), then run it
 #   make demo    the proxy against the bundled fake Codex backend (no ChatGPT account needed)
 #   make web     like start, with mitmweb's live flow view
 #   make bench   the benchmark: added latency, throughput, concurrent streams (report in bench-results/)
@@ -19,6 +19,8 @@ GEMINI_CLI := tests/cli/gemini/node_modules/.bin/gemini
 CODEX_CLI := tests/cli/codex/node_modules/.bin/codex
 # The dashboard's browser tests drive Debian's Chromium through Playwright (not Playwright's download).
 CHROMIUM ?= /usr/bin/chromium
+# The proxy-pool tests start real proxy servers: Debian's tinyproxy (HTTP) and microsocks (SOCKS5).
+PROXY_SERVERS := /usr/bin/tinyproxy /usr/bin/microsocks
 # The shared-store tests start a real PostgreSQL server of their own (Debian's postgresql package).
 PG_CTL  := /usr/lib/postgresql/*/bin/pg_ctl
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
@@ -63,13 +65,17 @@ $(CHROMIUM):
 	$(SUDO) apt-get install -y chromium || { $(SUDO) apt-get update && $(SUDO) apt-get install -y chromium; }
 	@test -x $(CHROMIUM) || { echo "Debian's chromium is at /usr/bin/chromium, not at CHROMIUM=$(CHROMIUM)"; exit 1; }
 
+$(PROXY_SERVERS) &:
+	@command -v apt-get >/dev/null || { echo "The proxy-pool tests need tinyproxy and microsocks: install them"; exit 1; }
+	$(SUDO) apt-get install -y --no-install-recommends tinyproxy microsocks || { $(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends tinyproxy microsocks; }
+
 # Only the server's programs are used (initdb, pg_ctl): the tests run their own cluster in a temporary folder.
 postgresql:
 	@ls $(PG_CTL) >/dev/null 2>&1 || { command -v apt-get >/dev/null || { echo "The shared-store tests need PostgreSQL's server programs (Debian: apt-get install postgresql)"; exit 1; }; \
 	  $(SUDO) apt-get install -y postgresql || { $(SUDO) apt-get update && $(SUDO) apt-get install -y postgresql; }; }
 	@ls $(PG_CTL) >/dev/null 2>&1 || { echo "postgresql is installed but no $(PG_CTL) was found"; exit 1; }
 
-test: $(STAMP) $(CLI) $(GEMINI_CLI) $(CODEX_CLI) $(CHROMIUM) postgresql
+test: $(STAMP) $(CLI) $(GEMINI_CLI) $(CODEX_CLI) $(CHROMIUM) $(PROXY_SERVERS) postgresql
 	CODEX_PROXY_CHROMIUM=$(CHROMIUM) $(PY) -m pytest $(ARGS)
 
 screenshots: $(STAMP) $(CHROMIUM)

@@ -167,6 +167,7 @@ class FakeCodex:
                 "body": body,
                 "raw": raw,
                 "account": account,
+                "peer": request.remote,  # who connected: the proxy, when the caller used one
                 "time": time.time(),
                 "notes": [],
             }

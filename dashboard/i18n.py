@@ -1,6 +1,7 @@
 """The dashboard's words in English and Chinese, and what every page template gets.
 
-One table, each key with both languages side by side, so neither can lack a string. Templates
+One table, each key with both languages side by side, so neither can lack a string (the Proxies
+page's part of it is kept in dashboard/i18n_proxies.py and merged in here). Templates
 call ``t(key, **values)``; the page's script gets the same table (its language only) in the boot
 JSON and formats with the same ``{name}`` placeholders. Numbers, dates and relative times are
 left to the browser's ``Intl`` in the chosen language.
@@ -11,6 +12,9 @@ from __future__ import annotations
 from typing import Any
 
 from flask import request
+
+from dashboard.i18n_proxies import PROXY_STRINGS
+from dashboard.i18n_access import ACCESS_STRINGS
 
 LANGUAGES = (("en", "English"), ("zh", "中文"))
 THEMES = ("auto", "light", "dark")
@@ -350,6 +354,8 @@ STRINGS: dict[str, tuple[str, str]] = {
     "settings.password_clear": ("Remove password", "移除密码"),
     "settings.password_changed": ("The dashboard password was changed", "控制面板密码已更改"),
     "settings.session_ttl": ("Dashboard login lasts (minutes)", "控制面板登录有效期（分钟）"),
+    **PROXY_STRINGS,
+    **ACCESS_STRINGS,
 }
 
 

@@ -17,6 +17,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from http.cookies import CookieError, SimpleCookie
 from typing import TypeVar
 
+from core.accounts.proxy_pool import Route
+
 import orjson
 
 from core.accounts.backend import account_headers, cookie_header
@@ -140,11 +142,12 @@ def _cf_clearance(set_cookies: list[str]) -> str | None:
 
 class Pipeline:
     def __init__(self, config: ConfigStore, pool: AccountPool, tokens: TokenManager, transport: UpstreamTransport,
-                 installation_id: str) -> None:
+                 installation_id: str, route: Route) -> None:
         self._config = config
         self._pool = pool
         self._tokens = tokens
         self._transport = transport
+        self._route = route  # the account's proxy (core/accounts/proxy_pool.py)
         self._installation_id = installation_id
 
     async def start(self, turn: Turn) -> TurnStream:
@@ -170,7 +173,7 @@ class Pipeline:
                             "x-client-request-id": conversation_id, "x-codex-installation-id": installation_id})
             url = cfg.api.base_url.rstrip("/") + "/codex/responses/compact"
             reply = await self._transport.request("POST", url, headers, finalize_compact_body(turn.body),
-                                                  timeout=cfg.api.timeout_seconds)
+                                                  timeout=cfg.api.timeout_seconds, proxy=self._route(account))
             self._observe(account, reply.headers, [])
             if reply.status >= 400:
                 raise classify_http(reply.status, reply.headers, reply.body)
@@ -267,6 +270,8 @@ class Pipeline:
         if state.cooldown_until:
             wait = max(1.0, state.cooldown_until - now)
             return NoAccountError(503, "upstream_blocked", f"The upstream is blocking every account (Cloudflare); retry in {wait:.0f}s.", retry_after=wait)
+        if state.gated:
+            return NoAccountError(503, "proxy_unavailable", f"No account can serve: their proxies cannot be used ({state.gated}).")
         if last_error is not None:
             return last_error
         return NoAccountError(503, "no_available_accounts", "No usable ChatGPT account: all are expired, banned or disabled. Log in again at /auth/login.")
@@ -296,7 +301,8 @@ class Pipeline:
         )
         headers.update(cookie_header(account))
         body = compress_body(finalize_body(turn.body, conversation_id=conversation_id, installation_id=installation_id))
-        stream = await self._transport.open_stream(cfg.api.base_url.rstrip("/") + "/codex/responses", headers, body)
+        stream = await self._transport.open_stream(cfg.api.base_url.rstrip("/") + "/codex/responses", headers, body,
+                                                   self._route(account))
         self._observe(account, stream.headers, stream.set_cookies)
         if stream.status >= 400:
             raw = await stream.read()

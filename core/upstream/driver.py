@@ -473,7 +473,8 @@ class CurlDriver:
               limits: Limits, profile: Profile, proxy: str | None = None, collect: bool = False) -> Transfer:
         """Begin a transfer and return it; the caller awaits ``Transfer.headers()``. ``proxy``
         overrides the driver's for this request (``http://``, ``https://``, ``socks5h://``, with
-        credentials in the URL). ``collect``: the whole body is wanted at the end, so the transfer
+        credentials in the URL; ``""``: a direct connection, whatever the driver's or the
+        environment's proxy). ``collect``: the whole body is wanted at the end, so the transfer
         is never paused for unread data."""
         if self._closed:
             raise TransferError(0, "transport closed")
@@ -483,7 +484,7 @@ class CurlDriver:
         try:
             easy = self._acquire(profile)
             try:
-                self._prepare(easy, transfer, method, url, headers, body, limits, proxy or self._proxy)
+                self._prepare(easy, transfer, method, url, headers, body, limits, self._proxy if proxy is None else proxy)
             except BaseException:
                 if transfer._slist != ffi.NULL:
                     lib.curl_slist_free_all(transfer._slist)
@@ -642,8 +643,9 @@ class CurlDriver:
         if easy.limits is not limits:
             self._set_limits(easy, limits)
         if easy.proxy != proxy:
-            # An https:// URL goes through a CONNECT tunnel by itself; http:// is forwarded.
-            setopt(ptr, _PROXY, proxy.encode() if proxy else ffi.NULL)
+            # An https:// URL goes through a CONNECT tunnel by itself; http:// is forwarded. NULL
+            # lets libcurl read the environment's proxy variables; "" turns every proxy off.
+            setopt(ptr, _PROXY, ffi.NULL if proxy is None else proxy.encode())
             easy.proxy = proxy
 
     def _switch_mode(self, easy: _Easy, mode: int) -> None:

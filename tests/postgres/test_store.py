@@ -15,13 +15,16 @@ import pytest
 from sqlite_utils.db import NotFoundError
 
 from core.accounts.model import Account
+from core.accounts.proxies import new_proxy
 from core.store import log_queries
 from core.store.accounts import AccountStore
 from core.store.affinity import AffinityStore
+from core.store.client_keys import ClientKeyStore, SpendRow
 from core.store.client_state import ClientState
 from core.store.db import Database
 from core.store.migrations import migrations
 from core.store.postgres import PostgresDatabase
+from core.store.proxies import ProxyStore
 from core.store.request_log import RequestLog
 
 
@@ -192,6 +195,29 @@ def test_the_client_state_store_works_unchanged(database: Database) -> None:
     state.put("release", {"version": "0.171.0"})
     state.put("release", {"version": "0.172.0"})
     assert state.get("release") == {"version": "0.172.0"}
+
+
+def test_the_proxy_and_client_key_stores_work_unchanged(database: Database) -> None:
+    """Two more modules written for SQLite (their SQL kept in the common subset) on both."""
+    proxies = ProxyStore(database)
+    proxy = new_proxy("socks5://user:pw@127.0.0.1:1080")
+    proxies.save([proxy])
+    AccountStore(database).upsert(Account(id="acct_1", chatgpt_account_id="c1", access_token="t"))
+    proxies.assign({"acct_1": ("specific", proxy.id), "missing": ("automatic", None)})
+    proxies.write_changes([("health", proxy.id, {"status": "ok", "checked_at": 1.0, "latency_ms": 12.5, "exit_ip": "203.0.113.9",
+                                                 "last_error": None})])  # fmt: skip
+    assert [(p.id, p.status, p.password) for p in proxies.all()] == [(proxy.id, "ok", "pw")]
+    assert proxies.assignments() == {"acct_1": ("specific", proxy.id)}
+    AccountStore(database).delete(["acct_1"])
+    assert proxies.assignments() == {}  # ON DELETE CASCADE on both
+
+    keys = ClientKeyStore(database)
+    keys.insert({"id": "k1", "digest": "d1", "label": "one", "created_at": 1.0, "spent_tokens": 0, "spent_usd": 0.0})
+    keys.save_spend(SpendRow("k1", 120, 0.25, 10.0, 11.0))
+    assert keys.flush()
+    assert {k: keys.all()[0][k] for k in ("spent_tokens", "spent_usd", "enabled")} == {"spent_tokens": 120, "spent_usd": 0.25, "enabled": 1}
+    assert keys.delete("k1") and keys.all() == []
+    keys.close()
 
 
 def test_affinity_rows_load_and_look_up_alike(database: Database) -> None:

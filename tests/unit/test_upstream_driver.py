@@ -265,7 +265,8 @@ def test_redirects_are_followed_and_the_final_answer_reported(tmp_path: Path) ->
 
 
 def test_a_per_request_proxy(tmp_path: Path) -> None:
-    """``proxy`` on one start goes through that proxy; the handle's next request goes direct."""
+    """``proxy`` on one start goes through that proxy; the handle's next request goes direct; ``""``
+    goes direct even when the driver has a proxy."""
 
     async def origin(seen: Seen, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         writer.write(response(200, b"direct"))
@@ -288,6 +289,15 @@ def test_a_per_request_proxy(tmp_path: Path) -> None:
         transfer = driver.start("GET", base + "/y", [], None, limits, profile, collect=True)
         await transfer.finished()
         assert transfer.take() == b"direct" and len(proxy_server.seen) == 1
+        driver.close()
+        # A driver with a proxy of its own: None uses it, "" goes direct (an account in direct mode).
+        driver = CurlDriver(proxy=proxy_base, idle_handles=1)
+        via = b"via proxy " + (base + "/z").encode()
+        for override, answer in ((None, via), ("", b"direct"), (None, via)):
+            transfer = driver.start("GET", base + "/z", [], None, limits, profile, proxy=override, collect=True)
+            await transfer.finished()
+            assert transfer.take() == answer, override
+        assert len(proxy_server.seen) == 3
         driver.close()
         await origin_server.stop()
         await proxy_server.stop()
