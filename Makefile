@@ -21,9 +21,11 @@ CODEX_CLI := tests/cli/codex/node_modules/.bin/codex
 CHROMIUM ?= /usr/bin/chromium
 # The proxy-pool tests start real proxy servers: Debian's tinyproxy (HTTP) and microsocks (SOCKS5).
 PROXY_SERVERS := /usr/bin/tinyproxy /usr/bin/microsocks
+# The shared-store tests start a real PostgreSQL server of their own (Debian's postgresql package).
+PG_CTL  := /usr/lib/postgresql/*/bin/pg_ctl
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install start web demo test bench replay-fixtures screenshots vendor clean
+.PHONY: install start web demo test bench replay-fixtures screenshots vendor clean postgresql
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 12) else "Python 3.12+ is needed (mitmproxy 12); found " + sys.version)'
@@ -67,7 +69,13 @@ $(PROXY_SERVERS) &:
 	@command -v apt-get >/dev/null || { echo "The proxy-pool tests need tinyproxy and microsocks: install them"; exit 1; }
 	$(SUDO) apt-get install -y --no-install-recommends tinyproxy microsocks || { $(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends tinyproxy microsocks; }
 
-test: $(STAMP) $(CLI) $(GEMINI_CLI) $(CODEX_CLI) $(CHROMIUM) $(PROXY_SERVERS)
+# Only the server's programs are used (initdb, pg_ctl): the tests run their own cluster in a temporary folder.
+postgresql:
+	@ls $(PG_CTL) >/dev/null 2>&1 || { command -v apt-get >/dev/null || { echo "The shared-store tests need PostgreSQL's server programs (Debian: apt-get install postgresql)"; exit 1; }; \
+	  $(SUDO) apt-get install -y postgresql || { $(SUDO) apt-get update && $(SUDO) apt-get install -y postgresql; }; }
+	@ls $(PG_CTL) >/dev/null 2>&1 || { echo "postgresql is installed but no $(PG_CTL) was found"; exit 1; }
+
+test: $(STAMP) $(CLI) $(GEMINI_CLI) $(CODEX_CLI) $(CHROMIUM) $(PROXY_SERVERS) postgresql
 	CODEX_PROXY_CHROMIUM=$(CHROMIUM) $(PY) -m pytest $(ARGS)
 
 screenshots: $(STAMP) $(CHROMIUM)

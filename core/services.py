@@ -1,11 +1,13 @@
-"""The process-wide services both planes share: config, SQLite store, account pool, catalog,
-upstream transport and pipeline. Built once at start-up; the data plane (addon, on mitmproxy's
-event loop) and the control plane (Flask, on worker threads) hold the same instance."""
+"""The process-wide services both planes share: config, store (SQLite, or PostgreSQL shared with
+other instances), account pool, catalog, upstream transport and pipeline. Built once at start-up;
+the data plane (addon, on mitmproxy's event loop) and the control plane (Flask, on worker threads)
+hold the same instance."""
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import logging
 import time
 import uuid
 from collections.abc import Coroutine
@@ -31,15 +33,17 @@ from core.providers.service import ProviderService
 from core.settings import Settings
 from core.turn.pipeline import Pipeline
 from core.store.accounts import AccountStore
+from core.store.affinity import AffinityStore
 from core.store.bodies import BodyLog
 from core.store.client_keys import ClientKeyStore
 from core.store.client_state import ClientState
-from core.store.db import Database
 from core.store.proxies import ProxyStore
+from core.store.opening import open_database
 from core.store.request_log import RequestLog
 from core.upstream.transport import UpstreamTransport
 
 T = TypeVar("T")
+logger = logging.getLogger(__name__)
 
 
 def _installation_id(data_dir: Path) -> str:
@@ -56,9 +60,10 @@ class Services:
         """Blocking (files, SQLite migrations): construct off the event loop."""
         self.config = ConfigStore(data_dir, runtime=runtime_config)
         cfg = self.config.current
-        self.db = Database(cfg.db_path)
+        self.db = open_database(cfg)
+        logger.info("store: %s", self.db.describe())
         self.account_store = AccountStore(self.db)
-        self.pool = AccountPool(self.account_store, self.config)
+        self.pool = AccountPool(self.account_store, AffinityStore(self.db), self.config)
         self.pool.load()
         self.proxies = ProxyPool(ProxyStore(self.db))
         self.proxies.load()
@@ -115,6 +120,7 @@ class Services:
         self.version_feed.start(self.transport)
         backend.refresh_catalogs()
         self.pool.on_change(lambda _: loop.call_soon_threadsafe(backend.refresh_catalogs))
+        self.db.events.start()  # from now on, what other instances sharing the store change arrives
 
     def _new_client_version(self) -> None:
         """The backend may list more models to the new version: ask for every plan's list again."""
@@ -141,6 +147,7 @@ class Services:
         self.client_keys.close()
         self.pool.close()
         self.proxies.close()
+        self.db.close()
 
     def pooled_quota(self) -> dict[str, Any]:
         """The pool's remaining quota seen as one account (core.accounts.quota.pooled)."""

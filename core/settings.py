@@ -218,6 +218,12 @@ class PricingSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class StoreSettings:
+    url: str | None  # a postgresql:// URL; None: SQLite in the data folder
+    pool_size: PositiveCount
+
+
+@dataclass(frozen=True, slots=True)
 class ProvidersSettings:
     key_cooldown_seconds: PositiveNumber
     models_refresh_minutes: PositiveNumber
@@ -247,6 +253,7 @@ class Settings:
     ollama: OllamaSettings
     intercept: InterceptSettings
     pricing: PricingSettings
+    store: StoreSettings
     providers: ProvidersSettings
     images: ImagesSettings
     data_dir: Path

@@ -1,4 +1,4 @@
-"""Management API under ``/admin``: usage statistics and the request log (SQLite's request_log).
+"""Management API under ``/admin``: usage statistics and the request log (the store's request_log).
 Settings are in dashboard/settings.py."""
 
 from __future__ import annotations

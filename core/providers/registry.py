@@ -92,6 +92,15 @@ class ProviderRegistry:
         self._providers = {p.id: p for p in providers}
         self.table = RoutingTable(providers, routes)
         self._listeners: list[Callable[[], None]] = []
+        store.subscribe(self.reload)
+
+    def reload(self) -> None:
+        """Everything as stored (another instance changed it)."""
+        providers, routes = self._store.load()
+        with self._lock:
+            self._providers = {p.id: p for p in providers}
+            self.table = RoutingTable(providers, routes)
+        self._notify()
 
     # --- reading --------------------------------------------------------------------------------------
 

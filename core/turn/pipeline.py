@@ -202,6 +202,7 @@ class Pipeline:
         errors, one token refresh for a 401, then the next account the pool offers. A TurnStream
         result keeps the account's in-flight slot until it is closed."""
         excluded: set[str] = set()
+        await self._pool.recall(turn.conversation_key)  # shared store: its earlier turns may have gone elsewhere
         holding = account = self._choose(turn, excluded, None)  # its in-flight slot is ours to release
         attempts = same_account_retries = 0
         reauthorized = False
