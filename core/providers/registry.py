@@ -95,9 +95,10 @@ class ProviderRegistry:
         store.subscribe(self.reload)
 
     def reload(self) -> None:
-        """Everything as stored (another instance changed it)."""
-        providers, routes = self._store.load()
+        """Everything as stored (another instance changed it). Read under the lock, so a change of
+        this instance's own is either in what is read or made after it."""
         with self._lock:
+            providers, routes = self._store.load()
             self._providers = {p.id: p for p in providers}
             self.table = RoutingTable(providers, routes)
         self._notify()
