@@ -62,8 +62,16 @@ class ToControlPlane:
     """Marker: hand the request to the Flask app unchanged."""
 
 
+@dataclass(slots=True)
+class SocketJob:
+    """An accepted WebSocket handshake on the Responses path: the host answers 101 and serves
+    turns over it (core/gateway/responses_ws.py), each prepared by ``DataPlane.socket_turn``."""
+
+    request: ClientRequest  # the handshake: its headers stand for every turn's
+
+
 TO_CONTROL_PLANE = ToControlPlane()
-Outcome = Reply | Job | ToControlPlane
+Outcome = Reply | Job | ToControlPlane | SocketJob
 Handler = Callable[[ClientRequest, "re.Match[str]"], Outcome]
 
 
@@ -93,6 +101,7 @@ class DataPlane:
             ("POST", re.compile(r"^(?:/v1)?/chat/completions$"), self._protocol(openai_chat)),
             ("POST", re.compile(r"^(?:/v1)?/responses/compact$"), self._protocol(responses, compact=True)),
             ("POST", re.compile(r"^(?:/v1)?/responses$"), self._protocol(responses)),
+            ("GET", re.compile(r"^(?:/v1)?/responses$"), self._responses_socket),
             ("POST", re.compile(r"^(?:/v1)?/messages$"), self._protocol(anthropic)),
             ("POST", re.compile(r"^(?:/v1)?/messages/count_tokens$"), self._local(anthropic, anthropic.count_tokens)),
             ("GET", re.compile(r"^/health$"), self._health),
@@ -140,6 +149,30 @@ class DataPlane:
             return prepared if isinstance(prepared, Reply) else Job(protocol, prepared, request.path, compact=compact, body=request.body)
 
         return self._local(protocol, job)
+
+    # --- Responses over a WebSocket ----------------------------------------------------------------
+
+    def _responses_socket(self, request: ClientRequest, _: re.Match[str]) -> Outcome:
+        """``GET /v1/responses`` with ``Upgrade: websocket`` (Codex CLI's built-in provider tries it
+        first). The key is checked on the handshake, as the API does; the turns come as frames."""
+
+        def accept(request: ClientRequest, catalog: Any, cfg: Any) -> Outcome:
+            if request.headers.get("upgrade", "").lower() != "websocket":
+                raise _method_not_allowed(request)
+            if request.headers.get("sec-websocket-version") != "13" or not request.headers.get("sec-websocket-key"):
+                error = ClientError("WebSocket handshake needs Sec-WebSocket-Version: 13 and a Sec-WebSocket-Key", code="upgrade_required")
+                error.status = 426
+                raise error
+            return SocketJob(request)
+
+        return self._local(responses, accept)(request, _)
+
+    def socket_turn(self, handshake: ClientRequest, body: bytes) -> Job | Reply:
+        """One ``response.create`` frame's body as a Responses job: the handshake's headers (and
+        its authentication, done once) with the frame as the request body."""
+        request = ClientRequest("POST", handshake.path, handshake.query, handshake.headers, body, handshake.client_addr, trusted=True)
+        prepared = translate(responses, responses.parse_request, request, self.services)
+        return prepared if isinstance(prepared, Reply) else Job(responses, prepared, handshake.path, body=body)
 
     def _local(self, protocol: ModuleType, answer: Callable[[ClientRequest, Any, Any], Outcome]) -> Handler:
         """An authenticated endpoint of ``protocol``: ``answer`` makes a reply or a job; every

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 from pathlib import Path
@@ -25,12 +26,16 @@ import orjson
 from mitmproxy import ctx, flow as mflow, hooks, http
 from mitmproxy.addonmanager import Loader
 
+from core.accounts.quota import usage_headers
 from core.config import ConfigStore, default_data_dir
 from core.gateway.control import ControlPlane
 from core.gateway.exchange import Exchange
 from core.gateway.ollama_routes import OllamaPlane
-from core.gateway.routes import DataPlane, Job, ToControlPlane, is_control_plane_path, not_found, refuse
+from core.gateway.responses_ws import ResponsesSocket
+from core.gateway.routes import DataPlane, Job, SocketJob, ToControlPlane, is_control_plane_path, not_found, refuse
+from core.gateway.sink import Sink
 from core.hosts import dispatch, virtual
+from core.hosts.websocket import ServerSocket
 from core.hosts.body_budget import BodyBudget
 from core.hosts.credentials import CredentialKeeper, ResponseSecrets
 from core.hosts.flows import client_request, is_addressed_to_us
@@ -342,8 +347,17 @@ class CodexGateway:
             flow.metadata[_CONTROL_PLANE] = True
             await control.serve(control.environ(request, flow.request.scheme, flow.request.host_header or ""), answer)
         elif isinstance(outcome, Job):
-            outcome.tap = legs = self.legs.tap(flow, services.cfg.api.base_url)
-            outcome.annotate = _annotator(flow, legs)
-            await Exchange(services, outcome, answer).run()
-            if legs is not None:  # someone is looking: show the comment even if the flow ended first
-                ctx.master.addons.trigger(hooks.UpdateHook([flow]))
+            await self._run_job(flow, services, outcome, answer)
+        elif isinstance(outcome, SocketJob):
+            socket = ServerSocket.accept(answer, flow.request, usage_headers(services.pooled_quota()))
+            session = ResponsesSocket(services, socket, functools.partial(data_plane.socket_turn, outcome.request),
+                                      functools.partial(self._run_job, flow, services))
+            await session.serve()
+            await socket.close()
+
+    async def _run_job(self, flow: http.HTTPFlow, services: Services, job: Job, sink: Sink) -> None:
+        job.tap = legs = self.legs.tap(flow, services.cfg.api.base_url)
+        job.annotate = _annotator(flow, legs)
+        await Exchange(services, job, sink).run()
+        if legs is not None:  # someone is looking: show the comment even if the flow ended first
+            ctx.master.addons.trigger(hooks.UpdateHook([flow]))
