@@ -163,12 +163,24 @@ def test_unknown_paths_on_intercepted_hosts_are_answered_not_forwarded(gateway: 
             response = client.get(url, headers={"Authorization": f"Bearer {CLIENT_KEY}"})
             assert response.status_code == 404, url
             assert response.json()["error"]["code"] == "not_found"
-        # Codex's WebSocket transport is refused quickly (it then falls back to HTTPS).
-        handshake = client.get("https://chatgpt.com/backend-api/codex/responses", headers={
-            "Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "13",
-            "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==", "OpenAI-Beta": "responses_websockets=2026-02-06"})
-        assert handshake.status_code == 405
     assert fake.requests("/codex/responses") == []  # answered here, never forwarded
+
+
+def test_codex_websocket_through_the_proxy(gateway: ProxyProcess, fake: FakeCodexThread) -> None:
+    """Codex signed in with ChatGPT opens ``wss://chatgpt.com/backend-api/codex/responses`` first:
+    the upgrade is answered here and the turns run on our pool, never forwarded."""
+    from websockets.sync.client import connect
+
+    fake.script({"text": "over the intercepted socket"})
+    with connect("wss://chatgpt.com/backend-api/codex/responses", proxy=gateway.origin, ssl=gateway.tls_context(),
+                 additional_headers={"Authorization": f"Bearer {CLIENT_KEY}", "OpenAI-Beta": "responses_websockets=2026-02-06"}) as ws:
+        ws.send(json.dumps({"type": "response.create", "model": "gpt-5.4", "input": "hi"}))
+        events = []
+        while not events or events[-1]["type"] != "response.completed":
+            events.append(json.loads(ws.recv(timeout=30)))
+    assert "".join(e.get("delta", "") for e in events if e["type"] == "response.output_text.delta") == "over the intercepted socket"
+    (upstream,) = fake.requests("/codex/responses")
+    assert CLIENT_KEY not in json.dumps(upstream["headers"])
 
 
 def tunnel(proxy: ProxyProcess, port: int) -> socket.socket:
