@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
-from core.protocols import anthropic, gemini, openai_chat, responses
+from core.protocols import anthropic, completions, gemini, openai_chat, responses
 from core.protocols.base import (
     BadRequest,
     ClientError,
@@ -99,6 +99,7 @@ class DataPlane:
         self._routes: list[tuple[str, re.Pattern[str], Handler]] = [
             # The turns first: tried in order, and these carry nearly all the traffic.
             ("POST", re.compile(r"^(?:/v1)?/chat/completions$"), self._protocol(openai_chat)),
+            ("POST", re.compile(r"^(?:/v1)?/completions$"), self._protocol(completions)),
             ("POST", re.compile(r"^(?:/v1)?/responses/compact$"), self._protocol(responses, compact=True)),
             ("POST", re.compile(r"^(?:/v1)?/responses$"), self._protocol(responses)),
             ("GET", re.compile(r"^(?:/v1)?/responses$"), self._responses_socket),
