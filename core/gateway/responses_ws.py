@@ -48,7 +48,7 @@ class Socket(Protocol):
 
 
 Prepare = Callable[[bytes], "Job | Reply"]  # a response.create body → the turn's job, or a refusal
-Run = Callable[[Job, "FrameSink"], Awaitable[None]]  # the host runs the job into the sink
+Run = Callable[[Job, "FrameSink", int], Awaitable[None]]  # the host runs the job (the connection's nth turn) into the sink
 
 
 def error_frame(status: int, error: dict[str, Any], headers: dict[str, str] | None = None) -> dict[str, Any]:
@@ -190,7 +190,7 @@ class ResponsesSocket:
             await sink.reply(outcome)
             return
         self.turns += 1
-        await self._run(outcome, sink)
+        await self._run(outcome, sink, self.turns)
         if sink.response_id and sink.status in ("completed", "incomplete"):
             self._keep(sink.response_id, body["input"] + sink.output)
 

@@ -175,6 +175,8 @@ def test_mitmweb_shows_the_messages(web_proxy: ProxyProcess, fake: FakeCodexThre
         headers = dict(flow["request"]["headers"])
         assert headers.get("Authorization") in (None, "[redacted]")  # the key never reaches the UI
         messages = web.http.get(f"/flows/{flow['id']}/messages/content/raw.json").json()
+        comment = eventually(lambda: next(f for f in web.flows() if f["id"] == flow["id"])["comment"])
+    assert comment.startswith("turn 1: responses gpt-5.4 account=") and "status=200" in comment
     texts = [json.loads(m["text"]) for m in messages]
     assert texts[0]["type"] == "response.create" and messages[0]["from_client"] is True
     assert texts[-1]["type"] == "response.completed" and not messages[-1]["from_client"]
