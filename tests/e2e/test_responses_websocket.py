@@ -181,3 +181,14 @@ def test_mitmweb_shows_the_messages(web_proxy: ProxyProcess, fake: FakeCodexThre
     assert texts[0]["type"] == "response.create" and messages[0]["from_client"] is True
     assert texts[-1]["type"] == "response.completed" and not messages[-1]["from_client"]
     assert "".join(t.get("delta", "") for t in texts if t["type"] == "response.output_text.delta") == "seen in mitmweb"
+
+
+def test_a_client_leaving_mid_turn_stops_the_upstream(proxy: ProxyProcess, fake: FakeCodexThread) -> None:
+    fake.script({"text": " ".join(["word"] * 200), "event_delay_ms": 50})
+    aborted = fake.stats()["aborted_streams"]
+    with connect(ws_url(proxy), additional_headers={"Authorization": f"Bearer {proxy.key}"}) as ws:
+        ws.send(json.dumps({"type": "response.create", "model": "gpt-5.4", "input": "talk"}))
+        while json.loads(ws.recv(timeout=30))["type"] != "response.output_text.delta":
+            pass
+    eventually(lambda: fake.stats()["aborted_streams"] > aborted, timeout=10)  # the generation was stopped, not left running
+    assert httpx.get(proxy.origin + "/health").status_code == 200
