@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from codex_fake import FakeCodexThread
+from tests.support.clis import cli_home
 from tests.support.proxy import ROOT, ProxyProcess
 
 CLINE = ROOT / "tests" / "cli" / "cline" / "node_modules" / ".bin" / "cline"
@@ -45,10 +46,7 @@ def result(events: list[dict[str, Any]]) -> dict[str, Any]:
 
 @pytest.fixture
 def home(tmp_path: Path) -> Path:
-    if not CLINE.exists():
-        pytest.fail("Cline is not installed: run `make test` (npm ci --prefix tests/cli/cline)")
-    (tmp_path / "work").mkdir()
-    return tmp_path
+    return cli_home(tmp_path, CLINE, "Cline")
 
 
 def test_text_turn(proxy: ProxyProcess, fake: FakeCodexThread, home: Path) -> None:

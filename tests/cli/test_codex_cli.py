@@ -19,6 +19,7 @@ import pytest
 
 from codex_fake import FakeCodexThread
 from tests.support.mitmweb import eventually
+from tests.support.clis import cli_home
 from tests.support.proxy import ROOT, ProxyProcess
 
 CODEX = ROOT / "tests" / "cli" / "codex" / "node_modules" / ".bin" / "codex"
@@ -60,10 +61,7 @@ def agent_text(events: list[dict[str, Any]]) -> str:
 
 @pytest.fixture
 def home(tmp_path: Path) -> Path:
-    if not CODEX.exists():
-        pytest.fail("Codex CLI is not installed: run `make test` (npm ci --prefix tests/cli/codex)")
-    (tmp_path / "work").mkdir()
-    return tmp_path
+    return cli_home(tmp_path, CODEX, "Codex CLI")
 
 
 def test_builtin_provider_text_turn_over_websocket(proxy: ProxyProcess, fake: FakeCodexThread, home: Path,

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from codex_fake import FakeCodexThread
+from tests.support.clis import cli_home
 from tests.support.proxy import ROOT, ProxyProcess
 
 PI = ROOT / "tests" / "cli" / "pi" / "node_modules" / ".bin" / "pi"
@@ -52,10 +53,7 @@ def text_of(message: dict[str, Any]) -> str:
 
 @pytest.fixture
 def home(tmp_path: Path) -> Path:
-    if not PI.exists():
-        pytest.fail("pi is not installed: run `make test` (npm ci --prefix tests/cli/pi)")
-    (tmp_path / "work").mkdir()
-    return tmp_path
+    return cli_home(tmp_path, PI, "pi")
 
 
 @pytest.mark.parametrize("wire", WIRES)

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from codex_fake import FakeCodexThread
+from tests.support.clis import cli_home
 from tests.support.proxy import ROOT, ProxyProcess
 
 QWEN = ROOT / "tests" / "cli" / "qwen" / "node_modules" / ".bin" / "qwen"
@@ -47,10 +48,7 @@ def result(messages: list[dict[str, Any]]) -> dict[str, Any]:
 
 @pytest.fixture
 def home(tmp_path: Path) -> Path:
-    if not QWEN.exists():
-        pytest.fail("Qwen Code is not installed: run `make test` (npm ci --prefix tests/cli/qwen)")
-    (tmp_path / "work").mkdir()
-    return tmp_path
+    return cli_home(tmp_path, QWEN, "Qwen Code")
 
 
 def test_text_turn(proxy: ProxyProcess, fake: FakeCodexThread, home: Path) -> None:

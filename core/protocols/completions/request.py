@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from core.codex.catalog import EFFORTS, ModelCatalog
+from core.codex.catalog import ModelCatalog
 from core.codex.request import reasoning_fields, stable_conversation_key
-from core.protocols.base import BadRequest, ClientRequest, NotFound, expect_object
+from core.protocols.base import BadRequest, ClientRequest, expect_object
 from core.protocols.completions.response import CompletionContext
+from core.protocols.openai_chat.request import reasoning_effort, resolve_model
 from core.settings import Settings
 from core.turn.model import Prepared, Turn
 
@@ -27,16 +28,8 @@ def parse_request(request: ClientRequest, catalog: ModelCatalog, cfg: Settings) 
     suffix = body.get("suffix")
     if suffix is not None and not isinstance(suffix, str):
         raise BadRequest("Invalid request: 'suffix' must be a string", code="invalid_request", param="suffix")
-    model_name = body.get("model")
-    if model_name is not None and not isinstance(model_name, str):
-        raise BadRequest("Invalid request: 'model' must be a string", code="invalid_request", param="model")
-    model = catalog.resolve(model_name)
-    if not model.admissible:
-        raise NotFound(f"Model '{model_name}' not found", code="model_not_found", param="model")
-    effort = body.get("reasoning_effort")
-    if effort is not None and effort not in EFFORTS:
-        raise BadRequest(f"Invalid request: reasoning_effort must be one of {', '.join(EFFORTS)}", code="invalid_request", param="reasoning_effort")
-    effort = catalog.supported_effort(model.id, effort) or model.effort or cfg.model.default_reasoning_effort
+    model = resolve_model(body, catalog)
+    effort = reasoning_effort(body, model, catalog, cfg)
 
     if suffix:
         text = f"Text before the gap:\n{prompt}\n\nText after the gap:\n{suffix}"

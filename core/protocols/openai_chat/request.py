@@ -6,7 +6,7 @@ from typing import Any
 
 import orjson
 
-from core.codex.catalog import EFFORTS, ModelCatalog
+from core.codex.catalog import EFFORTS, ModelCatalog, ResolvedModel
 from core.codex.request import (
     DEFAULT_INSTRUCTIONS,
     prepare_schema,
@@ -32,15 +32,8 @@ def parse_request(request: ClientRequest, catalog: ModelCatalog, cfg: Settings) 
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise BadRequest("Invalid request: 'messages' must be a non-empty array", code="invalid_request", param="messages")
-    model_name = body.get("model")
-    if model_name is not None and not isinstance(model_name, str):
-        raise BadRequest("Invalid request: 'model' must be a string", code="invalid_request", param="model")
-    model = catalog.resolve(model_name)
-    if not model.admissible:
-        raise NotFound(f"Model '{model_name}' not found", code="model_not_found", param="model")
-
-    # An effort the model lacks (Kilo always sends "minimal") moves to its nearest level, not a 400.
-    effort = catalog.supported_effort(model.id, _effort(body)) or model.effort or cfg.model.default_reasoning_effort
+    model = resolve_model(body, catalog)
+    effort = reasoning_effort(body, model, catalog, cfg)
     tier = _tier(body.get("service_tier"))
     tier = tier if tier is not None else wire_service_tier(model.tier or cfg.model.default_service_tier)
 
@@ -82,6 +75,24 @@ def _array(body: dict[str, Any], key: str) -> list[Any] | None:
     if value is not None and not isinstance(value, list):
         raise BadRequest(f"Invalid request: '{key}' must be an array", code="invalid_request", param=key)
     return value
+
+
+def resolve_model(body: dict[str, Any], catalog: ModelCatalog) -> ResolvedModel:
+    """``body["model"]`` in the catalog (the default one when absent); the legacy Completions
+    route resolves its model so too."""
+    model_name = body.get("model")
+    if model_name is not None and not isinstance(model_name, str):
+        raise BadRequest("Invalid request: 'model' must be a string", code="invalid_request", param="model")
+    model = catalog.resolve(model_name)
+    if not model.admissible:
+        raise NotFound(f"Model '{model_name}' not found", code="model_not_found", param="model")
+    return model
+
+
+def reasoning_effort(body: dict[str, Any], model: ResolvedModel, catalog: ModelCatalog, cfg: Settings) -> str | None:
+    """The effort asked for, else the model's or the configured default. One the model lacks (Kilo
+    always sends "minimal") moves to its nearest level instead of failing the turn."""
+    return catalog.supported_effort(model.id, _effort(body)) or model.effort or cfg.model.default_reasoning_effort
 
 
 def _effort(body: dict[str, Any]) -> str | None:
