@@ -28,7 +28,8 @@ from core.protocols.base import (
     json_reply,
     random_id,
 )
-from core.gateway.clients import extract_api_key
+from core.accounts.quota import usage_body
+from core.gateway.clients import extract_api_key, is_loopback_address
 from core.services import Services
 from core.turn.model import Prepared
 from core.upstream.tap import Tap
@@ -106,6 +107,8 @@ class DataPlane:
             ("POST", re.compile(r"^(?:/v1)?/messages$"), self._protocol(anthropic)),
             ("POST", re.compile(r"^(?:/v1)?/messages/count_tokens$"), self._local(anthropic, anthropic.count_tokens)),
             ("GET", re.compile(r"^/health$"), self._health),
+            ("GET", re.compile(r"^/(?:backend-api/wham|api/codex)/accounts/check$"), self._accounts_check),
+            ("GET", re.compile(r"^/(?:backend-api/(?:wham|codex)|api/codex)/usage$"), self._pooled_usage),
             ("POST", gemini.ACTION_PATH, self._gemini_action),
             ("GET", re.compile(r"^/(?:v1beta|v1alpha)/models$"), self._gemini_models),
             ("GET", re.compile(r"^/(?:v1beta|v1alpha)/models/(?P<id>[^/:]+)$"), self._gemini_model),
@@ -224,6 +227,34 @@ class DataPlane:
         if info is None:
             return json_reply(404, {"error": f"Model '{match['id']}' not found"})
         return json_reply(200, self.services.catalog.catalog_entry(info))
+
+    # --- what Codex CLI signed in with ChatGPT asks its backend besides turns -----------------------
+
+    def _accounts_check(self, request: ClientRequest, _: re.Match[str]) -> Reply:
+        """Codex 0.17x asks which workspaces its login may use before its first turn and gives up
+        ("workspace routing discovery failed") without an answer. Whatever account it is signed in
+        with, the pool serves it: the answer names that account, a personal one. The proxy key, or
+        any caller on this machine (the client sends its own ChatGPT token, never forwarded)."""
+        if not (request.trusted or is_loopback_address(request.client_addr)):
+            try:
+                self.authorize(request)
+            except ClientError as error:
+                return openai_chat.render_error(error)
+        account = request.headers.get("chatgpt-account-id") or "codex-proxy"
+        entry: dict[str, Any] = {"id": account, "name": None, "profile_picture_url": None, "structure": "personal"}
+        if request.trusted:
+            # Proxy mode: keep its turns on the host it already talks to (through us), unconstrained.
+            # A base URL is plain HTTP, which the client refuses as a backend origin.
+            entry.update(workspace_backend_origin="https://chatgpt.com", account_routing_override="NO_CONSTRAINT")
+        return json_reply(200, {"accounts": [entry], "account_ordering": [account], "default_account_id": account})
+
+    def _pooled_usage(self, request: ClientRequest, match: re.Match[str]) -> Outcome:
+        """The pool's usage in the backend's shape. On our own address the dashboard's view answers
+        (it refreshes stale snapshots first); a proxy-mode client asking chatgpt.com for its limits
+        (``/status``) gets the pool as the latest answers left it."""
+        if not request.trusted:
+            return TO_CONTROL_PLANE
+        return json_reply(200, usage_body(self.services.pooled_quota(), time.time()))
 
     # --- Gemini ----------------------------------------------------------------------------------
 
