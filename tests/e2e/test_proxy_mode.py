@@ -180,7 +180,7 @@ def test_codex_account_calls_are_answered_for_the_pool(gateway: ProxyProcess, fa
     # On the base URL (chatgpt_base_url): a caller on this machine, no key; no https origin to route to.
     local = httpx.get(gateway.origin + "/backend-api/wham/accounts/check", headers={"ChatGPT-Account-Id": "acct-x"}).json()
     assert local["default_account_id"] == "acct-x" and "workspace_backend_origin" not in local["accounts"][0]
-    assert fake.requests() == [] or all(CLIENT_KEY not in json.dumps(r) for r in fake.requests())
+    assert all(CLIENT_KEY not in repr(r) for r in fake.requests())
 
 
 def test_codex_websocket_through_the_proxy(gateway: ProxyProcess, fake: FakeCodexThread) -> None:
