@@ -1,7 +1,8 @@
 # codex-proxy — every target installs what it needs first (into .venv at the repo root).
 #   make start   install, then run the proxy (mitmdump -s addons/codex.py) on 127.0.0.1:8080
-#   make test    install everything the suite needs (Python packages, and the real client CLIs
-#                pinned by the lockfiles under tests/cli/ via npm), then run it
+#   make test    install everything the suite needs (Python packages, the real client CLIs
+#                pinned by the lockfiles under tests/cli/ via npm, Chromium, tinyproxy and microsocks),
+#                then run it
 #   make demo    the proxy against the bundled fake Codex backend (no ChatGPT account needed)
 #   make web     like start, with mitmweb's live flow view
 #   make bench   the benchmark: added latency, throughput, concurrent streams (report in bench-results/)
@@ -16,9 +17,12 @@ STAMP   := $(VENV)/.installed
 # npm ci writes this file: the CLIs the tests drive (Claude Code) are installed and current
 CLI     := tests/cli/node_modules/.package-lock.json
 GEMINI_CLI := tests/cli/gemini/node_modules/.bin/gemini
-CLIENT_CLIS := $(foreach name,codex pi cline qwen,tests/cli/$(name)/node_modules/.package-lock.json)
+CODEX_CLI := tests/cli/codex/node_modules/.bin/codex
+CLIENT_CLIS := $(foreach name,pi cline qwen,tests/cli/$(name)/node_modules/.package-lock.json)
 # The dashboard's browser tests drive Debian's Chromium through Playwright (not Playwright's download).
 CHROMIUM ?= /usr/bin/chromium
+# The proxy-pool tests start real proxy servers: Debian's tinyproxy (HTTP) and microsocks (SOCKS5).
+PROXY_SERVERS := /usr/bin/tinyproxy /usr/bin/microsocks
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: install start web demo test bench replay-fixtures screenshots vendor clean
@@ -50,8 +54,14 @@ $(GEMINI_CLI): tests/cli/gemini/package-lock.json
 	npm ci --prefix tests/cli/gemini --no-audit --no-fund --ignore-scripts --loglevel=error
 	touch $@
 
-# More real clients for tests/cli/, each pinned by its own lockfile: Codex CLI, the pi coding agent,
-# Cline's CLI and Qwen Code (their install scripts only fetch optional extras, so they are skipped).
+# The real Codex CLI (pinned in tests/cli/codex/package-lock.json): its fingerprint is the reference.
+$(CODEX_CLI): tests/cli/codex/package-lock.json
+	@command -v npm >/dev/null || { echo "npm (Node.js 20+) is needed to install the Codex CLI the tests drive"; exit 1; }
+	npm ci --prefix tests/cli/codex --no-audit --no-fund --ignore-scripts --loglevel=error
+	touch $@
+
+# More real clients for tests/cli/, each pinned by its own lockfile: the pi coding agent, Cline's
+# CLI and Qwen Code (their install scripts only fetch optional extras, so they are skipped).
 tests/cli/%/node_modules/.package-lock.json: tests/cli/%/package-lock.json
 	@command -v npm >/dev/null || { echo "npm (Node.js 20+) is needed to install the client CLIs the tests drive"; exit 1; }
 	npm ci --prefix tests/cli/$* --no-audit --no-fund --ignore-scripts --loglevel=error
@@ -62,7 +72,11 @@ $(CHROMIUM):
 	$(SUDO) apt-get install -y chromium || { $(SUDO) apt-get update && $(SUDO) apt-get install -y chromium; }
 	@test -x $(CHROMIUM) || { echo "Debian's chromium is at /usr/bin/chromium, not at CHROMIUM=$(CHROMIUM)"; exit 1; }
 
-test: $(STAMP) $(CLI) $(GEMINI_CLI) $(CLIENT_CLIS) $(CHROMIUM)
+$(PROXY_SERVERS) &:
+	@command -v apt-get >/dev/null || { echo "The proxy-pool tests need tinyproxy and microsocks: install them"; exit 1; }
+	$(SUDO) apt-get install -y --no-install-recommends tinyproxy microsocks || { $(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends tinyproxy microsocks; }
+
+test: $(STAMP) $(CLI) $(GEMINI_CLI) $(CODEX_CLI) $(CLIENT_CLIS) $(CHROMIUM) $(PROXY_SERVERS)
 	CODEX_PROXY_CHROMIUM=$(CHROMIUM) $(PY) -m pytest $(ARGS)
 
 screenshots: $(STAMP) $(CHROMIUM)

@@ -45,6 +45,7 @@ class Session:
     def _start_proxy(self, data_dir: Path) -> ProxyProcess:
         """As users run it: default verbosity (its per-flow output goes to a file), or -q if asked."""
         config = {"server": {"proxy_api_key": PROXY_KEY}, "api": {"base_url": self.fake.base + "/backend-api"},
+                  "client": {"version_feed_url": None},
                   "auth": {"oauth_issuer": self.fake.base}}
         proxy = ProxyProcess(data_dir, config, args=("-q",) if self.args.quiet else (), cores=[self.layout.proxy])
         proxy.start()

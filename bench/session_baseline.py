@@ -13,6 +13,7 @@ from curl_cffi import CurlHttpVersion
 from curl_cffi.requests import AsyncSession
 
 from core.settings import Settings
+from core.upstream.fingerprint import named
 from core.upstream.transport import SimpleResponse
 
 
@@ -42,7 +43,8 @@ class SessionTransport:
         self._cfg = cfg
         self._session = AsyncSession(
             max_clients=max_clients,
-            impersonate=cfg.tls.impersonate or None,
+            # AsyncSession knows curl_cffi's browser targets only, not a recorded client's profile.
+            impersonate=None if named(cfg.tls.impersonate) else cfg.tls.impersonate or None,
             proxy=cfg.tls.proxy_url or None,
             http_version=CurlHttpVersion.V1_1 if cfg.tls.force_http11 else None,
             discard_cookies=True,

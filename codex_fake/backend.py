@@ -60,6 +60,7 @@ class FakeCodex:
         r.add_get(f"{API}/codex/responses", self._websocket)
         r.add_post(f"{API}/codex/responses/compact", self._compact)
         r.add_get(f"{API}/codex/models", self._models)
+        r.add_get(f"{API}/wham/accounts/check", self._accounts_check)
         for base in (f"{API}/wham", f"{API}/codex", f"{API}/api/codex", "/api/codex"):
             r.add_get(f"{base}/usage", self._usage)
             r.add_get(f"{base}/rate-limit-reset-credits", self._reset_credits)
@@ -166,6 +167,7 @@ class FakeCodex:
                 "body": body,
                 "raw": raw,
                 "account": account,
+                "peer": request.remote,  # who connected: the proxy, when the caller used one
                 "time": time.time(),
                 "notes": [],
             }
@@ -364,6 +366,18 @@ class FakeCodex:
         except ApiError as err:
             return error_response(err)
         body = self.state.usage_for(caller.account).wham(caller.plan, time.time())
+        return web.Response(body=orjson.dumps(body), content_type="application/json")
+
+    async def _accounts_check(self, request: web.Request) -> web.Response:
+        """The workspaces the token may use; Codex CLI 0.157+ asks before its first turn
+        ("workspace routing discovery") and sends nothing while it fails."""
+        try:
+            caller = self._get_caller(request)
+        except ApiError as err:
+            return error_response(err)
+        account = {"id": caller.account, "workspace_backend_origin": "NO_CONSTRAINT",
+                   "account_routing_override": "NO_CONSTRAINT", "structure": "personal", "plan_type": caller.plan}
+        body = {"accounts": [account], "account_ordering": [caller.account], "default_account_id": caller.account}
         return web.Response(body=orjson.dumps(body), content_type="application/json")
 
     async def _reset_credits(self, request: web.Request) -> web.Response:

@@ -123,7 +123,8 @@ class ConfigStore:
         self.data_dir = (data_dir or default_data_dir()).resolve()
         self.local_path = self.data_dir / "local.yaml"
         self._environ = os.environ if environ is None else environ
-        # Process-only overrides (demo mode aims the proxy at the in-process fake); never written.
+        # Process-only overrides (demo mode aims the proxy at the in-process fake, the release feed
+        # sets client.app_version); never written.
         self._runtime = copy.deepcopy(dict(runtime or {}))
         self._lock = threading.Lock()
         self._listeners: list[Callable[[Settings], None]] = []
@@ -158,6 +159,19 @@ class ConfigStore:
             current = self._load(local)
             self._write_local(local)
             self._current = current
+        for listener in self._listeners:
+            listener(current)
+        return current
+
+    def set_runtime(self, dotted: str, value: Any) -> Settings:
+        """Set (or, with None, drop) a process-only override and swap in the new snapshot; nothing
+        is written. Blocking (re-reads local.yaml): call it off the event loop."""
+        with self._lock:
+            if value is None:
+                remove_path(self._runtime, dotted)
+            else:
+                set_path(self._runtime, dotted, value)
+            current = self._current = self._load(self.local_overrides())
         for listener in self._listeners:
             listener(current)
         return current

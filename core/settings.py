@@ -49,6 +49,41 @@ POSITIVE = "positive"  # an Annotated marker: zero or less is refused (a zero ti
 ByteSize = Annotated[int, byte_size]  # written as text in YAML, held as a number of bytes
 PositiveNumber = Annotated[float, POSITIVE]  # a timeout or an interval (in the unit its name says)
 PositiveCount = Annotated[int, POSITIVE]
+
+
+@dataclass(frozen=True, slots=True)
+class Price:
+    """What a model's tokens cost on its API, in USD per million tokens."""
+
+    input: float
+    cached_input: float
+    output: float
+
+
+_PRICE_FIELDS = frozenset({"input", "cached_input", "output"})
+
+
+def price_table(value: Any) -> Mapping[str, Price]:
+    """``{model name or glob: {input, cached_input?, output}}``; an entry set to null has no price
+    (how local.yaml takes back a shipped one). ``cached_input`` defaults to ``input``."""
+    if not isinstance(value, Mapping):
+        raise ValueError("must be a mapping of model name (or glob) → {input, cached_input, output}")
+    table = {}
+    for name, entry in value.items():
+        if entry is None:
+            continue
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"has a model name that is not a text: {name!r}")
+        if not isinstance(entry, Mapping) or not {"input", "output"} <= set(entry) or not set(entry) <= _PRICE_FIELDS:
+            raise ValueError(f"{name}: must be {{input, cached_input, output}} in USD per 1M tokens (cached_input optional)")
+        for field_name, number in entry.items():
+            if isinstance(number, bool) or not isinstance(number, (int, float)) or number < 0:
+                raise ValueError(f"{name}.{field_name} must be a number of USD per 1M tokens, not {number!r}")
+        table[name] = Price(float(entry["input"]), float(entry.get("cached_input", entry["input"])), float(entry["output"]))
+    return types.MappingProxyType(table)
+
+
+PriceTable = Annotated[Mapping[str, Price], price_table]
 # Percent thresholds: one list for both quota windows, or {"primary": [...], "secondary": [...]}.
 Thresholds = tuple[int | float, ...] | Mapping[str, tuple[int | float, ...]]
 CustomModel = str | Mapping[str, Any]  # a model id, or a models.yaml-style entry
@@ -75,6 +110,9 @@ class ClientSettings:
     app_version: str
     platform: str
     arch: str
+    terminal: str
+    version_feed_url: str | None
+    version_check_minutes: PositiveNumber
     residency: str | None
 
 
@@ -123,10 +161,18 @@ class LogsSettings:
 @dataclass(frozen=True, slots=True)
 class TlsSettings:
     impersonate: str | None
+    ca_file: str | None
     proxy_url: str | None
     force_http11: bool
     max_transfers: PositiveCount
     idle_connections: PositiveCount
+
+
+@dataclass(frozen=True, slots=True)
+class ProxiesSettings:
+    check_interval_minutes: PositiveNumber
+    check_url: str | None
+    check_timeout_seconds: PositiveNumber
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,6 +213,11 @@ class InterceptSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class PricingSettings:
+    models: PriceTable
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     """One immutable snapshot of the effective configuration, plus the data folder it belongs to."""
 
@@ -177,11 +228,13 @@ class Settings:
     auth: AuthSettings
     logs: LogsSettings
     tls: TlsSettings
+    proxies: ProxiesSettings
     quota: QuotaSettings
     session: SessionSettings
     stream: StreamSettings
     ollama: OllamaSettings
     intercept: InterceptSettings
+    pricing: PricingSettings
     data_dir: Path
 
     @property

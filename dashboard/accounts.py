@@ -24,6 +24,9 @@ accounts_api = Blueprint("accounts", __name__, url_prefix="/auth")
 
 def account_view(account: Account, with_quota: bool = False) -> dict[str, Any]:
     view = account.public()
+    view["proxy"] = services().proxies.describe(account.id)
+    if view["proxy"]["blocked"] and view["status"] == "active":
+        view["status"] = "proxy_unavailable"  # it does not serve until its proxy can be used again
     quota = view.pop("quota")
     if with_quota:
         now = time.time()
@@ -35,7 +38,8 @@ def account_view(account: Account, with_quota: bool = False) -> dict[str, Any]:
     return view
 
 
-def _ids(body: dict[str, Any] | None) -> list[str] | None:
+def id_list(body: dict[str, Any] | None) -> list[str] | None:
+    """``body["ids"]`` when it is a list of ids (the batch endpoints' input), else None."""
     ids = body.get("ids") if body is not None else None
     if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
         return None
@@ -112,7 +116,7 @@ def export_accounts() -> Any:
 @accounts_api.post("/accounts/batch-delete")
 @require_api_key
 def batch_delete() -> Any:
-    ids = _ids(json_body())
+    ids = id_list(json_body())
     if ids is None:
         return api_error(400, "Body must be {\"ids\": [\"acct_...\", ...]}", "invalid_request")
     removed = services().accounts.remove(ids)
@@ -123,7 +127,7 @@ def batch_delete() -> Any:
 @require_api_key
 def batch_status() -> Any:
     body = json_body()
-    ids = _ids(body)
+    ids = id_list(body)
     if ids is None or body is None:
         return api_error(400, "Body must be {\"ids\": [...], \"status\": \"active\" | \"disabled\"}", "invalid_request")
     try:

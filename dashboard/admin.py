@@ -46,19 +46,33 @@ def _bad_query(error: BadQuery) -> Any:
     return api_error(400, str(error), "invalid_request")
 
 
+def _key_id() -> str | None:
+    """``?key_id=<id>``: only requests made with that client key (``none``: with the proxy key or none)."""
+    return request.args.get("key_id") or None
+
+
 def _account_names() -> dict[str, str | None]:
     """How the dashboard names an account: its label, else its email."""
     return {a.id: a.label or a.email for a in services().pool.all()}
 
 
+def _key_names() -> dict[str, str]:
+    return {k.id: k.label for k in services().key_guard.all()}
+
+
 @admin_api.get("/usage-stats/summary")
 @require_api_key
 def usage_summary() -> Any:
-    summary = services().request_log.summary(_since())
+    """Totals (requests, failures, tokens, estimated cost) overall, per account, per model and per
+    client key (``by_key``; ``key`` null: the proxy key or none)."""
+    summary = services().request_log.summary(_since(), _key_id())
     accounts = {a.id: a for a in services().pool.all()}
     for row in summary["by_account"]:
         account = accounts.get(row["key"] or "")
         row["email"], row["label"] = (account.email, account.label) if account else (None, None)
+    keys = _key_names()
+    for row in summary["by_key"]:
+        row["label"] = keys.get(row["key"] or "")
     return jsonify(summary)
 
 
@@ -66,22 +80,24 @@ def usage_summary() -> Any:
 @require_api_key
 def usage_history() -> Any:
     granularity = _granularity()
-    points = services().request_log.history(_since() or 0.0, granularity)
+    points = services().request_log.history(_since() or 0.0, granularity, key_id=_key_id())
     return jsonify({"granularity": granularity, "hours": request.args.get("hours", "24"), "data_points": points})
 
 
 @admin_api.get("/usage-stats/series")
 @require_api_key
 def usage_series() -> Any:
-    """``?group=account|model``: the history's totals per bucket and per account (or model)."""
+    """``?group=account|model|key``: the history's totals per bucket and per account (model, client key)."""
     group = request.args.get("group", "account")
     if group not in log_queries.GROUPS:
         raise BadQuery(f"group must be one of: {', '.join(log_queries.GROUPS)}")
     granularity = _granularity()
-    points = log_queries.series(services().db.conn(), _since() or 0.0, granularity, group)
+    points = log_queries.series(services().db.conn(), _since() or 0.0, granularity, group, key_id=_key_id())
     body: dict[str, Any] = {"granularity": granularity, "group": group, "data_points": points}
     if group == "account":
         body["names"] = _account_names()
+    elif group == "key":
+        body["names"] = _key_names()
     return jsonify(body)
 
 
@@ -91,7 +107,8 @@ def usage_latency() -> Any:
     """Percentiles (p50/p90/p99) of the time to first byte and of the output speed (tokens/s
     after the first byte, streamed answers), over the range and per bucket."""
     granularity = _granularity()
-    return jsonify({"granularity": granularity, **log_queries.latency(services().db.conn(), _since() or 0.0, granularity)})
+    spread = log_queries.latency(services().db.conn(), _since() or 0.0, granularity, _key_id())
+    return jsonify({"granularity": granularity, **spread})
 
 
 def _int_arg(name: str, default: int, low: int, high: int) -> int:
@@ -108,12 +125,12 @@ def _int_arg(name: str, default: int, low: int, high: int) -> int:
 @require_api_key
 def logs() -> Any:
     """The request log, newest first: ``?limit`` (1-200), ``?offset``, ``?since`` (unix seconds),
-    filters on ``account_id``, ``model``, ``protocol``, ``status``, ``outcome=ok|error`` and
+    filters on ``account_id``, ``model``, ``protocol``, ``key_id``, ``status``, ``outcome=ok|error`` and
     ``q`` (text in the model, path, error, request id...). Rows hold no bodies and no secrets.
     A request no account could serve has no ``account_id``."""
     limit = _int_arg("limit", 100, 1, 200)
     offset = _int_arg("offset", 0, 0, 10**9)
-    filters: dict[str, Any] = {k: request.args[k] for k in ("account_id", "model", "protocol") if request.args.get(k)}
+    filters: dict[str, Any] = {k: request.args[k] for k in ("account_id", "model", "protocol", "key_id") if request.args.get(k)}
     if "status" in request.args and request.args["status"].isdigit():
         filters["status"] = int(request.args["status"])
     outcome = request.args.get("outcome") or None
@@ -134,6 +151,7 @@ def log_entry(entry_id: int) -> Any:
         raise NotFound(f"No log entry {entry_id}")
     bodies = svc.bodies.get(row["request_id"]) if row["request_id"] else None
     row["account_name"] = _account_names().get(row["account_id"] or "")
+    row["key_label"] = _key_names().get(row["key_id"] or "")
     return jsonify({"log": row, "capture_bodies": svc.cfg.logs.capture_bodies,
                     "bodies": bodies and {k: bodies[k] for k in ("request", "response", "truncated")}})  # fmt: skip
 

@@ -1,6 +1,7 @@
 """The dashboard's words in English and Chinese, and what every page template gets.
 
-One table, each key with both languages side by side, so neither can lack a string. Templates
+One table, each key with both languages side by side, so neither can lack a string (the Proxies
+page's part of it is kept in dashboard/i18n_proxies.py and merged in here). Templates
 call ``t(key, **values)``; the page's script gets the same table (its language only) in the boot
 JSON and formats with the same ``{name}`` placeholders. Numbers, dates and relative times are
 left to the browser's ``Intl`` in the chosen language.
@@ -11,6 +12,9 @@ from __future__ import annotations
 from typing import Any
 
 from flask import request
+
+from dashboard.i18n_proxies import PROXY_STRINGS
+from dashboard.i18n_access import ACCESS_STRINGS
 
 LANGUAGES = (("en", "English"), ("zh", "中文"))
 THEMES = ("auto", "light", "dark")
@@ -314,6 +318,18 @@ STRINGS: dict[str, tuple[str, str]] = {
     "settings.ollama_vision": ("Do not announce vision support", "不声明视觉能力"),
     "settings.ollama_running": ("Running at {url}", "运行于 {url}"),
     "settings.ollama_stopped": ("Not running", "未运行"),
+    "settings.client": ("Codex client version", "Codex 客户端版本"),
+    "settings.client_from_feed": ("the newest release the feed named; sent as version and in the User-Agent",
+                                  "来自发布源的最新版本；作为 version 与 User-Agent 发送"),
+    "settings.client_configured": ("configured (client.app_version {version})", "配置值（client.app_version {version}）"),
+    "settings.client_feed": ("Release feed {url}, asked every {minutes} minutes; a newer release applies at once.",
+                             "发布源 {url}，每 {minutes} 分钟检查一次；有新版本时立即生效。"),
+    "settings.client_feed_off": ("No release feed (client.version_feed_url is empty): the configured version is sent.",
+                                 "未设置发布源（client.version_feed_url 为空）：发送配置的版本。"),
+    "settings.client_feed_error": ("The last check failed ({error}); still sending {version}.",
+                                   "上次检查失败（{error}）；继续发送 {version}。"),
+    "settings.client_latest": ("The feed's latest release: {version}", "发布源的最新版本：{version}"),
+    "settings.client_checked": ("Last checked", "上次检查"),
     "settings.intercept": ("Proxy mode", "代理模式"),
     "settings.intercept_hosts": ("Hosts answered here (one per line); everything else is tunnelled untouched", "由这里应答的主机（每行一个）；其余流量原样转发"),
     "settings.logs": ("Request log", "请求日志"),
@@ -338,6 +354,8 @@ STRINGS: dict[str, tuple[str, str]] = {
     "settings.password_clear": ("Remove password", "移除密码"),
     "settings.password_changed": ("The dashboard password was changed", "控制面板密码已更改"),
     "settings.session_ttl": ("Dashboard login lasts (minutes)", "控制面板登录有效期（分钟）"),
+    **PROXY_STRINGS,
+    **ACCESS_STRINGS,
 }
 
 

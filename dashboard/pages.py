@@ -1,4 +1,4 @@
-"""Dashboard pages: Accounts (``/``), Connect, Usage, Logs and Settings. Each is a server-rendered
+"""Dashboard pages: Accounts (``/``), Proxies, Connect, Keys, Usage, Logs and Settings. Each is a server-rendered
 frame plus a small script module (static/js/<page>.js) that works through the management API with
 the session's CSRF token. Text comes from dashboard/i18n.py in the chosen language."""
 
@@ -18,8 +18,8 @@ from dashboard.settings import settings_view
 
 pages = Blueprint("pages", __name__)
 
-NAV = (("accounts", "/"), ("connect", "/dashboard/connect"), ("usage", "/dashboard/usage"), ("logs", "/dashboard/logs"),
-       ("settings", "/dashboard/settings"))  # fmt: skip
+NAV = (("accounts", "/"), ("proxies", "/dashboard/proxies"), ("connect", "/dashboard/connect"), ("keys", "/dashboard/keys"),
+       ("usage", "/dashboard/usage"), ("logs", "/dashboard/logs"), ("settings", "/dashboard/settings"))  # fmt: skip
 CA_CERT = "mitmproxy-ca-cert.pem"  # the public certificate only; mitmproxy-ca.pem next to it holds the key
 
 
@@ -90,10 +90,20 @@ def connect() -> Any:
     )
 
 
+@pages.get("/dashboard/proxies")
+@dashboard_page
+def proxies() -> Any:
+    return render_page("proxies")
+@pages.get("/dashboard/keys")
+@dashboard_page
+def keys() -> Any:
+    return render_page("keys", models=[m.id for m in services().catalog.list()])
+
+
 @pages.get("/dashboard/usage")
 @dashboard_page
 def usage() -> Any:
-    return render_page("usage")
+    return render_page("usage", boot={"keys": {k.id: k.label for k in services().key_guard.all()}})
 
 
 @pages.get("/dashboard/logs")
@@ -102,6 +112,7 @@ def logs() -> Any:
     svc = services()
     return render_page("logs", boot={
         "accounts": {a.id: a.label or a.email or a.id for a in svc.pool.all()},
+        "keys": {k.id: k.label for k in svc.key_guard.all()},
         "models": [m.id for m in svc.catalog.list()],
         "capture_bodies": svc.cfg.logs.capture_bodies,
     })  # fmt: skip

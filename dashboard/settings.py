@@ -90,6 +90,20 @@ def _text(value: Any) -> str | None:
     return None if isinstance(value, str) and 0 < len(value) <= 100 else "must be a short text"
 
 
+def _number(low: float, high: float) -> Check:
+    def check(value: Any) -> str | None:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and low <= value <= high
+        return None if ok else f"must be a number from {low:g} to {high:g}"
+
+    return check
+
+
+def _check_url(value: Any) -> str | None:
+    """An http(s) URL to fetch through each proxy, or null (connect only)."""
+    ok = value is None or (isinstance(value, str) and re.match(r"^https?://[^\s]{1,500}$", value) is not None)
+    return None if ok else "must be an http:// or https:// URL, or null to only connect"
+
+
 @dataclass(frozen=True, slots=True)
 class Setting:
     check: Check
@@ -116,6 +130,9 @@ SETTINGS: dict[str, Setting] = {
     "logs.capture_bodies": Setting(_boolean),
     "logs.bodies_kept": Setting(_integer(1, 10_000)),
     "session.ttl_minutes": Setting(_integer(5, 525_600)),
+    "proxies.check_interval_minutes": Setting(_number(0.1, 10_080)),
+    "proxies.check_url": Setting(_check_url),
+    "proxies.check_timeout_seconds": Setting(_number(1, 120)),
 }
 
 
@@ -160,6 +177,7 @@ def settings_view() -> dict[str, Any]:
         "strategies": list(STRATEGIES),
         "has_key": bool(cfg.server.proxy_api_key),
         "has_password": bool(cfg.session.password),
+        "client_version": services().version_feed.status(),
     }
 
 

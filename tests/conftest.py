@@ -36,6 +36,7 @@ def proxy_config(fake: FakeCodexThread, **overrides: Any) -> dict[str, Any]:
         "server": {"proxy_api_key": PROXY_KEY},
         "api": {"base_url": fake.base_url + "/backend-api"},
         "auth": {"oauth_issuer": fake.base_url},
+        "client": {"version_feed_url": None},  # tests never ask the real release feed
     }
     return always_merger.merge(base, overrides)
 

@@ -14,6 +14,7 @@ import orjson
 from core.accounts.model import Account
 from core.accounts.oauth import OAuthError
 from core.accounts.pool import AccountPool
+from core.accounts.proxy_pool import Route
 from core.accounts.quota import Quota, parse_usage_body
 from core.accounts.tokens import TokenManager
 from core.codex.errors import UpstreamError, classify_http
@@ -37,11 +38,13 @@ def account_headers(cfg: Any, account: Account) -> dict[str, str]:
 
 
 class AccountBackend:
-    def __init__(self, config: ConfigStore, pool: AccountPool, tokens: TokenManager, transport: UpstreamTransport) -> None:
+    def __init__(self, config: ConfigStore, pool: AccountPool, tokens: TokenManager, transport: UpstreamTransport,
+                 route: Route) -> None:
         self._config = config
         self._pool = pool
         self._tokens = tokens
         self._transport = transport
+        self._route = route  # the account's proxy (core/accounts/proxy_pool.py)
         self._catalog_task: asyncio.Task[None] | None = None
         self._catalogs_wanted = False
 
@@ -51,8 +54,8 @@ class AccountBackend:
         url = cfg.api.base_url.rstrip("/") + path
         for retry in (True, False):
             sent = account.access_token
-            headers = {**account_headers(cfg, account), "Accept": "application/json"}
-            reply = await self._transport.request("GET", url, headers, timeout=30.0)
+            headers = account_headers(cfg, account)
+            reply = await self._transport.request("GET", url, headers, timeout=30.0, proxy=self._route(account))
             if reply.status == 401 and retry and account.refresh_token and not account.refresh_error:
                 try:
                     await self._tokens.refresh(account.id, stale=sent, reason="upstream 401")

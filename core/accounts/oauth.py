@@ -127,10 +127,11 @@ def _error_of(status: int, body: Any, raw: bytes) -> OAuthError:
     return OAuthError(status, code or "oauth_error", message or raw[:300].decode("utf-8", "replace") or f"HTTP {status}")
 
 
-async def _post(transport: UpstreamTransport, url: str, body: bytes, content_type: str, timeout: float) -> tuple[int, Any, bytes]:
+async def _post(transport: UpstreamTransport, url: str, body: bytes, content_type: str, timeout: float,
+                proxy: str | None = None) -> tuple[int, Any, bytes]:
     headers = {"Content-Type": content_type, "Accept": "application/json"}
     try:
-        reply = await transport.request("POST", url, headers, body, timeout=timeout)
+        reply = await transport.request("POST", url, headers, body, timeout=timeout, proxy=proxy)
     except UpstreamError as exc:
         raise OAuthError(0, "network_error", exc.message) from None
     try:
@@ -140,19 +141,21 @@ async def _post(transport: UpstreamTransport, url: str, body: bytes, content_typ
     return reply.status, parsed, reply.body
 
 
-async def _token_grant(transport: UpstreamTransport, endpoints: Endpoints, form: dict[str, str], timeout: float) -> dict[str, Any]:
+async def _token_grant(transport: UpstreamTransport, endpoints: Endpoints, form: dict[str, str], timeout: float,
+                       proxy: str | None = None) -> dict[str, Any]:
     body = urlencode({k: v for k, v in form.items() if v is not None}).encode()
-    status, parsed, raw = await _post(transport, endpoints.token, body, "application/x-www-form-urlencoded", timeout)
+    status, parsed, raw = await _post(transport, endpoints.token, body, "application/x-www-form-urlencoded", timeout, proxy)
     if status != 200 or not isinstance(parsed, dict) or not parsed.get("access_token"):
         raise _error_of(status, parsed, raw)
     return parsed
 
 
-async def refresh(transport: UpstreamTransport, cfg: Settings, refresh_token: str) -> TokenSet:
-    """One refresh-token grant. Keeps the old refresh token when the answer carries no new one."""
+async def refresh(transport: UpstreamTransport, cfg: Settings, refresh_token: str, proxy: str | None = None) -> TokenSet:
+    """One refresh-token grant (through the account's ``proxy``). Keeps the old refresh token when
+    the answer carries no new one."""
     endpoints = Endpoints.of(cfg)
     form = {"grant_type": "refresh_token", "client_id": endpoints.client_id, "refresh_token": refresh_token, "scope": REFRESH_SCOPE}
-    body = await _token_grant(transport, endpoints, form, cfg.auth.refresh_timeout_seconds)
+    body = await _token_grant(transport, endpoints, form, cfg.auth.refresh_timeout_seconds, proxy)
     return TokenSet(body["access_token"], body.get("refresh_token") or refresh_token, body.get("id_token"))
 
 

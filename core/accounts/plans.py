@@ -51,6 +51,11 @@ class PlanModels:
         with self._lock:
             return {p for p in plans if p and (p not in self._catalogs or now - self._catalogs[p][1] > max_age)}
 
+    def expire(self) -> None:
+        """Every catalogue is due again (the client version changed: the backend may list more)."""
+        with self._lock:
+            self._catalogs = {plan: (models, 0.0) for plan, (models, _) in self._catalogs.items()}
+
     def snapshot(self) -> dict[str, list[str]]:
         with self._lock:
             return {plan: sorted(models) for plan, (models, _) in self._catalogs.items()}

@@ -30,6 +30,11 @@ logger = logging.getLogger(__name__)
 
 AFFINITY_LIMIT = 20_000
 StateChange = tuple[str, dict[str, Any]]
+Gate = Callable[[str], str | None]  # account id → why it cannot serve now (its proxy), or None
+
+
+def _open_gate(account_id: str) -> str | None:
+    return None
 
 
 @dataclass(slots=True)
@@ -50,6 +55,7 @@ class Availability:
     plan_excluded: bool  # some could serve, but none on a plan that has the model
     rate_limited_until: float | None  # earliest end of a quota/429 wait
     cooldown_until: float | None  # earliest end of a Cloudflare cooldown
+    gated: str | None  # why an active account cannot serve: its proxy (the first one found)
 
 
 class Affinity:
@@ -87,6 +93,7 @@ class AccountPool:
         self._rotation = RotationState()
         self._affinity = Affinity()
         self._listeners: list[Callable[[str], None]] = []
+        self.gate: Gate = _open_gate  # the proxy pool's verdict (core/accounts/proxy_pool.py)
         self._writer: BatchWriter[StateChange] = BatchWriter(
             "account-state-writer", self._write_states, key=lambda change: change[0],
             merge=lambda old, new: (new[0], {**old[1], **new[1]}),
@@ -158,7 +165,7 @@ class AccountPool:
         serving = []
         for account in self._accounts.values():
             self._refresh_waiting(account, now)
-            if account.id in exclude or account.status != "active":
+            if account.id in exclude or account.status != "active" or self.gate(account.id) is not None:
                 continue
             if skip_exhausted and account.quota is not None and account.quota.exhausted_until(now):
                 continue
@@ -225,6 +232,7 @@ class AccountPool:
                 plan_excluded=bool(serving) and not any(self.plans.serves(a.plan, model) for a in serving),
                 rate_limited_until=min(limited, default=None),
                 cooldown_until=min((a.cooldown_until for a in waits if a.status == "cooldown"), default=None),
+                gated=next((r for a in self._accounts.values() if a.status == "active" and (r := self.gate(a.id))), None),
             )
 
     # --- what the backend told us ----------------------------------------------------------------

@@ -8,6 +8,7 @@ as empty. Everything here is pure: no I/O, no clock but the ``now`` passed in.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -180,16 +181,22 @@ def _window(fields: Mapping[str, str], now: float) -> Window | None:
     return Window(used, _int(fields.get("window-minutes")), reset_at)
 
 
+@functools.lru_cache(maxsize=512)
+def _window_header(name: str) -> tuple[str, str, str] | None:
+    """(limit, slot, field) of a rate-limit window header; the same few names come on every answer."""
+    match = _WINDOW_HEADER.match(name.lower())
+    return (match["limit"].replace("-", "_"), match["slot"], match["field"]) if match else None
+
+
 def parse_headers(headers: Mapping[str, str], now: float) -> Quota | None:
     """The rate-limit headers of one response (lower-case names), or None when it carried none."""
     groups: dict[str, dict[str, dict[str, str]]] = {}
     for name, value in headers.items():
         if not name.startswith(("x-", "X-")):
             continue  # most of an answer's headers; the pattern below is the dear part
-        match = _WINDOW_HEADER.match(name.lower())
-        if match:
-            limit = match["limit"].replace("-", "_")
-            groups.setdefault(limit, {}).setdefault(match["slot"], {})[match["field"]] = value
+        if parts := _window_header(name):
+            limit, slot, field = parts
+            groups.setdefault(limit, {}).setdefault(slot, {})[field] = value
     has = _bool(headers.get("x-codex-credits-has-credits"))
     unlimited = _bool(headers.get("x-codex-credits-unlimited"))
     credits = None

@@ -39,6 +39,7 @@ from core.accounts.claims import InvalidToken, parse_access_token
 from core.accounts.model import Account
 from core.accounts.oauth import OAuthError, TokenSet
 from core.accounts.pool import AccountPool
+from core.accounts.proxy_pool import Route
 from core.codex.errors import ROTATE, UpstreamError
 from core.config import ConfigStore
 from core.store.accounts import TOKEN_FIELDS, AccountStore
@@ -63,11 +64,13 @@ def _pid_alive(pid: int) -> bool:
 
 
 class TokenManager:
-    def __init__(self, config: ConfigStore, pool: AccountPool, store: AccountStore, transport: UpstreamTransport) -> None:
+    def __init__(self, config: ConfigStore, pool: AccountPool, store: AccountStore, transport: UpstreamTransport,
+                 route: Route) -> None:
         self._config = config
         self._pool = pool
         self._store = store
         self._transport = transport
+        self._route = route  # the account's proxy: its refreshes go out the way its turns do
         self.owner = f"{os.getpid()}:{uuid.uuid4().hex[:12]}"  # whose refresh marker is whose
         self._loop: asyncio.AbstractEventLoop | None = None
         self._running: dict[str, asyncio.Task[Account]] = {}
@@ -207,7 +210,11 @@ class TokenManager:
             raise OAuthError(0, "no_refresh_token", f"account {account.id} has no refresh token")
         logger.info("account %s: refreshing tokens (%s)", account.id, reason)
         try:
-            tokens = await oauth.refresh(self._transport, self._config.current, stored.refresh_token)
+            try:
+                proxy = self._route(account)
+            except UpstreamError as exc:  # its proxy is down: a temporary failure, retried later
+                raise OAuthError(0, exc.code, exc.message) from None
+            tokens = await oauth.refresh(self._transport, self._config.current, stored.refresh_token, proxy)
         except OAuthError as exc:
             await self._failed(account, exc, claim.interrupted_at)
             raise

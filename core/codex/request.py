@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import re
-import uuid
 from typing import Any
 
 import orjson
+
+try:
+    from compression import zstd  # Python 3.14+
+except ImportError:  # earlier: the backport (mitmproxy depends on it too)
+    from backports import zstd  # type: ignore[no-redef]
 
 # The only top-level fields the backend's HTTP endpoint accepts; it answers anything else with a 400.
 ALLOWED_FIELDS = frozenset(
@@ -76,8 +80,8 @@ def stable_conversation_key(model: str, instructions: str, items: list[Any]) -> 
     system = instructions.strip()[:2000]
     if not system and not stripped:
         return None
-    digest = hashlib.sha256(f"{model}\0{system}\0{stripped}".encode()).hexdigest()[:32]
-    return str(uuid.UUID(digest))
+    d = hashlib.sha256(f"{model}\0{system}\0{stripped}".encode()).hexdigest()
+    return f"{d[:8]}-{d[8:12]}-{d[12:16]}-{d[16:20]}-{d[20:32]}"  # str(uuid.UUID(d[:32])), without the object
 
 
 def prepare_schema(schema: Any) -> Any:
@@ -185,6 +189,11 @@ def finalize_body(body: dict[str, Any], *, conversation_id: str, installation_id
     metadata.setdefault("x-codex-window-id", conversation_id + ":0")
     out["client_metadata"] = metadata
     return orjson.dumps(out)
+
+
+def compress_body(body: bytes) -> bytes:
+    """The body as the CLI sends it to the ChatGPT backend (``content-encoding: zstd``)."""
+    return zstd.compress(body, level=3)
 
 
 def finalize_compact_body(body: dict[str, Any]) -> bytes:

@@ -16,12 +16,13 @@ import logging
 import time
 from typing import Any
 
+from core.access.keys import ClientKey
 from core.accounts.quota import usage_headers
 from core.codex.errors import UpstreamError
 from core.gateway.capture import BodyCapture
 from core.gateway.routes import Job
 from core.gateway.sink import Sink
-from core.protocols.base import SSE_HEADERS, CollectedTurn, Reply
+from core.protocols.base import SSE_HEADERS, ClientError, CollectedTurn, Reply
 from core.services import Services
 from core.turn.pipeline import TurnStream
 from core.upstream.tap import tapping
@@ -60,25 +61,46 @@ class Exchange:
         self.first_byte: float | None = None
         self.collected_usage: Any = None
         self.account_id: str | None = None
+        self.admitted: ClientKey | None = None  # the client key holding one of its concurrency slots
         self._last_write = self.started
 
     async def run(self) -> None:
         try:
-            with tapping(self.job.tap):
-                if self.job.compact:
-                    await self._run_compact()
-                elif self.job.prepared.turn.stream:
-                    await self._run_stream()
-                else:
-                    await self._run_collect()
+            if await self._admitted():
+                with tapping(self.job.tap):
+                    if self.job.compact:
+                        await self._run_compact()
+                    elif self.job.prepared.turn.stream:
+                        await self._run_stream()
+                    else:
+                        await self._run_collect()
         except asyncio.CancelledError:
             self.status, self.error = CLIENT_CLOSED, "client closed the connection"
             raise
         finally:
+            if self.admitted is not None:  # first: a second cancellation during the await below must not keep the slot
+                self.services.key_guard.release(self.admitted.id)
             if self.turn is not None:
                 with contextlib.suppress(Exception):
                     await self.turn.aclose()
             self._record()
+
+    async def _admitted(self) -> bool:
+        """Whether the client key (if any) may run this turn now: its models, budget and
+        concurrency. A refusal is answered here, in the caller's protocol."""
+        key = self.job.client_key
+        if key is None:
+            return True
+        model = self.job.prepared.turn.model
+        try:
+            self.services.key_guard.admit(key, model.requested, model.id)
+        except ClientError as refused:
+            reply = self.job.protocol.render_error(refused)
+            self.status, self.error = reply.status, refused.message
+            await self._reply(reply)
+            return False
+        self.admitted = key
+        return True
 
     # --- the three shapes of answer -----------------------------------------------------------
 
@@ -99,8 +121,9 @@ class Exchange:
             await self._reply_error(err)
             return
         collected = CollectedTurn()
-        async for event in turn.events():
-            collected.add(event.deltas)
+        async with contextlib.aclosing(turn.events()) as events:
+            async for event in events:
+                collected.add(event.deltas)
         collected.finalize(turn.parser)
         self.collected_usage = collected.usage
         if collected.error is not None:
@@ -144,13 +167,14 @@ class Exchange:
         self.status = 200
         watchdog = asyncio.ensure_future(self._keepalive(translator))
         try:
-            async for event in turn.events():
-                data = translator.feed(event)
-                if data:
-                    if self.first_byte is None:
-                        self.first_byte = time.monotonic()
-                    self._last_write = time.monotonic()
-                    await self.sink.write(data)
+            async with contextlib.aclosing(turn.events()) as events:
+                async for event in events:
+                    data = translator.feed(event)
+                    if data:
+                        if self.first_byte is None:
+                            self.first_byte = time.monotonic()
+                        self._last_write = time.monotonic()
+                        await self.sink.write(data)
         finally:
             watchdog.cancel()
         if (error := getattr(turn.parser.terminal, "error", None)) is not None:
@@ -185,10 +209,17 @@ class Exchange:
         turn = self.turn
         usage = turn.parser.usage if turn is not None else self.collected_usage
         prepared = self.job.prepared
+        account_id = turn.account.id if turn is not None else self.account_id
+        cost = None
+        if usage is not None:
+            cost = self.services.pricing.cost(prepared.turn.model.id, usage.input_tokens, usage.output_tokens, usage.cached_tokens)
+        key = self.job.client_key
+        if self.admitted is not None and usage is not None:
+            self.services.key_guard.charge(self.admitted.id, (usage.input_tokens or 0) + (usage.output_tokens or 0), cost or 0.0)
         row = {
             "ts": self.job.received_at,
             "request_id": self.job.request_id,
-            "account_id": turn.account.id if turn is not None else self.account_id,
+            "account_id": account_id,
             "protocol": prepared.turn.protocol,
             "path": self.job.path,
             "model": prepared.turn.model.id,
@@ -203,6 +234,10 @@ class Exchange:
             "ttfb_ms": round((self.first_byte - self.started) * 1000, 2) if self.first_byte else None,
             "duration_ms": round((now - self.started) * 1000, 2),
             "attempts": turn.attempts if turn is not None else None,
+            "key_id": key.id if key is not None else None,
+            "cost_usd": cost,
+            # A ChatGPT account is not billed per token: its turns cost what the API would charge.
+            "cost_basis": "api_equivalent" if cost is not None and account_id else None,
         }
         if self.services.cfg.logs.enabled:
             self.services.request_log.record(row)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
+from core.access.keys import ClientKey, is_client_key
 from core.protocols import anthropic, completions, gemini, openai_chat, responses
 from core.protocols.base import (
     BadRequest,
@@ -57,6 +58,7 @@ class Job:
     extra_headers: dict[str, str] = field(default_factory=dict)  # added to the answer (e.g. CORS)
     tap: Tap | None = None  # host hook: watch the upstream calls made for this job
     body: bytes = b""  # the client's request body, for logs.capture_bodies
+    client_key: ClientKey | None = None  # whose limits apply (None: the proxy key, or no key needed)
 
 
 class ToControlPlane:
@@ -69,6 +71,7 @@ class SocketJob:
     turns over it (core/gateway/responses_ws.py), each prepared by ``DataPlane.socket_turn``."""
 
     request: ClientRequest  # the handshake: its headers stand for every turn's
+    client_key: ClientKey | None = None  # whose limits apply to every turn (None: the proxy key, or none needed)
 
 
 TO_CONTROL_PLANE = ToControlPlane()
@@ -137,13 +140,19 @@ class DataPlane:
 
     # --- helpers -------------------------------------------------------------------------------
 
-    def authorize(self, request: ClientRequest) -> None:
+    def authorize(self, request: ClientRequest) -> ClientKey | None:
+        """The client key the caller presented (its limits apply to the turn), or None for the
+        proxy key and for callers that need none (no key configured, a trusted host). An unknown,
+        disabled or expired client key is refused even then: whoever sent it meant to be limited."""
         expected = self.services.cfg.server.proxy_api_key
-        if not expected or request.trusted:
-            return
         given = extract_api_key(request)
-        if not given or not hmac.compare_digest(given.encode(), expected.encode()):
-            raise Unauthorized("Invalid proxy API key" if given else "Missing proxy API key", code="invalid_api_key")
+        if is_client_key(given) and not _same(given, expected):  # a proxy key may look like one
+            return self.services.key_guard.identify(given)  # type: ignore[arg-type]
+        if not expected or request.trusted:
+            return None  # a trusted client's credential is for the real API: never compared
+        if _same(given, expected):
+            return None
+        raise Unauthorized("Invalid proxy API key" if given else "Missing proxy API key", code="invalid_api_key")
 
     def _protocol(self, protocol: ModuleType, *, compact: bool = False) -> Handler:
         parse = functools.partial(protocol.parse_request, compact=True) if compact else protocol.parse_request
@@ -171,12 +180,15 @@ class DataPlane:
 
         return self._local(responses, accept)(request, _)
 
-    def socket_turn(self, handshake: ClientRequest, body: bytes) -> Job | Reply:
+    def socket_turn(self, socket: SocketJob, body: bytes) -> Job | Reply:
         """One ``response.create`` frame's body as a Responses job: the handshake's headers (and
-        its authentication, done once) with the frame as the request body."""
+        its authentication, done once, with the client key it named) with the frame as the body."""
+        handshake = socket.request
         request = ClientRequest("POST", handshake.path, handshake.query, handshake.headers, body, handshake.client_addr, trusted=True)
         prepared = translate(responses, responses.parse_request, request, self.services)
-        return prepared if isinstance(prepared, Reply) else Job(responses, prepared, handshake.path, body=body)
+        if isinstance(prepared, Reply):
+            return prepared
+        return Job(responses, prepared, handshake.path, body=body, client_key=socket.client_key)
 
     def _local(self, protocol: ModuleType, answer: Callable[[ClientRequest, Any, Any], Outcome]) -> Handler:
         """An authenticated endpoint of ``protocol``: ``answer`` makes a reply or a job; every
@@ -184,8 +196,11 @@ class DataPlane:
 
         def handle(request: ClientRequest, _: re.Match[str]) -> Outcome:
             try:
-                self.authorize(request)
-                return answer(request, self.services.catalog, self.services.cfg)
+                key = self.authorize(request)
+                outcome = answer(request, self.services.catalog, self.services.cfg)
+                if key is not None and isinstance(outcome, (Job, SocketJob)):
+                    outcome.client_key = key
+                return outcome
             except ClientError as error:
                 return protocol.render_error(error)
             except Exception as exc:  # a translator bug on odd input is still the client's 400, never a 500
@@ -280,6 +295,10 @@ class DataPlane:
     def _gemini_model(self, request: ClientRequest, match: re.Match[str]) -> Outcome:
         model = match["id"].removeprefix("models/")
         return self._local(gemini, lambda _r, catalog, _c: json_reply(200, gemini.resolved_entry(catalog, model)))(request, match)
+
+
+def _same(given: str | None, expected: str | None) -> bool:
+    return bool(given and expected) and hmac.compare_digest(given.encode(), expected.encode())  # type: ignore[union-attr]
 
 
 def is_control_plane_path(path: str) -> bool:

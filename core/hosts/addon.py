@@ -359,7 +359,7 @@ class CodexGateway:
             await self._run_job(flow, services, outcome, answer)
         elif isinstance(outcome, SocketJob):
             socket = ServerSocket.accept(answer, flow.request, usage_headers(services.pooled_quota()))
-            session = ResponsesSocket(services, socket, functools.partial(data_plane.socket_turn, outcome.request),
+            session = ResponsesSocket(services, socket, functools.partial(data_plane.socket_turn, outcome),
                                       functools.partial(self._run_job, flow, services))
             await session.serve()
             await socket.close()

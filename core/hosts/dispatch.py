@@ -55,8 +55,10 @@ logger = logging.getLogger(__name__)
 
 PROVEN_VERSIONS = frozenset({"12.3.1"})
 
-# Events raised per flow or per connection: the only ones worth a cached handler list.
+# Events raised per flow, per connection or per log record (``add_log``: mitmproxy logs "client
+# connect" and the like, a few per connection): the only ones worth a cached handler list.
 FLOW_EVENTS = frozenset({
+    "add_log",
     "requestheaders", "request", "responseheaders", "response", "error", "update",
     "http_connect", "http_connected", "http_connect_error", "http_connect_upstream",
     "client_connected", "client_disconnected", "server_connect", "server_connected",
@@ -309,10 +311,23 @@ def _option_value_without_copy() -> None:
 
 def _headers_get_all(self: http.Headers, name: str | bytes) -> list[str]:
     """``Headers.get_all`` (and so every header read) as mitmproxy defines it — the name encoded
-    like ``_always_bytes``, compared lower-cased, values decoded like ``_native`` — in one pass
-    instead of a method call per field; mitmproxy and its addons read ~20 headers per flow."""
+    like ``_always_bytes``, compared lower-cased, values decoded like ``_native``. mitmproxy and its
+    addons read ~20 headers per flow, so the lower-cased index is built once per version of the
+    fields: any change replaces the ``fields`` tuple, and the index is kept with the tuple it was
+    built from (held, so its identity cannot be reused while the index lives)."""
     key = (name if isinstance(name, bytes) else name.encode("utf-8", "surrogateescape")).lower()
-    return [value.decode("utf-8", "surrogateescape") for field, value in self.fields if field.lower() == key]
+    fields = self.fields
+    cached = self.__dict__.get(_HEADER_INDEX)
+    if cached is None or cached[0] is not fields:
+        index: dict[bytes, list[str]] = {}
+        for field, value in fields:
+            index.setdefault(field.lower(), []).append(value.decode("utf-8", "surrogateescape"))
+        cached = self.__dict__[_HEADER_INDEX] = (fields, index)
+    values = cached[1].get(key)
+    return values.copy() if values else []
+
+
+_HEADER_INDEX = "_codex_index"
 
 
 def install() -> bool:

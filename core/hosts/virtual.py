@@ -220,11 +220,12 @@ class Answer:
     """An ``Exchange`` sink that answers a flow on its virtual connection: a complete reply (with
     its length, for an HTTP/1 client's keep-alive), or a stream (chunked to an HTTP/1 client)."""
 
-    __slots__ = ("_conn", "_head_only", "started")
+    __slots__ = ("_conn", "_head_only", "_bodiless", "started")
 
     def __init__(self, conn: VirtualConnection, method: str) -> None:
         self._conn = conn
         self._head_only = method == "HEAD"
+        self._bodiless = self._head_only
         self.started = False
 
     @staticmethod
@@ -237,8 +238,8 @@ class Answer:
     async def reply(self, reply: Reply) -> None:
         self.started = True
         status, body = reply.status, reply.body
-        no_body = status in (204, 304) or self._head_only or not body
-        length = b"0" if status in (204, 304) else b"%d" % len(body)
+        no_body = status in _BODILESS or self._head_only or not body
+        length = b"0" if status in _BODILESS else b"%d" % len(body)
         self._conn.push((self._response(status, reply.headers, (b"content-length", length)), not no_body))
         if not no_body:
             self._conn.push(body, len(body))
@@ -246,10 +247,14 @@ class Answer:
 
     async def start(self, status: int, headers: Headers) -> None:
         self.started = True
-        self._conn.push((self._response(status, headers, (b"transfer-encoding", b"chunked")), not self._head_only))
+        # A 204 or 304 has no body whatever its headers say: a chunked one would leave the
+        # chunk terminator on a keep-alive connection, where the client reads it as the next answer.
+        self._bodiless = self._head_only or status in _BODILESS
+        framing = (b"content-length", b"0") if status in _BODILESS else (b"transfer-encoding", b"chunked")
+        self._conn.push((self._response(status, headers, framing), not self._bodiless))
 
     async def write(self, data: bytes) -> None:
-        if data and not self._head_only:
+        if data and not self._bodiless:
             self._conn.push(data, len(data))
             await self._conn.writable()
 
@@ -270,6 +275,7 @@ class Answer:
 
 
 _FRAMING = frozenset({"content-length", "transfer-encoding", "connection"})
+_BODILESS = frozenset({204, 304})
 
 
 def _reason(status: int) -> bytes:

@@ -87,9 +87,26 @@ class Unauthorized(ClientError):
     kind = "authentication"
 
 
+class Forbidden(ClientError):
+    status = 403
+    kind = "permission"
+
+
 class NotFound(ClientError):
     status = 404
     kind = "not_found"
+
+
+class TooManyRequests(ClientError):
+    """Refused for now: a client key's budget or concurrency. ``retry_after`` (seconds) becomes
+    the ``Retry-After`` header (and Gemini's RetryInfo) when known."""
+
+    status = 429
+    kind = "rate_limit"
+
+    def __init__(self, message: str, *, code: str | None = None, retry_after: float | None = None) -> None:
+        super().__init__(message, code=code)
+        self.retry_after = retry_after
 
 
 class TooLarge(ClientError):

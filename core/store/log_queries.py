@@ -13,21 +13,23 @@ from typing import Any
 
 import sqlite_utils
 
-from core.store.request_log import _TOTALS, BUCKETS, LOG_COLUMNS
+from core.store.request_log import _TOTALS, BUCKETS, LOG_COLUMNS, NO_KEY, scope
 
-GROUPS = {"account": "account_id", "model": "model"}
+GROUPS = {"account": "account_id", "model": "model", "key": "key_id"}
 OUTCOMES = {"ok": "status >= 200 AND status < 400 AND error IS NULL", "error": "(status >= 400 OR status = 0 OR error IS NOT NULL)"}
-SEARCHED = ("request_id", "model", "requested_model", "path", "error", "account_id", "protocol")
+SEARCHED = ("request_id", "model", "requested_model", "path", "error", "account_id", "protocol", "key_id")
 PERCENTILES = (50, 90, 99)
 _NUMBER = re.compile(r"\d+(?:\.\d+)?")
 
 
-def series(db: sqlite_utils.Database, since: float, bucket: str, group: str, until: float | None = None) -> list[dict[str, Any]]:
-    """Totals per (time bucket, account or model), oldest first; empty buckets left out."""
+def series(db: sqlite_utils.Database, since: float, bucket: str, group: str, until: float | None = None,
+           key_id: str | None = None) -> list[dict[str, Any]]:  # fmt: skip
+    """Totals per (time bucket, account, model or client key), oldest first; empty buckets left out."""
     size, column = BUCKETS[bucket], GROUPS[group]
+    where, params = scope(since, key_id, time.time() if until is None else until)
     sql = (f"SELECT CAST(ts / {size} AS INTEGER) * {size} AS bucket_start, {column} AS key, {_TOTALS} FROM request_log "
-           "WHERE ts >= ? AND ts < ? GROUP BY bucket_start, key ORDER BY bucket_start")  # fmt: skip
-    return [dict(r) for r in db.query(sql, [since, time.time() if until is None else until])]
+           f"{where} GROUP BY bucket_start, key ORDER BY bucket_start")  # fmt: skip
+    return [dict(r) for r in db.query(sql, params)]
 
 
 def percentile(ordered: list[float] | array[float], p: float) -> float | None:
@@ -44,15 +46,16 @@ def _spread(values: array[float]) -> dict[str, Any]:
     return {"count": len(ordered), **{f"p{p}": percentile(ordered, p) for p in PERCENTILES}}
 
 
-def latency(db: sqlite_utils.Database, since: float, bucket: str) -> dict[str, Any]:
+def latency(db: sqlite_utils.Database, since: float, bucket: str, key_id: str | None = None) -> dict[str, Any]:
     """Time to first byte of answered requests and output speed (tokens/s after the first byte)
     of streamed ones: percentiles over the range and p50/p90 per time bucket."""
     size = BUCKETS[bucket]
     ttfb: dict[int, array[float]] = defaultdict(lambda: array("d"))
     speed: dict[int, array[float]] = defaultdict(lambda: array("d"))
-    sql = ("SELECT ts, ttfb_ms, duration_ms, output_tokens, stream FROM request_log "
-           "WHERE ts >= ? AND status >= 200 AND status < 400 AND ttfb_ms IS NOT NULL")  # fmt: skip
-    for row in db.execute(sql, [since]):
+    where, params = scope(since, key_id)
+    answered = "status >= 200 AND status < 400 AND ttfb_ms IS NOT NULL"
+    sql = f"SELECT ts, ttfb_ms, duration_ms, output_tokens, stream FROM request_log {where} {'AND' if where else 'WHERE'} {answered}"
+    for row in db.execute(sql, params):
         ts, first, total, tokens, stream = row
         start = int(ts // size) * size
         ttfb[start].append(first)
@@ -102,7 +105,9 @@ def search(db: sqlite_utils.Database, limit: int, offset: int, filters: dict[str
     ``text`` in one of the SEARCHED columns, ``outcome`` ok / error."""
     clauses, params = (["ts >= ?"], [since]) if since is not None else ([], [])
     for column, value in filters.items():
-        if column in LOG_COLUMNS and value is not None:
+        if column == "key_id" and value == NO_KEY:
+            clauses.append("key_id IS NULL")
+        elif column in LOG_COLUMNS and value is not None:
             clauses.append(f"{column} = ?")
             params.append(value)
     if text:

@@ -16,7 +16,7 @@ logger = logging.getLogger(__name__)
 
 LOG_COLUMNS = ("id", "ts", "request_id", "account_id", "protocol", "path", "model", "requested_model", "stream",
                "status", "error", "input_tokens", "output_tokens", "cached_tokens", "reasoning_tokens", "ttfb_ms",
-               "duration_ms", "attempts")  # fmt: skip
+               "duration_ms", "attempts", "key_id", "cost_usd", "cost_basis")  # fmt: skip
 _TOTALS = """
     COUNT(*) AS requests,
     SUM(status >= 200 AND status < 400) AS succeeded,
@@ -24,8 +24,29 @@ _TOTALS = """
     COALESCE(SUM(input_tokens), 0) AS input_tokens,
     COALESCE(SUM(output_tokens), 0) AS output_tokens,
     COALESCE(SUM(cached_tokens), 0) AS cached_tokens,
-    COALESCE(SUM(reasoning_tokens), 0) AS reasoning_tokens
+    COALESCE(SUM(reasoning_tokens), 0) AS reasoning_tokens,
+    COALESCE(SUM(cost_usd), 0) AS cost_usd,
+    COALESCE(SUM(CASE WHEN cost_basis = 'api_equivalent' THEN cost_usd END), 0) AS api_equivalent_usd
 """
+NO_KEY = "none"  # the ?key_id= value for requests made with the proxy key (or with no key)
+
+
+def scope(since: float | None, key_id: str | None = None, until: float | None = None) -> tuple[str, list[Any]]:
+    """A WHERE clause (or "") for rows from ``since`` up to ``until`` made with client key
+    ``key_id`` (``NO_KEY``: with none), and its parameters."""
+    clauses, params = [], []
+    if since:
+        clauses.append("ts >= ?")
+        params.append(since)
+    if until is not None:
+        clauses.append("ts < ?")
+        params.append(until)
+    if key_id == NO_KEY:
+        clauses.append("key_id IS NULL")
+    elif key_id:
+        clauses.append("key_id = ?")
+        params.append(key_id)
+    return ("WHERE " + " AND ".join(clauses)) if clauses else "", params
 BUCKETS = {"five_min": 300, "hourly": 3600, "daily": 86400}  # the usage API's ?granularity= values
 SWEEP_FIRST_SECONDS = 60.0  # not during start-up
 SWEEP_EVERY_SECONDS = 3600.0
@@ -90,9 +111,10 @@ class RequestLog:
 
     # --- reading (control-plane threads) -----------------------------------------------------------
 
-    def summary(self, since: float | None = None) -> dict[str, Any]:
-        """Totals, and the same per account and per model, for rows newer than ``since``."""
-        where, params = ("WHERE ts >= ?", [since]) if since else ("", [])
+    def summary(self, since: float | None = None, key_id: str | None = None) -> dict[str, Any]:
+        """Totals, and the same per account, per model and per client key, for rows newer than
+        ``since`` (made with client key ``key_id``, when given)."""
+        where, params = scope(since, key_id)
         db = self._db.conn()
 
         def rows(group: str) -> list[dict[str, Any]]:
@@ -105,12 +127,13 @@ class RequestLog:
             "totals": {k: v or 0 for k, v in dict(totals).items()},
             "by_account": rows("account_id"),
             "by_model": rows("model"),
+            "by_key": rows("key_id"),
         }
 
-    def history(self, since: float, bucket: str = "hourly", until: float | None = None) -> list[dict[str, Any]]:
+    def history(self, since: float, bucket: str = "hourly", until: float | None = None, key_id: str | None = None) -> list[dict[str, Any]]:
         """Totals per time bucket (``five_min`` | ``hourly`` | ``daily``), oldest first, empty ones left out."""
         size = BUCKETS[bucket]
-        until = time.time() if until is None else until
+        where, params = scope(since, key_id, time.time() if until is None else until)
         sql = (f"SELECT CAST(ts / {size} AS INTEGER) * {size} AS bucket_start, {_TOTALS} FROM request_log "
-               "WHERE ts >= ? AND ts < ? GROUP BY bucket_start ORDER BY bucket_start")
-        return [dict(r) for r in self._db.conn().query(sql, [since, until])]
+               f"{where} GROUP BY bucket_start ORDER BY bucket_start")
+        return [dict(r) for r in self._db.conn().query(sql, params)]

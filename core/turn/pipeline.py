@@ -9,12 +9,15 @@ a tool call) or finished. Everything that goes wrong before that — an HTTP err
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from http.cookies import CookieError, SimpleCookie
 from typing import TypeVar
+
+from core.accounts.proxy_pool import Route
 
 import orjson
 
@@ -27,7 +30,7 @@ from core.accounts.tokens import TokenManager
 from core.codex.errors import FATAL, RETRY_SAME, ROTATE, USAGE_LIMIT_REACHED, UpstreamError, classify_http, is_unsupported_model
 from core.codex.events import PRELUDE_EVENTS, TERMINAL_EVENTS, CodexStreamParser, Failed, Finished
 from core.codex.headers import account_installation_id, responses_headers
-from core.codex.request import finalize_body, finalize_compact_body, scoped_conversation_id, without_reasoning_items
+from core.codex.request import compress_body, finalize_body, finalize_compact_body, scoped_conversation_id, without_reasoning_items
 from core.codex.sse import SSEParser
 from core.config import ConfigStore
 from core.turn.model import Turn, UpstreamEvent, disconnected_event
@@ -76,6 +79,8 @@ class TurnStream:
             event.deltas = self.parser.feed(event.name, event.data)
             yield event
         finally:
+            if self._live is not None:
+                await self._live.aclose()
             await self.aclose()
 
     async def aclose(self) -> None:
@@ -88,11 +93,12 @@ class TurnStream:
 async def read_events(upstream: UpstreamStream, parser: CodexStreamParser) -> AsyncIterator[UpstreamEvent]:
     """Upstream bytes → SSE frames → decoded events, each run through ``parser``."""
     sse = SSEParser()
-    async for chunk in upstream.chunks():
-        for frame in sse.feed(chunk):
-            if (event := _decode(frame.event, frame.data)) is not None:
-                event.deltas = parser.feed(event.name, event.data)
-                yield event
+    async with contextlib.aclosing(upstream.chunks()) as chunks:
+        async for chunk in chunks:
+            for frame in sse.feed(chunk):
+                if (event := _decode(frame.event, frame.data)) is not None:
+                    event.deltas = parser.feed(event.name, event.data)
+                    yield event
     for frame in sse.close():
         if (event := _decode(frame.event, frame.data)) is not None:
             event.deltas = parser.feed(event.name, event.data)
@@ -136,11 +142,12 @@ def _cf_clearance(set_cookies: list[str]) -> str | None:
 
 class Pipeline:
     def __init__(self, config: ConfigStore, pool: AccountPool, tokens: TokenManager, transport: UpstreamTransport,
-                 installation_id: str) -> None:
+                 installation_id: str, route: Route) -> None:
         self._config = config
         self._pool = pool
         self._tokens = tokens
         self._transport = transport
+        self._route = route  # the account's proxy (core/accounts/proxy_pool.py)
         self._installation_id = installation_id
 
     async def start(self, turn: Turn) -> TurnStream:
@@ -162,12 +169,11 @@ class Pipeline:
             cfg = self._config.current
             conversation_id, installation_id = self._identity(account, turn)
             headers = account_headers(cfg, account)
-            headers.update({"Content-Type": "application/json", "Accept": "application/json",
-                            "OpenAI-Beta": "responses_websockets=2026-02-06", "x-client-request-id": conversation_id,
-                            "x-codex-installation-id": installation_id})
+            headers.update({"accept": "application/json", "content-type": "application/json",
+                            "x-client-request-id": conversation_id, "x-codex-installation-id": installation_id})
             url = cfg.api.base_url.rstrip("/") + "/codex/responses/compact"
             reply = await self._transport.request("POST", url, headers, finalize_compact_body(turn.body),
-                                                  timeout=cfg.api.timeout_seconds)
+                                                  timeout=cfg.api.timeout_seconds, proxy=self._route(account))
             self._observe(account, reply.headers, [])
             if reply.status >= 400:
                 raise classify_http(reply.status, reply.headers, reply.body)
@@ -266,6 +272,8 @@ class Pipeline:
         if state.cooldown_until:
             wait = max(1.0, state.cooldown_until - now)
             return NoAccountError(503, "upstream_blocked", f"The upstream is blocking every account (Cloudflare); retry in {wait:.0f}s.", retry_after=wait)
+        if state.gated:
+            return NoAccountError(503, "proxy_unavailable", f"No account can serve: their proxies cannot be used ({state.gated}).")
         if last_error is not None:
             return last_error
         return NoAccountError(503, "no_available_accounts", "No usable ChatGPT account: all are expired, banned or disabled. Log in again at /auth/login.")
@@ -291,10 +299,12 @@ class Pipeline:
             conversation_id=conversation_id,
             installation_id=installation_id,
             forwarded=turn.forwarded_headers,
+            model=turn.body.get("model"),
         )
         headers.update(cookie_header(account))
-        body = finalize_body(turn.body, conversation_id=conversation_id, installation_id=installation_id)
-        stream = await self._transport.open_stream(cfg.api.base_url.rstrip("/") + "/codex/responses", headers, body)
+        body = compress_body(finalize_body(turn.body, conversation_id=conversation_id, installation_id=installation_id))
+        stream = await self._transport.open_stream(cfg.api.base_url.rstrip("/") + "/codex/responses", headers, body,
+                                                   self._route(account))
         self._observe(account, stream.headers, stream.set_cookies)
         if stream.status >= 400:
             raw = await stream.read()
@@ -322,8 +332,11 @@ class Pipeline:
                 if isinstance(terminal, Finished) and not parser.produced and not (terminal.usage and terminal.usage.output_tokens):
                     raise UpstreamError(502, "empty_response", "Codex returned an empty response", action=ROTATE)
                 if parser.produced or terminal is not None:
+                    if terminal is not None:
+                        await live.aclose()
                     return TurnStream(account, upstream, parser, buffered, None if terminal else live, attempts)
         except BaseException:
+            await live.aclose()
             await upstream.aclose()
             raise
         await upstream.aclose()

@@ -42,6 +42,8 @@ from curl_cffi.aio import get_selector
 from curl_cffi.curl import DEFAULT_CACERT
 from curl_cffi.requests.impersonate import resolve_latest_browser_type
 
+from core.upstream.fingerprint import Fingerprint
+
 # Option numbers as plain ints: enum attribute lookups are measurable on the hot path.
 _URL = int(CurlOpt.URL)
 _HTTPHEADER = int(CurlOpt.HTTPHEADER)
@@ -99,11 +101,12 @@ class TransferError(Exception):
 @dataclass(frozen=True, slots=True)
 class Profile:
     """How a handle presents itself. Set once when a handle is made, so handles are pooled per
-    profile; a custom fingerprint (JA3, HTTP/2 settings, header order) would be one more field
-    here, applied in ``CurlDriver._configure``."""
+    profile: a curl_cffi browser target (``impersonate``) or a recorded client's ``fingerprint``
+    (core/upstream/fingerprint.py), which wins when both are given."""
 
     impersonate: str | None = "chrome"
     http11: bool = False
+    fingerprint: Fingerprint | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -470,7 +473,8 @@ class CurlDriver:
               limits: Limits, profile: Profile, proxy: str | None = None, collect: bool = False) -> Transfer:
         """Begin a transfer and return it; the caller awaits ``Transfer.headers()``. ``proxy``
         overrides the driver's for this request (``http://``, ``https://``, ``socks5h://``, with
-        credentials in the URL). ``collect``: the whole body is wanted at the end, so the transfer
+        credentials in the URL; ``""``: a direct connection, whatever the driver's or the
+        environment's proxy). ``collect``: the whole body is wanted at the end, so the transfer
         is never paused for unread data."""
         if self._closed:
             raise TransferError(0, "transport closed")
@@ -480,7 +484,7 @@ class CurlDriver:
         try:
             easy = self._acquire(profile)
             try:
-                self._prepare(easy, transfer, method, url, headers, body, limits, proxy or self._proxy)
+                self._prepare(easy, transfer, method, url, headers, body, limits, self._proxy if proxy is None else proxy)
             except BaseException:
                 if transfer._slist != ffi.NULL:
                     lib.curl_slist_free_all(transfer._slist)
@@ -579,12 +583,15 @@ class CurlDriver:
         # the smallest allowed.
         self._set_long(easy, CurlOpt.UPLOAD_BUFFERSIZE, 16 * 1024)
         profile = easy.profile
-        if profile.http11:
-            self._set_long(easy, CurlOpt.HTTP_VERSION, int(CurlHttpVersion.V1_1))
-        if profile.impersonate:
+        if profile.fingerprint is not None:
+            profile.fingerprint.apply(lambda option, value: self._set_long(easy, option, value) if isinstance(value, int)
+                                      else self._setopt(easy, option, value))
+        elif profile.impersonate:
             target = resolve_latest_browser_type(profile.impersonate)  # "chrome" → the newest chrome
             if lib.curl_easy_impersonate(easy.ptr, target.encode(), 1):
                 raise TransferError(0, f"impersonating {profile.impersonate!r} is not supported")
+        if profile.http11:
+            self._set_long(easy, CurlOpt.HTTP_VERSION, int(CurlHttpVersion.V1_1))
 
     def _release(self, easy: _Easy) -> None:
         easy.transfer = None
@@ -636,8 +643,9 @@ class CurlDriver:
         if easy.limits is not limits:
             self._set_limits(easy, limits)
         if easy.proxy != proxy:
-            # An https:// URL goes through a CONNECT tunnel by itself; http:// is forwarded.
-            setopt(ptr, _PROXY, proxy.encode() if proxy else ffi.NULL)
+            # An https:// URL goes through a CONNECT tunnel by itself; http:// is forwarded. NULL
+            # lets libcurl read the environment's proxy variables; "" turns every proxy off.
+            setopt(ptr, _PROXY, ffi.NULL if proxy is None else proxy.encode())
             easy.proxy = proxy
 
     def _switch_mode(self, easy: _Easy, mode: int) -> None:

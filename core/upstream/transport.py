@@ -2,18 +2,24 @@
 
 It sits on :class:`core.upstream.driver.CurlDriver`: libcurl with TLS impersonation, pooled
 handles, no cookie jar (one transport serves every account; callers send the cookies they mean
-to). Closing a stream aborts its transfer at once, so an abandoned turn stops the backend's
-generation instead of reading it to the end.
+to). A call may name its own proxy (an account's, core/accounts/proxy_pool.py); when a call
+through one fails before an answer, ``proxy_failed`` hears of it so the proxy gets checked.
+Closing a stream aborts its transfer at once, so an abandoned turn stops the backend's generation
+instead of reading it to the end.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import contextlib
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+
+from curl_cffi.curl import DEFAULT_CACERT
 
 from core.codex.errors import MAX_ERROR_BODY, RETRY_SAME, UpstreamError
 from core.settings import Settings
 from core.upstream.driver import CurlDriver, Limits, Profile, Transfer, TransferError
+from core.upstream.fingerprint import named
 from core.upstream.tap import Leg, open_leg
 
 
@@ -87,11 +93,12 @@ class UpstreamStream:
     async def read(self, limit: int = MAX_ERROR_BODY) -> bytes:
         parts: list[bytes] = []
         size = 0
-        async for chunk in self.chunks():
-            parts.append(chunk)
-            size += len(chunk)
-            if size >= limit:
-                break
+        async with contextlib.aclosing(self.chunks()) as chunks:
+            async for chunk in chunks:
+                parts.append(chunk)
+                size += len(chunk)
+                if size >= limit:
+                    break
         await self.aclose()
         return b"".join(parts)[:limit]
 
@@ -115,11 +122,14 @@ class SimpleResponse:
 class UpstreamTransport:
     def __init__(self, cfg: Settings) -> None:
         self._cfg = cfg
-        self._profile = Profile(impersonate=cfg.tls.impersonate or None, http11=cfg.tls.force_http11)
+        # tls.impersonate names a recorded client (codex_cli) or a curl_cffi browser target.
+        self._profile = Profile(impersonate=cfg.tls.impersonate or None, http11=cfg.tls.force_http11,
+                                fingerprint=named(cfg.tls.impersonate))
         self._driver: CurlDriver | None = None  # made on first use, on the loop that uses it
         self._connect_timeout = cfg.api.connect_timeout_seconds
-        self._stream_limits = Limits(self._connect_timeout, cfg.api.timeout_seconds, stall=True)
+        self._stream_limits = Limits(self._connect_timeout, cfg.stream.idle_timeout_seconds, stall=True)
         self._limits: dict[float, Limits] = {}  # per ``request`` timeout: one instance each (see Limits)
+        self.proxy_failed: Callable[[str], None] | None = None  # a call through this proxy URL failed
 
     @property
     def driver(self) -> CurlDriver:
@@ -127,25 +137,32 @@ class UpstreamTransport:
         if driver is None:
             tls = self._cfg.tls
             driver = self._driver = CurlDriver(proxy=tls.proxy_url or None, max_transfers=tls.max_transfers,
-                                               idle_handles=tls.idle_connections, idle_connections=tls.idle_connections)
+                                               idle_handles=tls.idle_connections, idle_connections=tls.idle_connections,
+                                               cacert=tls.ca_file or DEFAULT_CACERT)
         return driver
 
     async def _start(self, method: str, url: str, headers: dict[str, str], body: bytes | None, limits: Limits,
-                     collect: bool = False) -> Transfer:
+                     proxy: str | None, collect: bool = False) -> Transfer:
         driver = self.driver
         if driver.must_wait():
             await driver.slot()
-        return driver.start(method, url, headers.items(), body, limits, self._profile, collect=collect)
+        return driver.start(method, url, headers.items(), body, limits, self._profile, proxy, collect=collect)
 
-    async def open_stream(self, url: str, headers: dict[str, str], body: bytes) -> UpstreamStream:
+    def _proxy_error(self, proxy: str | None) -> None:
+        if proxy and self.proxy_failed is not None:
+            self.proxy_failed(proxy)
+
+    async def open_stream(self, url: str, headers: dict[str, str], body: bytes, proxy: str | None = None) -> UpstreamStream:
+        """``proxy``: this call's proxy URL, ``""`` for none; None: ``tls.proxy_url``."""
         leg = open_leg("POST", url, headers, body)
         transfer = None
         try:
-            transfer = await self._start("POST", url, headers, body, self._stream_limits)
+            transfer = await self._start("POST", url, headers, body, self._stream_limits, proxy)
             await transfer.headers()
         except TransferError as exc:
             if transfer is not None:
                 transfer.abort()
+            self._proxy_error(proxy)
             raise _failed(leg, transport_error(exc)) from None
         except BaseException:
             if transfer is not None:
@@ -161,6 +178,7 @@ class UpstreamTransport:
         headers: dict[str, str] | None = None,
         body: bytes | None = None,
         timeout: float = 60.0,
+        proxy: str | None = None,
     ) -> SimpleResponse:
         leg = open_leg(method, url, headers or {}, body)
         limits = self._limits.get(timeout)
@@ -168,9 +186,10 @@ class UpstreamTransport:
             limits = self._limits[timeout] = Limits(min(timeout, self._connect_timeout), timeout)
         transfer = None
         try:
-            transfer = await self._start(method, url, headers or {}, body, limits, collect=True)
+            transfer = await self._start(method, url, headers or {}, body, limits, proxy, collect=True)
             await transfer.finished()
         except TransferError as exc:
+            self._proxy_error(proxy)
             raise _failed(leg, transport_error(exc)) from None
         except BaseException:
             _abandoned(leg)

@@ -21,6 +21,9 @@ from playwright.sync_api import Page, expect
 
 from codex_fake import FakeCodexThread
 from codex_fake import faults as sc
+from core.config import shipped_yaml
+from core.pricing import Pricing
+from core.settings import price_table
 from tests.browser.conftest import LAPTOP, PHONE, Browsing, OpenDashboard, settled
 from tests.support.accounts import add, chat, chat_stream, wait_for
 from tests.support.proxy import ROOT, ProxyProcess
@@ -35,9 +38,10 @@ def save(page: Page, name: str, full_page: bool = True) -> None:
     page.screenshot(path=OUT / f"{name}.png", full_page=full_page)
 
 
-def past_day(account_ids: list[str], now: float) -> list[dict[str, Any]]:
-    """A made-up day of traffic: busier in the afternoon, a few rate limits."""
+def past_day(account_ids: list[str], key_ids: list[str | None], now: float) -> list[dict[str, Any]]:
+    """A made-up day of traffic: busier in the afternoon, a few rate limits, priced as the proxy prices it."""
     rng = random.Random(8)
+    pricing = Pricing(price_table(shipped_yaml("default.yaml")[0]["pricing"]["models"]))
     rows = []
     for hour in range(24, 0, -1):
         busy = 4 + int(10 * max(0.0, 1 - abs(hour - 8) / 8))
@@ -47,14 +51,17 @@ def past_day(account_ids: list[str], now: float) -> list[dict[str, Any]]:
             failed = rng.random() < 0.05
             output = rng.randint(80, 2400)
             ttfb = rng.uniform(350, 1800)
+            tokens_in, cached = rng.randint(2000, 60000), rng.randint(0, 40000)
+            cost = None if failed else pricing.cost(model, tokens_in, output, min(cached, tokens_in))
             rows.append({
                 "ts": ts, "request_id": f"req_history_{len(rows)}", "account_id": None if failed else rng.choice(account_ids),
                 "protocol": rng.choice(["openai", "anthropic", "responses", "responses"]), "path": "/v1/responses", "model": model,
                 "requested_model": model, "stream": 1, "status": 429 if failed else 200,
                 "error": "Codex API error (429): The usage limit has been reached" if failed else None,
-                "input_tokens": None if failed else rng.randint(2000, 60000), "output_tokens": None if failed else output,
-                "cached_tokens": None if failed else rng.randint(0, 40000), "reasoning_tokens": 0, "ttfb_ms": ttfb,
-                "duration_ms": ttfb + output / rng.uniform(40, 120) * 1000, "attempts": 1,
+                "input_tokens": None if failed else tokens_in, "output_tokens": None if failed else output,
+                "cached_tokens": None if failed else min(cached, tokens_in), "reasoning_tokens": 0, "ttfb_ms": ttfb,
+                "duration_ms": ttfb + output / rng.uniform(40, 120) * 1000, "attempts": 1, "key_id": rng.choice(key_ids),
+                "cost_usd": cost, "cost_basis": None if failed else "api_equivalent",
             })  # fmt: skip
     return rows
 
@@ -71,16 +78,26 @@ def test_screenshots_of_every_page(start_proxy: Any, fake: FakeCodexThread, open
     for account, (short, week) in {"acc-work": (38.0, 61.0), "acc-home": (12.0, 24.0), "acc-team": (71.0, 44.0),
                                    "acc-limited": (100.0, 83.0)}.items():  # fmt: skip
         fake.set_usage(account, primary_used=short, secondary_used=week)
+    keys = {label: proxy.api("POST", "/admin/keys", json={"label": label, **limits}).json() for label, limits in {
+        "alice (laptop)": {"budget": {"limit": 20, "unit": "usd", "period": "month"}, "max_concurrency": 4},
+        "ci": {"budget": {"limit": 2_000_000, "unit": "tokens", "period": "day"}, "allowed_models": ["gpt-5.4-mini*"], "expires_in_days": 30},
+        "bob (desktop)": {"budget": {"limit": 5, "unit": "usd", "period": "day"}},
+    }.items()}  # fmt: skip
+    proxy.api("PATCH", f"/admin/keys/{keys['bob (desktop)']['key']['id']}", json={"enabled": False})
     db = sqlite_utils.Database(proxy.data_dir / "codex-proxy.db")
-    db["request_log"].insert_all(past_day([work["id"], home["id"], team["id"]], time.time()))
+    key_ids = [None, *(k["key"]["id"] for k in keys.values())]
+    db["request_log"].insert_all(past_day([work["id"], home["id"], team["id"]], key_ids, time.time()))
 
     client = openai.OpenAI(base_url=proxy.base_url, api_key=proxy.key, max_retries=0, timeout=30)
     claude = anthropic.Anthropic(base_url=proxy.origin, api_key=proxy.key, max_retries=0, timeout=30)
     fake.script({"text": "Here is the refactored function, with the loop replaced by a comprehension."})
     for i in range(6):
         chat_stream(client, f"refactor step {i}", model="gpt-5.4")
+    ci = openai.OpenAI(base_url=proxy.base_url, api_key=keys["ci"]["api_key"], max_retries=0, timeout=30)
+    alice = openai.OpenAI(base_url=proxy.base_url, api_key=keys["alice (laptop)"]["api_key"], max_retries=0, timeout=30)
     for i in range(3):
-        chat(client, f"summarise file {i}", model="gpt-5.4-mini")
+        chat(ci, f"summarise file {i}", model="gpt-5.4-mini")
+    chat(alice, "explain this stack trace", model="gpt-5.4")
     claude.messages.create(model="claude-sonnet-4-6", max_tokens=512, messages=[{"role": "user", "content": "Review this diff"}])
     fake.fault("acc-limited", sc.usage_limit_429(resets_in=5 * 3600))
     fake.fault("acc-old", sc.token_expired_401())
@@ -96,7 +113,8 @@ def test_screenshots_of_every_page(start_proxy: Any, fake: FakeCodexThread, open
     page = open_dashboard(proxy, "/", viewport=LAPTOP)
     expect(page.locator("#accounts-body tr")).to_have_count(6)
     save(page, "accounts")
-    for name, path, ready in (("connect", "/dashboard/connect", "#models-table"), ("usage", "/dashboard/usage?hours=24", "#chart-tokens canvas"),
+    for name, path, ready in (("connect", "/dashboard/connect", "#models-table"), ("keys", "/dashboard/keys", "#keys-body tr"),
+                              ("usage", "/dashboard/usage?hours=24", "#chart-tokens canvas"),
                               ("settings", "/dashboard/settings", "#form-rotation"), ("logs", "/dashboard/logs", "#log-body tr")):  # fmt: skip
         page.goto(proxy.origin + path)
         settled(page)
@@ -121,4 +139,4 @@ def test_screenshots_of_every_page(start_proxy: Any, fake: FakeCodexThread, open
         login.goto(f"http://{address}:{lan.port}/")
         expect(login.locator("#password")).to_be_visible()
         save(login, "login")
-    assert {path.stem for path in Path(OUT).glob("*.png")} >= {"accounts", "connect", "usage", "logs", "settings"}
+    assert {path.stem for path in Path(OUT).glob("*.png")} >= {"accounts", "connect", "keys", "usage", "logs", "settings"}

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Callable
 
+import httpx
 import openai
 import yaml
 
@@ -129,3 +131,21 @@ def test_management_needs_the_key(start_proxy: Callable[..., ProxyProcess]) -> N
                          ("GET", "/auth/quota/warnings"), ("POST", "/auth/login/device"), ("GET", "/admin/usage-stats/summary")):
         response = proxy.api(method, path, headers={"Authorization": "Bearer wrong"})
         assert response.status_code == 401 and response.json()["error"]["code"] == "invalid_api_key", path
+
+
+def test_a_304_for_a_cached_dashboard_file_leaves_the_connection_clean(proxy: ProxyProcess) -> None:
+    """A browser revalidating a static file gets a 304 with no body and no chunked framing, so the
+    next answer on that keep-alive connection is read as sent (a stray end-of-chunks after the 304
+    used to be taken for the next answer: ERR_INVALID_HTTP_RESPONSE in Chromium)."""
+    etag = proxy.api("GET", "/static/js/core.js").headers["etag"]
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as conn:
+        host = f"Host: 127.0.0.1:{proxy.port}\r\n"
+        conn.sendall(f"GET /static/js/core.js HTTP/1.1\r\n{host}If-None-Match: {etag}\r\n\r\nGET /health HTTP/1.1\r\n{host}\r\n".encode())
+        received = b""
+        while b'"accounts"' not in received:
+            chunk = conn.recv(65536)
+            assert chunk, received
+            received += chunk
+    not_modified, _, rest = received.partition(b"\r\n\r\n")
+    assert not_modified.startswith(b"HTTP/1.1 304") and b"transfer-encoding" not in not_modified.lower()
+    assert rest.startswith(b"HTTP/1.1 200 OK"), rest[:80]

@@ -64,7 +64,8 @@ def test_non_streaming_chat(openai_client: openai.OpenAI, fake: FakeCodexThread)
     assert headers["chatgpt-account-id"] == "acc-1"
     assert headers["originator"] == "codex_cli_rs"
     assert headers["user-agent"].startswith("codex_cli_rs/")
-    assert headers["session_id"] == body["prompt_cache_key"] == headers["x-client-request-id"]
+    assert headers["session-id"] == body["prompt_cache_key"] == headers["x-client-request-id"] == headers["thread-id"]
+    assert headers["content-encoding"] == "zstd" and headers["version"] == "0.171.0"
     assert headers["accept"] == "text/event-stream"
 
 

@@ -1,5 +1,6 @@
 """Small local servers that stand for "some other host" behind the proxy: one speaks HTTPS with its
-own self-signed certificate, one echoes raw TCP bytes. Both bind 127.0.0.1 only."""
+own self-signed certificate, one echoes raw TCP bytes, one tells a caller its address (a "what is
+my IP" service). All bind 127.0.0.1 only."""
 
 from __future__ import annotations
 
@@ -71,6 +72,22 @@ class _ThreadedServer:
         self._sock.close()
 
 
+def _read_head(conn: socket.socket | ssl.SSLSocket) -> bool:
+    """Read a request up to the end of its headers; False if the client left first."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = conn.recv(4096)
+        if not chunk:
+            return False
+        data += chunk
+    return True
+
+
+def _reply(conn: socket.socket | ssl.SSLSocket, content_type: bytes, body: bytes) -> None:
+    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: %s\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s"
+                 % (content_type, len(body), body))
+
+
 def https_server(cert: Path, key: Path) -> _ThreadedServer:
     """Answers any HTTPS request with ``HELLO``, using its own certificate."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -78,13 +95,8 @@ def https_server(cert: Path, key: Path) -> _ThreadedServer:
 
     def handle(conn: socket.socket) -> None:
         with context.wrap_socket(conn, server_side=True) as tls:
-            data = b""
-            while b"\r\n\r\n" not in data:
-                chunk = tls.recv(4096)
-                if not chunk:
-                    return
-                data += chunk
-            tls.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(HELLO), HELLO))
+            if _read_head(tls):
+                _reply(tls, b"text/plain", HELLO)
 
     return _ThreadedServer(handle)
 
@@ -115,3 +127,14 @@ def non_loopback_address() -> str | None:
             return None
         address = probe.getsockname()[0]
     return None if address.startswith("127.") else address
+
+
+def ip_echo_server() -> _ThreadedServer:
+    """A "what is my IP" endpoint shaped like api.ipify.org's ``?format=json``: answers any GET
+    with ``{"ip": "<the address that connected>"}`` — through a proxy, the proxy's exit address."""
+
+    def handle(conn: socket.socket) -> None:
+        if _read_head(conn):
+            _reply(conn, b"application/json", b'{"ip":"%s"}' % conn.getpeername()[0].encode())
+
+    return _ThreadedServer(handle)

@@ -305,7 +305,7 @@ def test_log_endpoints_and_bodies(client: FlaskClient, services: Services) -> No
     assert listed["total"] == 2 and all("Rate limit" in row["error"] for row in listed["logs"])
     entry_id = listed["logs"][0]["id"]
     assert client.get(f"/admin/logs/{entry_id}", headers=auth).json == {
-        "log": {**listed["logs"][0], "account_name": None}, "capture_bodies": False, "bodies": None}
+        "log": {**listed["logs"][0], "account_name": None, "key_label": None}, "capture_bodies": False, "bodies": None}
     services.db.conn()["request_bodies"].insert({"request_id": "req_limit2", "ts": 1.0, "request": "{}", "response": "{}", "truncated": 0})
     assert client.get(f"/admin/logs/{entry_id}", headers=auth).json["bodies"] == {"request": "{}", "response": "{}", "truncated": 0}
     assert client.get("/admin/logs/999999", headers=auth).status_code == 404

@@ -142,6 +142,30 @@ async def test_other_events_take_mitmproxys_path_and_refresh_the_cache(context: 
 
 
 @in_mitmproxy
+async def test_log_records_reach_add_log_handlers_and_keep_the_cache(context: Any) -> None:
+    """mitmproxy logs a few lines per connection ("client connect", ...), each an ``add_log`` event:
+    dispatched like a flow event, in chain order, without dropping the cached handler lists."""
+    from mitmproxy.log import AddLogHook, LogEntry
+
+    seen: list[str] = []
+
+    class Listener:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def add_log(self, entry: Any) -> None:
+            seen.append(f"{self.name}: {entry.msg}")
+
+    manager = context.master.addons
+    manager.add(Listener("first"), Listener("second"))
+    await manager.trigger_event(HttpRequestHook(tflow.tflow()))
+    assert dispatch._CACHE in manager.__dict__
+    manager.trigger(AddLogHook(LogEntry("client connect", "info")))
+    assert seen == ["first: client connect", "second: client connect"]
+    assert "add_log" in manager.__dict__[dispatch._CACHE] and "request" in manager.__dict__[dispatch._CACHE]
+
+
+@in_mitmproxy
 async def test_update_follows_every_flow_event(context: Any) -> None:
     seen: list[str] = []
 
@@ -155,3 +179,28 @@ async def test_update_follows_every_flow_event(context: Any) -> None:
     context.master.addons.add(Watcher())
     await context.master.addons.handle_lifecycle(HttpResponseHook(tflow.tflow(resp=True)))
     assert seen == ["response", "update"]
+
+
+def test_header_reads_follow_every_change() -> None:
+    """``Headers.get_all`` answers from an index of the fields; every way of changing the headers
+    (set, add, insert, delete, replace the fields, copy then change) is seen by the next read."""
+    from mitmproxy import http
+
+    headers = http.Headers([(b"Content-Type", b"a"), (b"X-Two", b"1"), (b"x-two", b"2")])
+    assert headers.get_all("x-TWO") == ["1", "2"] and headers["content-type"] == "a"
+    headers.get_all("x-two").append("changed by a caller")
+    assert headers.get_all("X-Two") == ["1", "2"]
+    headers["content-type"] = "b"
+    assert headers.get_all("Content-Type") == ["b"]
+    headers.add("X-Two", "3")
+    headers.insert(0, b"X-Two", b"0")
+    assert headers.get_all(b"x-two") == ["0", "1", "2", "3"]
+    del headers["x-two"]
+    assert headers.get_all("x-two") == [] and "X-Two" not in headers
+    headers.fields = ((b"X-New", b"\xff"),)
+    assert headers.get_all("x-new") == ["\udcff"] and headers.get("content-type") is None
+    copy = headers.copy()
+    copy["x-new"] = "other"
+    assert headers["x-new"] == "\udcff" and copy["X-New"] == "other"
+    headers.set_all("x-many", ["1", "2"])
+    assert headers.get_all("X-MANY") == ["1", "2"]

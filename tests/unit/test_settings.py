@@ -42,7 +42,7 @@ def test_values_are_typed(tmp_path: Path) -> None:
     assert cfg.api.timeout_seconds == 600.0 and isinstance(cfg.api.timeout_seconds, float)
     assert cfg.intercept.hosts[0] == "api.openai.com" and isinstance(cfg.intercept.hosts, tuple)
     assert cfg.quota.warning_thresholds == (80, 95)
-    assert cfg.client.residency is None and cfg.tls.impersonate == "chrome"
+    assert cfg.client.residency is None and cfg.tls.impersonate == "codex_cli"
     assert cfg.db_path == tmp_path.resolve() / "codex-proxy.db"
 
 

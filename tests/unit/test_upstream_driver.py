@@ -106,11 +106,13 @@ def chunk(data: bytes) -> bytes:
     return b"%x\r\n%s\r\n" % (len(data), data)
 
 
-def settings(tmp: Path, connect_timeout: float = 5, timeout: float = 30, **tls: Any) -> Settings:
-    """The shipped settings (chrome, ...) with these timeouts and ``tls`` values."""
+def settings(tmp: Path, connect_timeout: float = 5, timeout: float = 30, idle: float = 30, **tls: Any) -> Settings:
+    """The shipped settings (the codex_cli fingerprint, ...) with these timeouts (a call's, a
+    stream's silence) and ``tls`` values."""
     cfg = ConfigStore(tmp, environ={}).current
     api = dataclasses.replace(cfg.api, connect_timeout_seconds=connect_timeout, timeout_seconds=timeout)
-    return dataclasses.replace(cfg, api=api, tls=dataclasses.replace(cfg.tls, **tls))
+    stream = dataclasses.replace(cfg.stream, idle_timeout_seconds=idle)
+    return dataclasses.replace(cfg, api=api, stream=stream, tls=dataclasses.replace(cfg.tls, **tls))
 
 
 def transport(tmp: Path, **tls: Any) -> UpstreamTransport:
@@ -192,7 +194,7 @@ def test_same_request_bytes_as_curl_cffi_session(tmp_path: Path) -> None:
         await session.request("POST", base + "/a", headers=headers, content=b'{"a":1}', stream=False, timeout=(5, 30))
         await session.request("GET", base + "/b", headers={"Accept": "application/json"}, timeout=30)
         await session.close()
-        t = transport(tmp_path)
+        t = transport(tmp_path, impersonate="chrome")
         stream = await t.open_stream(base + "/a", headers, b'{"a":1}')
         await stream.read()
         await t.request("GET", base + "/b", {"Accept": "application/json"})
@@ -263,7 +265,8 @@ def test_redirects_are_followed_and_the_final_answer_reported(tmp_path: Path) ->
 
 
 def test_a_per_request_proxy(tmp_path: Path) -> None:
-    """``proxy`` on one start goes through that proxy; the handle's next request goes direct."""
+    """``proxy`` on one start goes through that proxy; the handle's next request goes direct; ``""``
+    goes direct even when the driver has a proxy."""
 
     async def origin(seen: Seen, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         writer.write(response(200, b"direct"))
@@ -286,6 +289,15 @@ def test_a_per_request_proxy(tmp_path: Path) -> None:
         transfer = driver.start("GET", base + "/y", [], None, limits, profile, collect=True)
         await transfer.finished()
         assert transfer.take() == b"direct" and len(proxy_server.seen) == 1
+        driver.close()
+        # A driver with a proxy of its own: None uses it, "" goes direct (an account in direct mode).
+        driver = CurlDriver(proxy=proxy_base, idle_handles=1)
+        via = b"via proxy " + (base + "/z").encode()
+        for override, answer in ((None, via), ("", b"direct"), (None, via)):
+            transfer = driver.start("GET", base + "/z", [], None, limits, profile, proxy=override, collect=True)
+            await transfer.finished()
+            assert transfer.take() == answer, override
+        assert len(proxy_server.seen) == 3
         driver.close()
         await origin_server.stop()
         await proxy_server.stop()
@@ -580,7 +592,7 @@ def test_request_timeout(tmp_path: Path) -> None:
 
 
 def test_a_stalled_stream_fails_after_the_read_timeout(tmp_path: Path) -> None:
-    """api.timeout_seconds bounds the silence in a stream, not its length. libcurl averages the
+    """stream.idle_timeout_seconds bounds the silence in a stream, not its length. libcurl averages the
     speed over its last 5 seconds, so the error comes up to 5 s after the timeout."""
 
     async def slow_then_silent(seen: Seen, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -594,7 +606,7 @@ def test_a_stalled_stream_fails_after_the_read_timeout(tmp_path: Path) -> None:
     async def scenario() -> None:
         server = Server(slow_then_silent)
         base = await server.start()
-        t = UpstreamTransport(settings(tmp_path, timeout=1))
+        t = UpstreamTransport(settings(tmp_path, idle=1))
         stream = await t.open_stream(base + "/stall", {}, b"{}")
         received = b""
         started = time.perf_counter()

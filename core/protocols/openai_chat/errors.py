@@ -9,9 +9,12 @@ from core.codex.errors import USAGE_LIMIT_REACHED
 from core.protocols.base import ClientError, Failure, Reply, http_status, json_reply, retry_headers
 
 
+_CLIENT_ERROR_TYPES = {"rate_limit": "rate_limit_error", "permission": "permission_error"}
+
+
 def error_payload(error: Failure) -> dict[str, Any]:
     if isinstance(error, ClientError):
-        kind = {"authentication": "invalid_request_error", "not_found": "invalid_request_error"}.get(error.kind, "invalid_request_error")
+        kind = _CLIENT_ERROR_TYPES.get(error.kind, "invalid_request_error")
         code = error.code or {"authentication": "invalid_api_key"}.get(error.kind)
         return {"error": {"message": error.message, "type": kind, "param": error.param, "code": code}}
     status = error.status

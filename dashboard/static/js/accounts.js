@@ -1,9 +1,11 @@
 // Accounts: the pool's table, adding accounts (browser login, pasted token or URL, device code,
 // import), export, and per-row and batch actions. Long actions run a few requests at a time and
 // show their progress; the table refreshes itself, so a login finished elsewhere appears.
-import { $, $$, api, confirmDialog, download, eachLimited, el, every, failed, fmt, icon, ready, t, tabs, toast } from "./core.js";
+import { $, api, confirmDialog, download, eachLimited, el, every, failed, fmt, icon, importSummary, ready, rowSelection, t, tabs, toast } from "./core.js";
 
-const state = { accounts: [], usage: {}, selected: new Set(), addOpen: false, busy: false };
+const state = { accounts: [], usage: {}, addOpen: false, busy: false };
+const selection = rowSelection({ body: "#accounts-body", all: "#select-all", bar: "#batch-bar", count: "#batch-count",
+  ids: () => state.accounts.map((a) => a.id) });
 
 // --- loading and drawing ------------------------------------------------------------------------
 
@@ -14,8 +16,7 @@ async function load() {
   ]);
   state.accounts = list.accounts;
   state.usage = Object.fromEntries(summary.by_account.map((row) => [row.key, row]));
-  const ids = new Set(state.accounts.map((a) => a.id));
-  for (const id of [...state.selected]) if (!ids.has(id)) state.selected.delete(id);
+  selection.keep(new Set(state.accounts.map((a) => a.id)));
   render();
 }
 
@@ -52,7 +53,7 @@ function quotaCell(quota) {
 
 function statusCell(account) {
   const cell = el("div", { class: "stack", style: { gap: "3px", alignItems: "flex-start" } },
-    el("span", { class: `badge ${account.status}`, title: account.last_error || "" }, t(`status.${account.status}`)));
+    el("span", { class: `badge ${account.status}`, title: account.proxy?.blocked || account.last_error || "" }, t(`status.${account.status}`)));
   if (account.needs_login && account.status !== "expired") {
     cell.append(el("span", { class: "badge needs_login", title: account.last_error || "" }, t("status.needs_login")));
   }
@@ -71,10 +72,10 @@ function row(account) {
   const tokens = (usage.input_tokens || 0) + (usage.output_tokens || 0);
   const enabled = account.status !== "disabled";
   const checkbox = el("input", { type: "checkbox", class: "select", "aria-label": t("col.select", { name: name(account) }),
-    checked: state.selected.has(account.id), onchange: (event) => select(account.id, event.target.checked) });
+    checked: selection.selected.has(account.id), onchange: (event) => selection.toggle(account.id, event.target.checked) });
   const who = el("div", { class: "who" }, el("strong", {}, name(account)),
     el("span", {}, account.label && account.email ? account.email : account.chatgpt_account_id));
-  return el("tr", { dataset: { id: account.id, status: account.status }, class: state.selected.has(account.id) ? "selected" : "" },
+  return el("tr", { dataset: { id: account.id, status: account.status }, class: selection.selected.has(account.id) ? "selected" : "" },
     el("td", {}, checkbox),
     el("td", { "data-label": t("col.account") }, who),
     el("td", { "data-label": t("col.plan") }, account.plan ? el("span", { class: "badge plain info" }, account.plan) : t("ui.none")),
@@ -107,30 +108,8 @@ function render() {
   for (const account of state.accounts) counts[account.status] = (counts[account.status] || 0) + 1;
   $("#status-chips").replaceChildren(...Object.entries(counts).map(([status, n]) => el("span", { class: `badge ${status}` }, `${n} ${t(`status.${status}`)}`)));
   $("#accounts-body").replaceChildren(...state.accounts.map(row));
-  renderSelection();
+  selection.render();
 }
-
-function renderSelection() {
-  const n = state.selected.size;
-  $("#batch-bar").hidden = n === 0;
-  $("#batch-count").textContent = t("batch.selected", { n });
-  const all = $("#select-all");
-  all.checked = n > 0 && n === state.accounts.length;
-  all.indeterminate = n > 0 && n < state.accounts.length;
-  for (const tr of $$("#accounts-body tr")) tr.classList.toggle("selected", state.selected.has(tr.dataset.id));
-}
-
-function select(id, on) {
-  if (on) state.selected.add(id);
-  else state.selected.delete(id);
-  renderSelection();
-}
-
-$("#select-all").addEventListener("change", (event) => {
-  state.selected = new Set(event.target.checked ? state.accounts.map((a) => a.id) : []);
-  for (const box of $$("#accounts-body input.select")) box.checked = event.target.checked;
-  renderSelection();
-});
 
 // --- actions ------------------------------------------------------------------------------------
 
@@ -195,7 +174,7 @@ async function remove(ids) {
   try {
     const result = await api("POST", "/auth/accounts/batch-delete", { ids });
     toast(t("done.deleted", { n: result.deleted }), "ok");
-    for (const id of ids) state.selected.delete(id);
+    for (const id of ids) selection.selected.delete(id);
   } catch (error) {
     failed(error);
   }
@@ -205,10 +184,10 @@ async function remove(ids) {
 $("#batch-bar").addEventListener("click", (event) => {
   const button = event.target.closest("button[data-batch]");
   if (!button) return;
-  const ids = [...state.selected];
+  const ids = [...selection.selected];
   const action = button.dataset.batch;
   if (action === "clear") {
-    state.selected.clear();
+    selection.selected.clear();
     render();
   } else if (action === "check") checkAccounts(ids);
   else if (action === "delete") remove(ids);
@@ -311,10 +290,8 @@ async function importText(text) {
   }
   try {
     const result = await api("POST", "/auth/accounts/import", body);
-    const summary = t("import.result", result);
-    const errors = result.errors.map((e) => `#${e.index + 1}: ${e.error}`).join(" · ");
-    $("#import-result").textContent = errors ? `${summary} — ${errors}` : summary;
-    toast(summary, result.failed ? "bad" : "ok");
+    $("#import-result").textContent = importSummary(result);
+    toast(t("import.result", result), result.failed ? "bad" : "ok");
     if (result.added || result.updated) await load();
   } catch (error) {
     failed(error);

@@ -24,12 +24,25 @@ function alpha(color, opacity) {
   return `rgba(${r}, ${g}, ${b}, ${opacity})`;
 }
 
-const ZH_NAMES = {
-  MMMM: Array.from({ length: 12 }, (_, i) => `${i + 1}月`),
-  MMM: Array.from({ length: 12 }, (_, i) => `${i + 1}月`),
-  WWWW: ["星期日", "星期一", "星期二", "星期三", "星期四", "星期五", "星期六"],
-  WWW: ["周日", "周一", "周二", "周三", "周四", "周五", "周六"],
+// The time axis in the page's language and the viewer's time zone (uPlot's own tick labels are
+// English: "3pm", "Mar 5"): times of day, dates, months, each as Intl writes them.
+const TICK = {
+  time: new Intl.DateTimeFormat(lang, { hour: "numeric", minute: "2-digit" }),
+  day: new Intl.DateTimeFormat(lang, { month: "short", day: "numeric" }),
+  month: new Intl.DateTimeFormat(lang, { year: "numeric", month: "short" }),
 };
+const DAY = 86400;
+
+/** uPlot's ``axes[0].values``: a label per tick; below a day apart, the date under the first tick and each midnight. */
+export function timeTicks(u, splits, axisIndex, space, increment) {
+  if (increment >= 28 * DAY) return splits.map((s) => TICK.month.format(new Date(s * 1000)));
+  if (increment >= DAY) return splits.map((s) => TICK.day.format(new Date(s * 1000)));
+  return splits.map((s, i) => {
+    const date = new Date(s * 1000);
+    const time = TICK.time.format(date);
+    return i === 0 || (date.getHours() === 0 && date.getMinutes() === 0) ? `${time}\n${TICK.day.format(date)}` : time;
+  });
+}
 
 /** Every bucket start from ``since`` to now (the API leaves empty buckets out). */
 export function bucketAxis(since, size, now = Date.now() / 1000) {
@@ -58,7 +71,7 @@ function build(container, spec) {
   // Stacked bars: each series is drawn as the running total of itself and those after it, the
   // legend and the data table still show its own value.
   const drawn = spec.series.map((s, i) => (stacked ? s.values.map((_, j) => spec.series.slice(i).reduce((sum, o) => sum + (o.values[j] || 0), 0)) : s.values));
-  const series = [{ value: (u, v) => (v === null ? "" : fmt.dateTime(v)) }, ...spec.series.map((s, i) => {
+  const series = [{ label: t("chart.time"), value: (u, v) => (v === null ? "" : fmt.dateTime(v)) }, ...spec.series.map((s, i) => {
     const color = s.color || seriesColor(i);
     const bars = spec.kind === "bars";
     return {
@@ -79,16 +92,16 @@ function build(container, spec) {
     width: Math.max(container.clientWidth, 200),
     height: spec.height || 240,
     series,
-    axes: [axis, { ...axis, size: 56, values: (u, ticks) => ticks.map((v) => fmt.compact(v)) }],
+    axes: [{ ...axis, values: timeTicks }, { ...axis, size: spec.tick ? 76 : 56, values: (u, ticks) => ticks.map((v) => (spec.tick || fmt.compact)(v)) }],
     scales: { x: { time: true }, y: { range: (u, min, max) => [0, max > 0 ? max * 1.1 : 1] } },
     cursor: { drag: { x: true, y: false }, points: { size: 6 } },
     legend: { live: true },
   };
-  if (lang === "zh-CN") opts.fmtDate = (tpl) => uPlot.fmtDate(tpl, ZH_NAMES);
   return new uPlot(opts, [spec.x, ...drawn], container);
 }
 
-/** Draw (or redraw) a chart into the element with ``id``. spec: {x, series: [{label, values, color?}], kind?, stacked?, format?} */
+/** Draw (or redraw) a chart into the element with ``id``.
+ * spec: {x, series: [{label, values, color?}], kind?, stacked?, format? (values), tick? (the y axis)} */
 export function timeChart(id, spec) {
   const container = document.getElementById(id);
   charts.get(id)?.plot?.destroy();

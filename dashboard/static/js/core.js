@@ -83,6 +83,8 @@ export const $$ = (selector, root = document) => [...root.querySelectorAll(selec
 const numberFormat = new Intl.NumberFormat(lang);
 const compactFormat = new Intl.NumberFormat(lang, { notation: "compact", maximumFractionDigits: 1 });
 const relative = new Intl.RelativeTimeFormat(lang, { numeric: "auto" });
+const usdCents = new Intl.NumberFormat(lang, { style: "currency", currency: "USD" });
+const usdSmall = new Intl.NumberFormat(lang, { style: "currency", currency: "USD", minimumFractionDigits: 2, maximumFractionDigits: 4 });
 
 export const fmt = {
   number: (n) => (n === null || n === undefined ? t("ui.none") : numberFormat.format(n)),
@@ -90,6 +92,8 @@ export const fmt = {
   percent: (fraction, digits = 1) =>
     new Intl.NumberFormat(lang, { style: "percent", maximumFractionDigits: digits }).format(fraction),
   ms: (n) => (n === null || n === undefined ? t("ui.none") : t("unit.ms", { n: numberFormat.format(Math.round(n)) })),
+  /** US dollars: cents from $1 up, four decimals below (one request costs fractions of a cent). */
+  usd: (n) => (n === null || n === undefined ? t("ui.none") : (Math.abs(n) >= 1 || n === 0 ? usdCents : usdSmall).format(n)),
   tps: (n) => (n === null || n === undefined ? t("ui.none") : t("unit.tps", { n: numberFormat.format(Math.round(n)) })),
   dateTime: (seconds) => new Date(seconds * 1000).toLocaleString(lang),
   time: (seconds) => new Date(seconds * 1000).toLocaleTimeString(lang, { hour: "2-digit", minute: "2-digit", second: "2-digit" }),
@@ -158,6 +162,13 @@ export function download(filename, text, type = "application/json") {
   setTimeout(() => URL.revokeObjectURL(url), 1000);
 }
 
+/** An import's answer (``{added, updated, failed, errors}``) in one line, each failed entry named. */
+export function importSummary(result) {
+  const summary = t("import.result", result);
+  const errors = result.errors.map((e) => `#${e.index + 1}: ${e.error}`).join(" · ");
+  return errors ? `${summary} — ${errors}` : summary;
+}
+
 /** Run async ``work`` on every item with at most ``limit`` at once, reporting each one done. */
 export async function eachLimited(items, limit, work, onDone) {
   let next = 0;
@@ -189,6 +200,41 @@ export function every(seconds, task) {
   document.addEventListener("visibilitychange", () => !document.hidden && run());
   run();
   return { stop: () => clearTimeout(timer), now: run };
+}
+
+/** Checkboxes (``input.select``) on the rows of table body ``body`` (each ``tr`` with
+ * ``data-id``), a select-all box ``all`` and a bar ``bar`` shown while rows are selected, its count
+ * in ``count``. ``ids()`` lists every row's id. Call ``render()`` after redrawing the rows. */
+export function rowSelection({ body, all, bar, count, ids }) {
+  const selected = new Set();
+  function render() {
+    const n = selected.size;
+    const total = ids().length;
+    $(bar).hidden = n === 0;
+    $(count).textContent = t("batch.selected", { n });
+    $(all).checked = n > 0 && n === total;
+    $(all).indeterminate = n > 0 && n < total;
+    for (const tr of $$(`${body} tr`)) tr.classList.toggle("selected", selected.has(tr.dataset.id));
+  }
+  $(all).addEventListener("change", (event) => {
+    selected.clear();
+    if (event.target.checked) for (const id of ids()) selected.add(id);
+    for (const box of $$(`${body} input.select`)) box.checked = event.target.checked;
+    render();
+  });
+  return {
+    selected,
+    render,
+    toggle(id, on) {
+      if (on) selected.add(id);
+      else selected.delete(id);
+      render();
+    },
+    /** Forget rows that are gone. */
+    keep(current) {
+      for (const id of [...selected]) if (!current.has(id)) selected.delete(id);
+    },
+  };
 }
 
 /** Tabs: buttons with role=tab and aria-controls, each showing its panel. */

@@ -5,8 +5,10 @@ import { $, $$, api, boot, el, every, failed, fmt, ready, t, tabs } from "./core
 const PAGE = 50;
 const state = { offset: 0, total: 0, errorHours: 24 };
 const accountName = (id) => (id ? boot.accounts[id] || id : t("series.no_account"));
+const keyName = (id) => (id ? boot.keys[id] || id : t("ui.none"));
 
 for (const [id, name] of Object.entries(boot.accounts)) $("#filter-account").append(el("option", { value: id }, name));
+for (const [id, name] of Object.entries(boot.keys)) $("#filter-key").append(el("option", { value: id }, name));
 for (const model of boot.models) $("#filter-model").append(el("option", { value: model }, model));
 
 function statusClass(row) {
@@ -30,6 +32,7 @@ function logRow(row) {
     el("td", { "data-label": t("lcol.protocol") }, row.protocol),
     el("td", { "data-label": t("lcol.model"), class: "mono small" }, model),
     el("td", { "data-label": t("lcol.account") }, accountName(row.account_id)),
+    el("td", { "data-label": t("lcol.key") }, keyName(row.key_id)),
     el("td", { "data-label": t("lcol.status"), title: row.error || "" }, el("span", { class: `status-code ${statusClass(row)}` }, row.status),
       row.error ? el("span", { class: "small muted" }, ` ${row.error.slice(0, 60)}`) : null),
     el("td", { "data-label": t("lcol.ttfb"), class: "num" }, fmt.ms(row.ttfb_ms)),
@@ -118,6 +121,8 @@ async function openDetail(id) {
     ...field(t("lcol.tokens"), row.input_tokens === null ? null : `${fmt.number(row.input_tokens)} / ${fmt.number(row.output_tokens)}`),
     ...field(t("detail.cached"), fmt.number(row.cached_tokens)),
     ...field(t("detail.reasoning"), fmt.number(row.reasoning_tokens)),
+    ...field(t("lcol.key"), row.key_id ? `${detail.log.key_label || row.key_id} (sk-proxy-${row.key_id})` : null),
+    ...field(t("detail.cost"), row.cost_usd === null ? null : fmt.usd(row.cost_usd)),
     ...field(t("detail.attempts"), row.attempts),
   );
   const bodies = detail.bodies;

@@ -147,4 +147,10 @@ $("#password-form").addEventListener("submit", (event) => {
   changePassword($("#new-password").value);
 });
 $("#password-clear").addEventListener("click", () => changePassword(null));
+// When the release feed was last asked, in the viewer's time zone and language.
+for (const node of $$("time[data-epoch]")) {
+  const when = new Date(Number(node.dataset.epoch) * 1000);
+  node.dateTime = when.toISOString();
+  node.textContent = when.toLocaleString(document.documentElement.lang || undefined);
+}
 ready();
