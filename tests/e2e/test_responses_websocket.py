@@ -192,3 +192,16 @@ def test_a_client_leaving_mid_turn_stops_the_upstream(proxy: ProxyProcess, fake:
             pass
     eventually(lambda: fake.stats()["aborted_streams"] > aborted, timeout=10)  # the generation was stopped, not left running
     assert httpx.get(proxy.origin + "/health").status_code == 200
+
+
+def test_a_client_key_is_held_to_its_budget_on_the_socket(proxy: ProxyProcess, fake: FakeCodexThread) -> None:
+    created = proxy.api("POST", "/admin/keys", json={"label": "socket", "budget": {"limit": 100, "unit": "tokens", "period": "day"}}).json()
+    fake.script({"text": "first", "usage": {"input_tokens": 90, "output_tokens": 30, "total_tokens": 120}})
+    try:
+        with connect(ws_url(proxy), additional_headers={"Authorization": f"Bearer {created['api_key']}"}) as ws:
+            assert raw_turn(ws, {"input": "one"})[-1]["type"] == "response.completed"
+            (refused,) = raw_turn(ws, {"input": "two"})  # the first turn spent the budget
+    finally:
+        proxy.api("DELETE", f"/admin/keys/{created['key']['id']}")
+    assert refused["type"] == "error" and refused["status"] == 429 and refused["error"]["code"] == "budget_exceeded"
+    assert len(fake.requests("/codex/responses")) == 1
