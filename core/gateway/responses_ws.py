@@ -73,21 +73,16 @@ class FrameSink:
         self.output: list[dict[str, Any]] = []
 
     async def reply(self, reply: Reply) -> None:
+        """A turn refused before any output (turns on a socket are always streamed, so a whole
+        reply is an error): the API's error frame, with the headers a client reads from it."""
         self.started = True
         try:
             body = orjson.loads(reply.body) if reply.body else {}
         except orjson.JSONDecodeError:
             body = {}
-        if reply.status >= 400 or not isinstance(body, dict) or body.get("object") != "response":
-            error = body.get("error") if isinstance(body, dict) and isinstance(body.get("error"), dict) else {"message": reply.body.decode("utf-8", "replace")}
-            headers = {k: v for k, v in reply.headers.items() if k.startswith("x-codex-") or k in _RELAYED_ERROR_HEADERS}
-            await self._socket.send_text(orjson.dumps(error_frame(reply.status, error, headers)).decode())
-            return
-        # A whole response (the turn was not streamed): its events, as a stream would have had them.
-        await self.start(200, {})
-        self._remember("response.completed", body)
-        for name in ("response.created", "response.completed"):
-            await self._socket.send_text(orjson.dumps({"type": name, "response": body}).decode())
+        error = body.get("error") if isinstance(body, dict) and isinstance(body.get("error"), dict) else {"message": reply.body.decode("utf-8", "replace")}
+        headers = {k: v for k, v in reply.headers.items() if k.startswith("x-codex-") or k in _RELAYED_ERROR_HEADERS}
+        await self._socket.send_text(orjson.dumps(error_frame(reply.status, error, headers)).decode())
 
     async def start(self, status: int, headers: Headers) -> None:
         self.started = True
