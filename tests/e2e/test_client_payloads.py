@@ -154,3 +154,12 @@ def test_chat_reasoning_camel_case_and_clamped(openai_client: openai.OpenAI, fak
     fake.script({"text": "ok"})
     openai_client.chat.completions.create(model="gpt-5.4", messages=[{"role": "user", "content": "hi"}], extra_body={"reasoningEffort": effort})
     assert upstream(fake)["reasoning"]["effort"] == sent  # gpt-5.4 has no "minimal": its nearest level instead of a 400
+
+
+def test_root_paths_without_v1(proxy: ProxyProcess, fake: FakeCodexThread) -> None:
+    """Recent Codex builds call ``/responses`` at the root; editors ``/completions`` and ``/chat/completions``."""
+    client = openai.OpenAI(base_url=proxy.origin, api_key=proxy.key, max_retries=0, timeout=30)
+    fake.script({"text": "root responses"}, {"text": "root completion"}, {"text": "root chat"})
+    assert client.responses.create(model="gpt-5.4", input="hi").output_text == "root responses"
+    assert client.completions.create(model="gpt-5.4", prompt="hi").choices[0].text == "root completion"
+    assert client.chat.completions.create(model="gpt-5.4", messages=[{"role": "user", "content": "hi"}]).choices[0].message.content == "root chat"
