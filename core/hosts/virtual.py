@@ -18,6 +18,11 @@ with answers that host with a ``VirtualConnection``, and ``HttpClient`` speaks t
 ``VirtualHttpClient`` instead of HTTP/1. HTTP/1 clients reuse one virtual connection
 for their keep-alive requests, as they would a real server's; HTTP/2 streams get one each, so
 mitmproxy's limit of five connections per address never makes a stream wait.
+
+A ``101 Switching Protocols`` answer (``Answer.switch_protocols``) turns the connection into a
+tunnel, as a real server's would: mitmproxy's WebSocket layer then relays frames, the bytes it sends
+us arrive through ``from_client``/``read_client`` and ours go back as response data
+(core/hosts/websocket.py frames them).
 """
 
 from __future__ import annotations
