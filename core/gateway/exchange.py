@@ -206,6 +206,8 @@ class Exchange:
 
     async def _reply_error(self, err: UpstreamError) -> None:
         reply = self.job.protocol.render_error(err)
+        if reply.status == 429:  # the pool's limits beside the refusal (Codex CLI reads them there)
+            reply.headers = {**usage_headers(self.services.pooled_quota()), **reply.headers}
         self.status, self.error = reply.status, str(err)
         await self._reply(reply)
 

@@ -11,15 +11,18 @@ import functools
 import hmac
 import logging
 import re
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
 from core.access.keys import ClientKey, is_client_key
+from core.accounts.quota import usage_body
 from core.gateway import provider_routes
-from core.gateway.clients import extract_api_key
+from core.gateway.clients import extract_api_key, is_loopback_address
 from core.gateway.jobs import Job, translate
-from core.protocols import anthropic, gemini, openai_chat, responses
+from core.protocols import anthropic, completions, gemini, openai_chat, responses
 from core.protocols.base import BadRequest, ClientError, ClientRequest, NotFound, Reply, Unauthorized, json_reply
 from core.services import Services
 
@@ -36,8 +39,17 @@ class ToControlPlane:
     """Marker: hand the request to the Flask app unchanged."""
 
 
+@dataclass(slots=True)
+class SocketJob:
+    """An accepted WebSocket handshake on the Responses path: the host answers 101 and serves
+    turns over it (core/gateway/responses_ws.py), each prepared by ``DataPlane.socket_turn``."""
+
+    request: ClientRequest  # the handshake: its headers stand for every turn's
+    client_key: ClientKey | None = None  # whose limits apply to every turn (None: the proxy key, or none needed)
+
+
 TO_CONTROL_PLANE = ToControlPlane()
-Outcome = Reply | Job | ToControlPlane
+Outcome = Reply | Job | ToControlPlane | SocketJob
 Handler = Callable[[ClientRequest, "re.Match[str]"], Outcome]
 
 
@@ -54,14 +66,18 @@ class DataPlane:
         self._routes: list[tuple[str, re.Pattern[str], Handler]] = [
             # The turns first: tried in order, and these carry nearly all the traffic.
             ("POST", re.compile(r"^(?:/v1)?/chat/completions$"), self._protocol(openai_chat)),
+            ("POST", re.compile(r"^(?:/v1)?/completions$"), self._protocol(completions)),
             ("POST", re.compile(r"^(?:/v1)?/responses/compact$"), self._protocol(responses, compact=True)),
             ("POST", re.compile(r"^(?:/v1)?/responses$"), self._protocol(responses)),
+            ("GET", re.compile(r"^(?:/v1)?/responses$"), self._responses_socket),
             ("POST", re.compile(r"^(?:/v1)?/messages$"), self._protocol(anthropic)),
             ("POST", re.compile(r"^(?:/v1)?/messages/count_tokens$"), self._local(anthropic, anthropic.count_tokens)),
             ("POST", re.compile(r"^(?:/v1)?/embeddings$"), self._local(openai_chat, self._provider_endpoint(provider_routes.embeddings))),
             ("POST", re.compile(r"^(?:/v1)?/images/(?:generations|edits)$"),
              self._local(openai_chat, self._provider_endpoint(provider_routes.images_endpoint))),
             ("GET", re.compile(r"^/health$"), self._health),
+            ("GET", re.compile(r"^/(?:backend-api/wham|api/codex)/accounts/check$"), self._accounts_check),
+            ("GET", re.compile(r"^/(?:backend-api/(?:wham|codex)|api/codex)/usage$"), self._pooled_usage),
             ("POST", gemini.ACTION_PATH, self._gemini_action),
             ("GET", re.compile(r"^/(?:v1beta|v1alpha)/models$"), self._gemini_models),
             ("GET", re.compile(r"^/(?:v1beta|v1alpha)/models/(?P<id>[^/:]+)$"), self._gemini_model),
@@ -113,6 +129,33 @@ class DataPlane:
 
         return self._local(protocol, job)
 
+    # --- Responses over a WebSocket ----------------------------------------------------------------
+
+    def _responses_socket(self, request: ClientRequest, _: re.Match[str]) -> Outcome:
+        """``GET /v1/responses`` with ``Upgrade: websocket`` (Codex CLI's built-in provider tries it
+        first). The key is checked on the handshake, as the API does; the turns come as frames."""
+
+        def accept(request: ClientRequest, catalog: Any, cfg: Any) -> Outcome:
+            if request.headers.get("upgrade", "").lower() != "websocket":
+                raise _method_not_allowed(request)
+            if request.headers.get("sec-websocket-version") != "13" or not request.headers.get("sec-websocket-key"):
+                error = ClientError("WebSocket handshake needs Sec-WebSocket-Version: 13 and a Sec-WebSocket-Key", code="upgrade_required")
+                error.status = 426
+                raise error
+            return SocketJob(request)
+
+        return self._local(responses, accept)(request, _)
+
+    def socket_turn(self, socket: SocketJob, body: bytes) -> Job | Reply:
+        """One ``response.create`` frame's body as a Responses job: the handshake's headers (and
+        its authentication, done once, with the client key it named) with the frame as the body."""
+        handshake = socket.request
+        request = ClientRequest("POST", handshake.path, handshake.query, handshake.headers, body, handshake.client_addr, trusted=True)
+        prepared = translate(responses, responses.parse_request, request, self.services)
+        if isinstance(prepared, Reply):
+            return prepared
+        return Job(responses, prepared, handshake.path, body=body, client_key=socket.client_key)
+
     def _local(self, protocol: ModuleType, answer: Callable[[ClientRequest, Any, Any], Outcome]) -> Handler:
         """An authenticated endpoint of ``protocol``: ``answer`` makes a reply or a job; every
         refusal is rendered in the protocol's own error envelope."""
@@ -121,7 +164,7 @@ class DataPlane:
             try:
                 key = self.authorize(request)
                 outcome = answer(request, self.services.catalog, self.services.cfg)
-                if key is not None and isinstance(outcome, Job):
+                if key is not None and isinstance(outcome, (Job, SocketJob)):
                     outcome.client_key = key
                 return outcome
             except ClientError as error:
@@ -168,6 +211,34 @@ class DataPlane:
         if info is None:
             return json_reply(404, {"error": f"Model '{match['id']}' not found"})
         return json_reply(200, self.services.catalog.catalog_entry(info))
+
+    # --- what Codex CLI signed in with ChatGPT asks its backend besides turns -----------------------
+
+    def _accounts_check(self, request: ClientRequest, _: re.Match[str]) -> Reply:
+        """Codex 0.17x asks which workspaces its login may use before its first turn and gives up
+        ("workspace routing discovery failed") without an answer. Whatever account it is signed in
+        with, the pool serves it: the answer names that account, a personal one. The proxy key, or
+        any caller on this machine (the client sends its own ChatGPT token, never forwarded)."""
+        if not (request.trusted or is_loopback_address(request.client_addr)):
+            try:
+                self.authorize(request)
+            except ClientError as error:
+                return openai_chat.render_error(error)
+        account = request.headers.get("chatgpt-account-id") or "codex-proxy"
+        entry: dict[str, Any] = {"id": account, "name": None, "profile_picture_url": None, "structure": "personal"}
+        if request.trusted:
+            # Proxy mode: keep its turns on the host it already talks to (through us), unconstrained.
+            # A base URL is plain HTTP, which the client refuses as a backend origin.
+            entry.update(workspace_backend_origin="https://chatgpt.com", account_routing_override="NO_CONSTRAINT")
+        return json_reply(200, {"accounts": [entry], "account_ordering": [account], "default_account_id": account})
+
+    def _pooled_usage(self, request: ClientRequest, match: re.Match[str]) -> Outcome:
+        """The pool's usage in the backend's shape. On our own address the dashboard's view answers
+        (it refreshes stale snapshots first); a proxy-mode client asking chatgpt.com for its limits
+        (``/status``) gets the pool as the latest answers left it."""
+        if not request.trusted:
+            return TO_CONTROL_PLANE
+        return json_reply(200, usage_body(self.services.pooled_quota(), time.time()))
 
     # --- Gemini ----------------------------------------------------------------------------------
 

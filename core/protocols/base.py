@@ -183,7 +183,7 @@ class ClientStream(Protocol):
 
 
 class Translator(Protocol):
-    """What each protocol package (``openai_chat``, ``responses``, ``anthropic``, ``gemini``,
+    """What each protocol package (``openai_chat``, ``completions``, ``responses``, ``anthropic``, ``gemini``,
     ``ollama``) offers, with these names and signatures. All of it is pure: no I/O, no pipeline.
 
     A refused request raises ``ClientError`` from ``parse_request``; the caller renders it with

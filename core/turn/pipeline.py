@@ -23,9 +23,9 @@ from core.accounts.backend import account_headers, cookie_header
 from core.accounts.model import Account
 from core.accounts.oauth import OAuthError
 from core.accounts.pool import AccountPool
-from core.accounts.quota import parse_headers
+from core.accounts.quota import client_plan_type, parse_headers
 from core.accounts.tokens import TokenManager
-from core.codex.errors import FATAL, RETRY_SAME, ROTATE, UpstreamError, classify_http, is_unsupported_model
+from core.codex.errors import FATAL, RETRY_SAME, ROTATE, USAGE_LIMIT_REACHED, UpstreamError, classify_http, is_unsupported_model
 from core.codex.events import PRELUDE_EVENTS, TERMINAL_EVENTS, CodexStreamParser, Failed, Finished
 from core.codex.headers import account_installation_id, responses_headers
 from core.codex.request import compress_body, finalize_body, finalize_compact_body, scoped_conversation_id, without_reasoning_items
@@ -281,8 +281,11 @@ class Pipeline:
         if state.serving and last_error is not None:
             return last_error  # accounts that could serve all failed this turn: say how the last one did
         if state.rate_limited_until:
+            # The backend's own usage-limit answer, for the pool: Codex CLI then reports the goal as
+            # usage-limited (with when it resets) instead of retrying or calling it blocked.
             wait = max(1.0, state.rate_limited_until - now)
-            return NoAccountError(429, "rate_limit_exceeded", f"Every account has reached its usage limit; the first one is available again in {wait:.0f}s.", retry_after=wait)
+            return NoAccountError(429, USAGE_LIMIT_REACHED, f"Every account has reached its usage limit; the first one is available again in {wait:.0f}s.",
+                                  retry_after=wait, plan_type=client_plan_type(a.plan for a in self._pool.all()))
         if state.cooldown_until:
             wait = max(1.0, state.cooldown_until - now)
             return NoAccountError(503, "upstream_blocked", f"The upstream is blocking every account (Cloudflare); retry in {wait:.0f}s.", retry_after=wait)

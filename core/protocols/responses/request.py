@@ -16,8 +16,12 @@ from core.turn.model import Prepared, Turn
 _REASONING_KEYS = ("type", "id", "summary", "status", "encrypted_content", "content")
 
 
+# opencode's camelCase spellings of three options, read where the API's own names are absent.
+_CAMEL_CASE = {"reasoningEffort": ("reasoning", "effort"), "reasoningSummary": ("reasoning", "summary"), "textVerbosity": ("text", "verbosity")}
+
+
 def parse_request(request: ClientRequest, catalog: ModelCatalog, cfg: Settings, *, compact: bool = False) -> Prepared:
-    body = expect_object(request.json())
+    body = _camel_case_options(expect_object(request.json()))
     if body.get("previous_response_id"):
         raise BadRequest(
             "previous_response_id is not supported: the ChatGPT backend keeps no server-side state "
@@ -63,6 +67,15 @@ def parse_request(request: ClientRequest, catalog: ModelCatalog, cfg: Settings, 
     stream = body.get("stream") is True and not compact
     sampling = sampling_of(body.get("max_output_tokens"), body.get("temperature"), body.get("top_p"))
     return Prepared(Turn("responses", codex, model, stream, key, forwarded, sampling), ResponsesContext(model.display))
+
+
+def _camel_case_options(body: dict[str, Any]) -> dict[str, Any]:
+    for alias, (group, name) in _CAMEL_CASE.items():
+        value = body.get(alias)
+        section = body.get(group) or {}
+        if isinstance(value, str) and value and isinstance(section, dict):
+            body[group] = {name: value, **section}
+    return body
 
 
 def _input(raw: Any) -> list[dict[str, Any]]:
