@@ -19,7 +19,7 @@ from codex_fake import control, oauth, ws
 from codex_fake.catalog import catalog
 from codex_fake.faults import answered_by_cloudflare, token_expired_401, usage_limit_429
 from codex_fake.host import Caller
-from codex_fake.scenarios import TurnKnobs, TurnRequest
+from codex_fake.scenarios import TINY_PNG_B64, TurnKnobs, TurnRequest
 from codex_fake.state import RESPONSE_FAULT_KEYS, FakeState
 from codex_fake.tokens import TokenExpired, TokenInvalid, seal_blob, verify_access_token
 from codex_fake.turn import Turn
@@ -244,7 +244,7 @@ class FakeCodex:
             user_text=checked.user_text,
             reasoning=body.get("reasoning"),
             include_encrypted=isinstance(include, list) and "reasoning.encrypted_content" in include,
-            tools=body.get("tools") or [],
+            tools=checked.tools,
             tool_choice=body.get("tool_choice", "auto"),
             parallel_tool_calls=body.get("parallel_tool_calls", True),
             service_tier=body.get("service_tier"),
@@ -253,6 +253,11 @@ class FakeCodex:
             previous_response_id=previous_response_id,
         )
         knobs = TurnKnobs(cfg.ttfb_ms, cfg.ttft_ms, cfg.event_delay_ms, cfg.events, cfg.stamp_events)
+        if scenario is None and checked.image_tool is not None:
+            # Offered image generation and nothing scripted: the model uses the tool, as asked.
+            tool = checked.image_tool
+            scenario = {"image": {"output_format": tool.get("output_format", "png"),
+                                  **({"partial": TINY_PNG_B64} if tool.get("partial_images") else {})}}  # fmt: skip
         return Turn(req, scenario, knobs)
 
     # -- POST /codex/responses (SSE) ---------------------------------------------------------------

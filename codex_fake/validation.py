@@ -70,6 +70,46 @@ class CheckedRequest:
     user_text: str | None
     input_tokens: int
     notes: list[str] = field(default_factory=list)
+    tools: list[Any] = field(default_factory=list)  # as the backend echoes them (image tool normalised or dropped)
+    image_tool: dict[str, Any] | None = None  # the image_generation tool the model may use
+
+
+# The image_generation tool's options (codex-protocol.md §3.5): its size is echoed as "auto",
+# "n" and the Images API's own fields are refused, and free plans lose the tool silently.
+IMAGE_TOOL_FIELDS = frozenset({"type", "size", "output_format", "output_compression", "background", "moderation", "partial_images", "quality"})
+IMAGE_TOOL_VALUES = {"output_format": ("png", "jpeg", "webp"), "background": ("auto", "opaque"), "moderation": ("auto", "low"),
+                     "size": ("1024x1024", "1024x1536", "1536x1024", "2048x2048", "2048x3072", "3072x2048", "3840x2160", "2160x3840",
+                              "2304x3072", "auto")}  # fmt: skip
+
+
+def check_tools(tools: Any, plan: str) -> tuple[list[Any], dict[str, Any] | None]:
+    if tools is None:
+        return [], None
+    if not isinstance(tools, list):
+        raise invalid_request("Invalid type for 'tools': expected an array.", param="tools")
+    kept: list[Any] = []
+    image: dict[str, Any] | None = None
+    for index, tool in enumerate(tools):
+        if not isinstance(tool, dict) or tool.get("type") != "image_generation":
+            kept.append(tool)
+            continue
+        for name, value in tool.items():
+            if name not in IMAGE_TOOL_FIELDS:
+                raise invalid_request(f"Unknown parameter: 'tools[{index}].{name}'.", code="unknown_parameter", param=f"tools[{index}].{name}")
+            allowed = IMAGE_TOOL_VALUES.get(name)
+            if allowed is not None and value not in allowed:
+                supported = ", ".join(f"'{v}'" for v in allowed)
+                raise invalid_request(f"Invalid value: '{value}'. Supported values are: {supported}.", code="invalid_value",
+                                      param=f"tools[{index}].{name}")  # fmt: skip
+        partial = tool.get("partial_images", 0)
+        if not isinstance(partial, int) or not 0 <= partial <= 3:
+            raise invalid_request("Invalid 'tools[0].partial_images': integer above maximum value. Expected a value <= 3.",
+                                  code="integer_above_max_value", param=f"tools[{index}].partial_images")  # fmt: skip
+        if plan == "free":
+            continue  # free plans have no image generation: the tool is dropped, the model answers in text
+        image = {**tool, "size": "auto", "quality": "auto"}
+        kept.append(image)
+    return kept, image
 
 
 def message_text(content: Any) -> str | None:
@@ -178,11 +218,12 @@ def check_responses_body(
             code="unsupported_value",
             param="reasoning.effort",
         )
+    tools, image_tool = check_tools(body.get("tools"), plan)
     notes: list[str] = []
     full = (history or []) + items
     check_items(full, account, system_role, notes)
     size = len(orjson.dumps(full)) + (len(instructions) if isinstance(instructions, str) else 0)
-    return CheckedRequest(info, items, last_user_text(full), max(1, size // 4), notes)
+    return CheckedRequest(info, items, last_user_text(full), max(1, size // 4), notes, tools, image_tool)
 
 
 def check_compact_body(body: Any, *, account: str, plan: str) -> CheckedRequest:

@@ -30,7 +30,7 @@ from core.settings import Settings, SettingsError, build, parse_env, unknown_key
 logger = logging.getLogger(__name__)
 
 DEFAULTS_PACKAGE = "core.defaults"  # the repository's config/ folder, as pyproject.toml packages it
-_DATA_DIR = Path(__file__).resolve().parents[1] / "data"  # the checkout's own data folder
+_ROOT = Path(__file__).resolve().parents[1]  # a checkout's root, or site-packages for an installed copy
 
 # Dicts merge key by key; lists and scalars from the later layer replace the earlier one.
 _merger = Merger([(dict, ["merge"])], ["override"], ["override"])
@@ -46,6 +46,7 @@ ENV_OVERRIDES: dict[str, str] = {
     "OLLAMA_BRIDGE_PORT": "ollama.port",
     "OLLAMA_BRIDGE_VERSION": "ollama.version",
     "OLLAMA_BRIDGE_DISABLE_VISION": "ollama.disable_vision",
+    "CODEX_PROXY_STORE_URL": "store.url",
 }
 
 
@@ -54,8 +55,14 @@ def new_api_key() -> str:
 
 
 def default_data_dir() -> Path:
+    """``CODEX_PROXY_DATA_DIR``; else a checkout's own data/ folder; else (an installed copy, whose
+    code sits in site-packages) the user's data folder, ``$XDG_DATA_HOME/codex-proxy``."""
     env = os.environ.get("CODEX_PROXY_DATA_DIR")
-    return Path(env).expanduser().resolve() if env else _DATA_DIR
+    if env:
+        return Path(env).expanduser().resolve()
+    if (_ROOT / "addons" / "codex.py").is_file():
+        return _ROOT / "data"
+    return Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share").expanduser().resolve() / "codex-proxy"
 
 
 def _mapping(loaded: Any, where: str) -> dict[str, Any]:

@@ -1,11 +1,13 @@
-"""The process-wide services both planes share: config, SQLite store, account pool, catalog,
-upstream transport and pipeline. Built once at start-up; the data plane (addon, on mitmproxy's
-event loop) and the control plane (Flask, on worker threads) hold the same instance."""
+"""The process-wide services both planes share: config, store (SQLite, or PostgreSQL shared with
+other instances), account pool, catalog, upstream transport and pipeline. Built once at start-up;
+the data plane (addon, on mitmproxy's event loop) and the control plane (Flask, on worker threads)
+hold the same instance."""
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import logging
 import time
 import uuid
 from collections.abc import Coroutine
@@ -27,18 +29,21 @@ from core.codex.catalog import ModelCatalog
 from core.codex.version_feed import VersionFeed
 from core.config import ConfigStore
 from core.pricing import Pricing
+from core.providers.service import ProviderService
 from core.settings import Settings
 from core.turn.pipeline import Pipeline
 from core.store.accounts import AccountStore
+from core.store.affinity import AffinityStore
 from core.store.bodies import BodyLog
 from core.store.client_keys import ClientKeyStore
 from core.store.client_state import ClientState
-from core.store.db import Database
 from core.store.proxies import ProxyStore
+from core.store.opening import open_database
 from core.store.request_log import RequestLog
 from core.upstream.transport import UpstreamTransport
 
 T = TypeVar("T")
+logger = logging.getLogger(__name__)
 
 
 def _installation_id(data_dir: Path) -> str:
@@ -55,9 +60,10 @@ class Services:
         """Blocking (files, SQLite migrations): construct off the event loop."""
         self.config = ConfigStore(data_dir, runtime=runtime_config)
         cfg = self.config.current
-        self.db = Database(cfg.db_path)
+        self.db = open_database(cfg)
+        logger.info("store: %s", self.db.describe())
         self.account_store = AccountStore(self.db)
-        self.pool = AccountPool(self.account_store, self.config)
+        self.pool = AccountPool(self.account_store, AffinityStore(self.db), self.config)
         self.pool.load()
         self.proxies = ProxyPool(ProxyStore(self.db))
         self.proxies.load()
@@ -70,7 +76,8 @@ class Services:
         self.key_guard = KeyGuard(self.client_keys)
         self.keys = KeyService(self.client_keys, self.key_guard)
         self.pricing = Pricing(cfg.pricing.models)
-        self.catalog = ModelCatalog.from_config(cfg)
+        self.providers = ProviderService(self.db, self.config)
+        self.catalog = ModelCatalog.from_config(cfg, self.providers.registry)
         self.installation_id = _installation_id(cfg.data_dir)
         self.version_feed = VersionFeed(self.config, ClientState(self.db))  # applies the version kept last time
         self.config.on_change(self._config_changed)
@@ -91,7 +98,7 @@ class Services:
             self.proxies.forget(account_id)  # its assignment row went with it
 
     def _config_changed(self, cfg: Settings) -> None:
-        self.catalog = ModelCatalog.from_config(cfg)
+        self.catalog = ModelCatalog.from_config(cfg, self.providers.registry)
         self.bodies.keep = cfg.logs.bodies_kept
         self.pricing = Pricing(cfg.pricing.models)
 
@@ -103,7 +110,8 @@ class Services:
         route = self.proxies.route
         self.tokens = TokenManager(self.config, self.pool, self.account_store, self.transport, route)
         self.backend = backend = AccountBackend(self.config, self.pool, self.tokens, self.transport, route)
-        self.pipeline = Pipeline(self.config, self.pool, self.tokens, self.transport, self.installation_id, route)
+        self.providers.start(self.transport, lambda: self.catalog)
+        self.pipeline = Pipeline(self.config, self.pool, self.tokens, self.transport, self.installation_id, route, self.providers.router)
         self.proxy_health = ProxyHealth(self.config, self.proxies, self.transport)
         self.transport.proxy_failed = self.proxy_health.suspect
         self.proxy_health.start()
@@ -113,6 +121,7 @@ class Services:
         backend.refresh_catalogs()
         self.pool.on_change(lambda _: loop.call_soon_threadsafe(backend.refresh_catalogs))
         self.pool.on_change(lambda account_id: loop.call_soon_threadsafe(self._close_sockets_of, account_id))
+        self.db.events.start()  # from now on, what other instances sharing the store change arrives
 
     def _close_sockets_of(self, account_id: str) -> None:
         """On the loop (sockets are the loop's): a removed account's open WebSockets go with it."""
@@ -131,6 +140,7 @@ class Services:
             self.tokens.stop()
         if self.pipeline is not None:
             self.pipeline.close()
+        await self.providers.stop()
         if self.proxy_health is not None:
             self.proxy_health.stop()
         if self.transport is not None:
@@ -141,9 +151,11 @@ class Services:
         self.login.close()
         self.request_log.close()
         self.bodies.close()
+        self.providers.close()
         self.client_keys.close()
         self.pool.close()
         self.proxies.close()
+        self.db.close()
 
     def pooled_quota(self) -> dict[str, Any]:
         """The pool's remaining quota seen as one account (core.accounts.quota.pooled)."""

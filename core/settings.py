@@ -237,6 +237,24 @@ class PricingSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class StoreSettings:
+    url: str | None  # a postgresql:// URL; None: SQLite in the data folder
+    pool_size: PositiveCount
+
+
+@dataclass(frozen=True, slots=True)
+class ProvidersSettings:
+    key_cooldown_seconds: PositiveNumber
+    models_refresh_minutes: PositiveNumber
+    default_max_tokens: PositiveCount
+
+
+@dataclass(frozen=True, slots=True)
+class ImagesSettings:
+    host_model: str
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     """One immutable snapshot of the effective configuration, plus the data folder it belongs to."""
 
@@ -255,6 +273,9 @@ class Settings:
     ollama: OllamaSettings
     intercept: InterceptSettings
     pricing: PricingSettings
+    store: StoreSettings
+    providers: ProvidersSettings
+    images: ImagesSettings
     data_dir: Path
 
     @property

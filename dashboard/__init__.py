@@ -20,6 +20,7 @@ from dashboard.gate import gate, set_session_cookie
 from dashboard.keys import keys_api
 from dashboard.login import login_api
 from dashboard.pages import pages
+from dashboard.providers import providers_api
 from dashboard.proxies import proxies_api
 from dashboard.security import api_error, csrf_refusal
 from dashboard.sessions import LoginLimiter, SessionStore
@@ -53,7 +54,7 @@ def create_app(services: Services) -> Flask:
     app.extensions["codex_sessions"] = SessionStore()
     app.extensions["codex_login_limiter"] = LoginLimiter()
     app.extensions["codex_startup_config"] = services.cfg  # settings read only at start: what they were
-    for blueprint in (accounts_api, login_api, admin_api, keys_api, settings_api, usage_api, proxies_api, gate, pages):
+    for blueprint in (accounts_api, login_api, admin_api, keys_api, settings_api, usage_api, proxies_api, providers_api, gate, pages):
         app.register_blueprint(blueprint)
     app.before_request(csrf_refusal)
     app.after_request(set_session_cookie)

@@ -1,4 +1,4 @@
-"""Management API under ``/admin``: usage statistics and the request log (SQLite's request_log).
+"""Management API under ``/admin``: usage statistics and the request log (the store's request_log).
 Settings are in dashboard/settings.py."""
 
 from __future__ import annotations
@@ -125,12 +125,12 @@ def _int_arg(name: str, default: int, low: int, high: int) -> int:
 @require_api_key
 def logs() -> Any:
     """The request log, newest first: ``?limit`` (1-200), ``?offset``, ``?since`` (unix seconds),
-    filters on ``account_id``, ``model``, ``protocol``, ``key_id``, ``status``, ``outcome=ok|error`` and
+    filters on ``account_id``, ``provider``, ``model``, ``protocol``, ``key_id``, ``status``, ``outcome=ok|error`` and
     ``q`` (text in the model, path, error, request id...). Rows hold no bodies and no secrets.
     A request no account could serve has no ``account_id``."""
     limit = _int_arg("limit", 100, 1, 200)
     offset = _int_arg("offset", 0, 0, 10**9)
-    filters: dict[str, Any] = {k: request.args[k] for k in ("account_id", "model", "protocol", "key_id") if request.args.get(k)}
+    filters: dict[str, Any] = {k: request.args[k] for k in ("account_id", "provider", "model", "protocol", "key_id") if request.args.get(k)}
     if "status" in request.args and request.args["status"].isdigit():
         filters["status"] = int(request.args["status"])
     outcome = request.args.get("outcome") or None

@@ -15,6 +15,7 @@ from flask import request
 
 from dashboard.i18n_proxies import PROXY_STRINGS
 from dashboard.i18n_access import ACCESS_STRINGS
+from dashboard.i18n_providers import PROVIDER_STRINGS
 
 LANGUAGES = (("en", "English"), ("zh", "中文"))
 THEMES = ("auto", "light", "dark")
@@ -356,6 +357,7 @@ STRINGS: dict[str, tuple[str, str]] = {
     "settings.session_ttl": ("Dashboard login lasts (minutes)", "控制面板登录有效期（分钟）"),
     **PROXY_STRINGS,
     **ACCESS_STRINGS,
+    **PROVIDER_STRINGS,
 }
 
 

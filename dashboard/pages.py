@@ -1,4 +1,4 @@
-"""Dashboard pages: Accounts (``/``), Proxies, Connect, Keys, Usage, Logs and Settings. Each is a server-rendered
+"""Dashboard pages: Accounts (``/``), Proxies, Providers, Connect, Keys, Usage, Logs and Settings. Each is a server-rendered
 frame plus a small script module (static/js/<page>.js) that works through the management API with
 the session's CSRF token. Text comes from dashboard/i18n.py in the chosen language."""
 
@@ -11,6 +11,7 @@ from typing import Any
 from flask import Blueprint, Response, abort, render_template, request, send_file
 
 from core.codex.catalog import ModelInfo
+from core.providers.model import DEFAULT_BASE_URL, KIND_WIRES, KINDS
 from dashboard.gate import dashboard_page
 from dashboard.i18n import page_context, strings_for
 from dashboard.security import current_session, require_api_key, services
@@ -18,8 +19,8 @@ from dashboard.settings import settings_view
 
 pages = Blueprint("pages", __name__)
 
-NAV = (("accounts", "/"), ("proxies", "/dashboard/proxies"), ("connect", "/dashboard/connect"), ("keys", "/dashboard/keys"),
-       ("usage", "/dashboard/usage"), ("logs", "/dashboard/logs"), ("settings", "/dashboard/settings"))  # fmt: skip
+NAV = (("accounts", "/"), ("proxies", "/dashboard/proxies"), ("providers", "/dashboard/providers"), ("connect", "/dashboard/connect"),
+       ("keys", "/dashboard/keys"), ("usage", "/dashboard/usage"), ("logs", "/dashboard/logs"), ("settings", "/dashboard/settings"))  # fmt: skip
 CA_CERT = "mitmproxy-ca-cert.pem"  # the public certificate only; mitmproxy-ca.pem next to it holds the key
 
 
@@ -94,6 +95,14 @@ def connect() -> Any:
 @dashboard_page
 def proxies() -> Any:
     return render_page("proxies")
+
+
+@pages.get("/dashboard/providers")
+@dashboard_page
+def providers() -> Any:
+    return render_page("providers", kinds=KINDS, boot={"kinds": {k: {"base_url": DEFAULT_BASE_URL.get(k), "wires": KIND_WIRES[k]} for k in KINDS}})
+
+
 @pages.get("/dashboard/keys")
 @dashboard_page
 def keys() -> Any:

@@ -11,6 +11,7 @@ import pytest
 from deepmerge import always_merger
 
 from codex_fake import FakeCodexThread, mint_access_token
+from tests.support.providers import provider_fakes, provider_fakes_server  # noqa: F401  (the provider fakes, for every test)
 from tests.support.proxy import ProxyProcess
 
 PROXY_KEY = "test-proxy-key"

@@ -3,20 +3,26 @@ answers (errors, rate-limit headers) do to an account.
 
 The pool is read on the event loop for every request and written from the control plane's
 threads, so its state sits behind one lock held only for dictionary work. State changes are
-persisted by a background writer (coalesced per account); token changes never go through here
-(core/accounts/tokens.py commits those itself, before they are used).
+persisted by a background writer (coalesced per account, only the fields that changed); token
+changes never go through here (core/accounts/tokens.py commits those itself, before they are used).
+
+On a shared store (several instances on one PostgreSQL) the store tells the pool, on its listener
+thread, which accounts another instance changed; the pool reloads those rows and takes what they
+say — but never over a change of its own that is not written yet.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from core.accounts.affinity import LIMIT as AFFINITY_LIMIT
+from core.accounts.affinity import Affinity, digest
 from core.accounts.model import STATE_FIELDS, WAITING, Account
 from core.accounts.plans import PlanModels
 from core.accounts.quota import Member, Quota, crossed, thresholds_for, warnings_for
@@ -24,12 +30,14 @@ from core.accounts.strategies import Candidate, RotationState, pick
 from core.codex.errors import UpstreamError
 from core.config import ConfigStore
 from core.store.accounts import AccountStore
+from core.store.affinity import AffinityStore, Binding
 from core.store.writer import BatchWriter
 
 logger = logging.getLogger(__name__)
 
-AFFINITY_LIMIT = 20_000
 StateChange = tuple[str, dict[str, Any]]
+WAIT_FIELDS = ("status", "cooldown_until")
+RENEWING_FIELDS = ("access_token", "refresh_token", "expires_at", "plan", "status", "refresh_error")  # timers and catalogs care
 Gate = Callable[[str], str | None]  # account id → why it cannot serve now (its proxy), or None
 
 
@@ -58,33 +66,10 @@ class Availability:
     gated: str | None  # why an active account cannot serve: its proxy (the first one found)
 
 
-class Affinity:
-    """conversation key -> account id, least recently used first out, entries expire."""
-
-    def __init__(self) -> None:
-        self._map: OrderedDict[str, tuple[str, float]] = OrderedDict()
-
-    def get(self, key: str, now: float) -> str | None:
-        entry = self._map.get(key)
-        if entry is None or entry[1] <= now:
-            return None
-        self._map.move_to_end(key)
-        return entry[0]
-
-    def bind(self, key: str, account_id: str, expires_at: float) -> None:
-        self._map[key] = (account_id, expires_at)
-        self._map.move_to_end(key)
-        while len(self._map) > AFFINITY_LIMIT:
-            self._map.popitem(last=False)
-
-    def forget(self, account_ids: set[str]) -> None:
-        for key in [k for k, (a, _) in self._map.items() if a in account_ids]:
-            del self._map[key]
-
-
 class AccountPool:
-    def __init__(self, store: AccountStore, config: ConfigStore, plans: PlanModels | None = None) -> None:
+    def __init__(self, store: AccountStore, affinity: AffinityStore, config: ConfigStore, plans: PlanModels | None = None) -> None:
         self._store = store
+        self._affinity_store = affinity
         self._config = config
         self.plans = plans or PlanModels()
         self._lock = threading.Lock()
@@ -98,14 +83,23 @@ class AccountPool:
             "account-state-writer", self._write_states, key=lambda change: change[0],
             merge=lambda old, new: (new[0], {**old[1], **new[1]}),
         )  # fmt: skip
+        self._affinity_writer: BatchWriter[tuple[Binding, bool]] = BatchWriter(
+            "affinity-writer", self._write_affinity, key=lambda change: change[0][0],
+            merge=lambda old, new: (new[0], old[1] or new[1]),
+        )  # fmt: skip
+        store.on_remote_change(self._remote_changed, self.remove, self._reload)
+        affinity.on_remote_move(self._remote_moved)
 
     # --- membership ------------------------------------------------------------------------------
 
     def load(self) -> None:
-        """Read every account from SQLite (call off the event loop)."""
+        """Read every account, and the live conversation bindings, from the store (off the event loop)."""
         accounts = self._store.all()
+        bindings = self._affinity_store.load(time.time(), AFFINITY_LIMIT)
         with self._lock:
             self._accounts = {a.id: a for a in accounts}
+            for conversation, account_id, expires_at in reversed(bindings):  # the longest-lived end up newest
+                self._affinity.learn(conversation, account_id, expires_at, known_only=False)
 
     def on_change(self, listener: Callable[[str], None]) -> None:
         """``listener(account_id)`` after an account is added, replaced or removed (any thread)."""
@@ -155,10 +149,10 @@ class AccountPool:
         if account.status in WAITING and (account.cooldown_until or 0) <= now:
             account.status = "active"
             account.cooldown_until = None
-            self._persist(account)
+            self._persist(account, WAIT_FIELDS)
         elif account.status == "active" and account.refresh_error and account.is_expired(now):
             account.status = "expired"  # its refresh token is dead and now its access token too
-            self._persist(account)
+            self._persist(account, WAIT_FIELDS)
 
     def _serving(self, now: float, exclude: set[str]) -> list[Account]:
         skip_exhausted = self._config.current.quota.skip_exhausted
@@ -178,13 +172,14 @@ class AccountPool:
         wins when it can serve (the account a continued response lives on)."""
         cfg = self._config.current
         now = time.time()
+        conversation = digest(conversation_key) if conversation_key and cfg.auth.session_affinity else None
         with self._lock:
             routed = [a for a in self._serving(now, set(exclude)) if self.plans.serves(a.plan, model)]
             if not routed:
                 return None
             account = next((a for a in routed if a.id == prefer), None) if prefer else None
-            if account is None and conversation_key and cfg.auth.session_affinity:
-                bound = self._affinity.get(conversation_key, now)
+            if account is None and conversation:
+                bound = self._affinity.get(conversation, now)
                 account = next((a for a in routed if a.id == bound), None)
             if account is None:
                 chosen = pick(cfg.auth.rotation_strategy, [self._candidate(a, now) for a in routed], self._rotation)
@@ -217,9 +212,32 @@ class AccountPool:
         """Keep ``conversation_key`` on ``account`` while it can serve (prompt-cache hits)."""
         if not conversation_key:
             return
+        conversation = digest(conversation_key)
         ttl = self._config.current.auth.affinity_ttl_minutes * 60
+        expires_at = time.time() + ttl
         with self._lock:
-            self._affinity.bind(conversation_key, account.id, time.time() + ttl)
+            store, moved = self._affinity.bind(conversation, account.id, expires_at, ttl)
+        if store:
+            self._affinity_writer.put(((conversation, account.id, expires_at), moved))
+
+    async def recall(self, conversation_key: str | None) -> None:
+        """On a shared store, before a turn chooses: a conversation this instance has not seen
+        may have been bound by another one; look it up (in a thread: never blocks the loop)."""
+        if not conversation_key or not self._affinity_store.shared or not self._config.current.auth.session_affinity:
+            return
+        conversation = digest(conversation_key)
+        now = time.time()
+        with self._lock:
+            if self._affinity.get(conversation, now) is not None:
+                return
+        try:
+            found = await asyncio.to_thread(self._affinity_store.lookup, conversation, now)
+        except Exception:  # affinity is worth a cache hit, not a failed turn
+            logger.warning("looking up a conversation's account in the store failed", exc_info=True)
+            return
+        if found is not None:
+            with self._lock:
+                self._affinity.learn(conversation, *found, known_only=False)
 
     def availability(self, model: str) -> Availability:
         now = time.time()
@@ -257,7 +275,7 @@ class AccountPool:
             elif effect in ("expired", "banned"):
                 account.status = effect
             account.last_error = f"{error.status} {error.code}: {error.message}"[:500]
-        self._persist(account)
+        self._persist(account, (*WAIT_FIELDS, "last_error", "cookies"))
 
     @staticmethod
     def _wait(account: Account, status: str, until: float) -> None:
@@ -286,14 +304,14 @@ class AccountPool:
                 runtime.warned[name] = level or 0
             changed = before[1] != account.status or before[0] is None or not before[0].same_usage(account.quota)
         if changed:  # not a write per response when nothing moved
-            self._persist(account)
+            self._persist(account, ("quota", *WAIT_FIELDS))
 
     def store_cookies(self, account: Account, set_cookies: list[str], url: str) -> None:
         """The ``Set-Cookie`` values of an answer ``account`` got from ``url``."""
         with self._lock:
             changed = account.cookies.update(set_cookies, url)
         if changed:  # Cloudflare re-sends the same cookies often: no write when nothing moved
-            self._persist(account)
+            self._persist(account, ("cookies",))
 
     def set_status(self, account_ids: Iterable[str], status: str) -> list[str]:
         """The management API's status switch (active / disabled); returns the ids changed."""
@@ -309,7 +327,7 @@ class AccountPool:
                     account.last_error = None
                 changed.append(account)
         for account in changed:
-            self._persist(account)
+            self._persist(account, (*WAIT_FIELDS, "last_error"))
         return [a.id for a in changed]
 
     def committed(self, account: Account, fields: dict[str, Any]) -> None:
@@ -318,15 +336,15 @@ class AccountPool:
         with self._lock:
             for name, value in fields.items():
                 setattr(account, name, value)
-        if STATE_FIELDS & fields.keys():
-            self._persist(account)
+        if names := STATE_FIELDS & fields.keys():
+            self._persist(account, tuple(names))
 
     def update(self, account: Account, **state: Any) -> None:
         """Set state fields (status, last_error, refresh_error, cooldown_until...) and persist them."""
         with self._lock:
             for name, value in state.items():
                 setattr(account, name, value)
-        self._persist(account)
+        self._persist(account, tuple(state))
 
     # --- views -----------------------------------------------------------------------------------
 
@@ -358,16 +376,76 @@ class AccountPool:
 
     # --- persistence -----------------------------------------------------------------------------
 
-    def _persist(self, account: Account) -> None:
-        self._writer.put((account.id, account.state_row()))
+    def _persist(self, account: Account, names: Iterable[str]) -> None:
+        """Queue the fields that changed (and the last use, which rides along): writing only those
+        keeps this instance from overwriting what another one changed in the other fields."""
+        row = account.state_row()
+        self._writer.put((account.id, {name: row[name] for name in (*names, "last_used_at") if name in row}))
 
     def _write_states(self, changes: list[StateChange]) -> None:
         self._store.write_states(dict(changes))
 
+    def _write_affinity(self, changes: list[tuple[Binding, bool]]) -> None:
+        self._affinity_store.write([binding for binding, _ in changes], [binding for binding, moved in changes if moved])
+
+    # --- what other instances changed (the store's listener thread) -----------------------------------
+
+    def _unwritten(self, account_id: str) -> set[str]:
+        return {name for _, fields in self._writer.unwritten(account_id) for name in fields}
+
+    def _remote_changed(self, account_ids: list[str]) -> None:
+        """Another instance committed these accounts: take what the store holds now."""
+        mine = {account_id: self._unwritten(account_id) for account_id in account_ids}
+        stored = self._store.get_many(account_ids)
+        self._adopt(stored, mine)
+        gone = set(account_ids) - {a.id for a in stored}
+        if gone:
+            self.remove(gone)
+
+    def _reload(self) -> None:
+        """Listening (re)started: whatever was missed meanwhile, the whole pool again."""
+        with self._lock:
+            known = list(self._accounts)
+        mine = {account_id: self._unwritten(account_id) for account_id in known}
+        stored = self._store.all()
+        self._adopt(stored, mine)
+        gone = set(known) - {a.id for a in stored}
+        if gone:
+            self.remove(gone)
+
+    def _adopt(self, stored: list[Account], mine: dict[str, set[str]]) -> None:
+        renewed = []
+        with self._lock:
+            for account in stored:
+                current = self._accounts.get(account.id)
+                if current is None:
+                    self._accounts[account.id] = account
+                    renewed.append(account.id)
+                    continue
+                keep = mine.get(account.id, set()) | self._unwritten(account.id)  # ours, not yet written: newer
+                kept = {name: getattr(current, name) for name in keep}
+                before = tuple(getattr(current, name) for name in RENEWING_FIELDS)
+                last_used = max(current.last_used_at or 0.0, account.last_used_at or 0.0) or None
+                current.adopt(account)
+                for name, value in kept.items():
+                    setattr(current, name, value)
+                current.last_used_at = last_used
+                if before != tuple(getattr(current, name) for name in RENEWING_FIELDS):
+                    renewed.append(account.id)
+        for account_id in renewed:
+            self._notify(account_id)
+
+    def _remote_moved(self, bindings: list[Binding]) -> None:
+        """Another instance moved conversations to other accounts; update those this one holds."""
+        with self._lock:
+            for conversation, account_id, expires_at in bindings:
+                self._affinity.learn(conversation, account_id, expires_at, known_only=True)
+
     def flush(self, timeout: float = 5.0) -> bool:
-        return self._writer.flush(timeout)
+        return self._writer.flush(timeout) and self._affinity_writer.flush(timeout)
 
     def close(self) -> None:
         for account in self.all():  # last_used_at is not written on every request
-            self._persist(account)
+            self._persist(account, ())
         self._writer.close()
+        self._affinity_writer.close()

@@ -447,3 +447,34 @@ def usage_body(view: dict[str, Any], now: float) -> dict[str, Any]:
         "codex_proxy": {"pooled": True, "accounts": view["members"], "available": view["available"]},
     }
 
+
+def usage_headers(view: dict[str, Any]) -> dict[str, str]:
+    """``pooled()`` as the ``x-codex-*`` response headers (what clients read after every turn)."""
+    headers: dict[str, str] = {}
+    for slot, name in (("short", "primary"), ("long", "secondary")):
+        window = view[slot]
+        headers[f"x-codex-{name}-used-percent"] = f"{window['used_percent']:.1f}"
+        headers[f"x-codex-{name}-window-minutes"] = str(int(window["window_minutes"]))
+        headers[f"x-codex-{name}-reset-at"] = str(int(window["reset_at"]))
+    credits = view["credits"]
+    headers["x-codex-credits-has-credits"] = "true" if credits["has_credits"] else "false"
+    headers["x-codex-credits-unlimited"] = "true" if credits["unlimited"] else "false"
+    headers["x-codex-credits-balance"] = str(credits["balance"])
+    return headers
+
+
+def rate_limits_event(view: dict[str, Any]) -> dict[str, Any]:
+    """``pooled()`` as the ``codex.rate_limits`` event the backend sends on a WebSocket before
+    each turn (what Codex CLI shows in ``/status`` when it talks WebSocket)."""
+
+    def window(slot: dict[str, Any]) -> dict[str, Any]:
+        return {"used_percent": round(slot["used_percent"], 1), "window_minutes": int(slot["window_minutes"]),
+                "reset_at": int(slot["reset_at"])}
+
+    return {
+        "type": "codex.rate_limits",
+        "plan_type": view["plan_type"],
+        "rate_limits": {"allowed": not view["limit_reached"], "limit_reached": view["limit_reached"],
+                        "primary": window(view["short"]), "secondary": window(view["long"])},
+        "credits": dict(view["credits"]),
+    }

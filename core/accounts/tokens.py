@@ -9,7 +9,12 @@ Refresh tokens rotate: the server kills the one presented as it answers with its
   (``refresh_started_at``/``refresh_owner``) is committed in the same transaction that re-reads
   the stored tokens (if another process or an import already rotated them, those are adopted and
   nothing is sent). The answer is committed — successor tokens stored, marker cleared, one durable
-  SQLite commit — before any request may use the new access token.
+  commit — before any request may use the new access token.
+* **Across processes.** The store's refresh lock (core/store/locks.py) keeps a second process —
+  another instance on the same PostgreSQL — from refreshing the same account meanwhile: it waits
+  for the lock, finds the successor committed, and adopts it (so does every other instance, told
+  by the store). On PostgreSQL the lock dies with its process, so a marker whose lock is free was
+  left by a dead one; instances that share the store look for such markers every few seconds.
 * **Recovery.** A marker found at start-up means the previous process died mid-refresh. The stored
   refresh token is exactly the one that was in flight, and it is presented again at once: if the
   server never acted on it (death before the request, or the server dropped the request) this
@@ -49,6 +54,7 @@ logger = logging.getLogger(__name__)
 
 USE_MARGIN = 10.0  # a request waits for a refresh when its access token has less left than this
 MIN_REFRESH_INTERVAL = 60.0  # after a refresh, the next scheduled one waits at least this long
+RECOVERY_SWEEP_SECONDS = 3.0  # shared store: how often to look for refreshes a dead instance left
 COMMIT_ATTEMPTS = 3
 BUSY_POLL = 0.25
 
@@ -79,6 +85,8 @@ class TokenManager:
         self._failures: dict[str, int] = {}
         self._retry_at: dict[str, float] = {}
         self._unsaved: set[str] = set()  # accounts whose live tokens failed to reach the disk
+        self._seen: dict[str, str] = {}  # the access token each account's timer was last armed for
+        self._sweeper: asyncio.Task[None] | None = None
 
     # --- lifecycle -------------------------------------------------------------------------------
 
@@ -93,11 +101,30 @@ class TokenManager:
         for account in self._pool.all():
             if account.id not in self._running:
                 self.schedule(account.id)
+        if self._store.shared:
+            self._sweeper = loop.create_task(self._sweep())
 
     def stop(self) -> None:
         for timer in self._timers.values():
             timer.cancel()
         self._timers.clear()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+
+    async def _sweep(self) -> None:
+        """Shared store: refreshes another instance died in the middle of are taken over here."""
+        while True:
+            await asyncio.sleep(RECOVERY_SWEEP_SECONDS)
+            try:
+                orphans = await asyncio.to_thread(self._store.interrupted_refreshes, self.owner)
+            except Exception:
+                logger.warning("looking for interrupted token refreshes failed", exc_info=True)
+                continue
+            for account_id, started in orphans:
+                if account_id not in self._running and self._pool.get(account_id) is not None:
+                    logger.warning("account %s: a token refresh another instance started %s was interrupted; "
+                                   "taking it over", account_id, time.ctime(started))  # fmt: skip
+                    self._spawn(self.refresh(account_id, reason="recovery"))
 
     def _spawn(self, coro: Any) -> None:
         assert self._loop is not None
@@ -118,6 +145,9 @@ class TokenManager:
         account = self._pool.get(account_id)
         if account is None or not account.refresh_token or account.refresh_error or account.status in ("banned", "disabled"):
             return
+        seen, self._seen[account_id] = self._seen.get(account_id), account.access_token
+        if seen is not None and seen != account.access_token:  # renewed (here or by another instance) just now
+            not_before = max(not_before, time.time() + MIN_REFRESH_INTERVAL)
         if at is None:
             margin = self._config.current.auth.refresh_margin_seconds * random.uniform(0.85, 1.15)
             at = (account.expires_at or 0) - margin
@@ -181,11 +211,15 @@ class TokenManager:
             raise
         except Exception as exc:
             logger.exception("account %s: token refresh failed unexpectedly", account.id)
+            # The marker stays (the refresh token may be spent); the lock goes, so that this or
+            # another instance's recovery can finish the refresh.
+            await asyncio.to_thread(self._store.abandon_refresh, account.id)
             raise OAuthError(0, "internal_error", f"{type(exc).__name__}: {exc}") from None
 
     async def _refresh(self, account: Account, reason: str) -> Account:
         if timer := self._timers.pop(account.id, None):
             timer.cancel()
+        seen = (account.refresh_token, account.access_token)  # memory may take another's result while we wait
         claim = await asyncio.to_thread(self._store.claim_refresh, account.id, self.owner, self._holder_alive)
         deadline = time.time() + 2 * self._config.current.auth.refresh_timeout_seconds + 5
         while claim.busy and time.time() < deadline:  # another live process is refreshing it: wait for its result
@@ -198,12 +232,13 @@ class TokenManager:
             raise OAuthError(0, "refresh_busy", "another process kept refreshing this account")
         if account.id in self._unsaved:
             stored = account  # memory holds the live tokens the disk could not take; the stored ones are dead
-        elif (stored.refresh_token, stored.access_token) != (account.refresh_token, account.access_token):
-            # Rotated elsewhere (another process, a re-import): adopt, and refresh only if still needed.
+        elif (stored.refresh_token, stored.access_token) != seen:
+            # Rotated elsewhere (another instance or process, a re-import) just now: adopt it, and
+            # refresh again only when asked to, or when what it holds is unusable already.
             self._pool.committed(account, {name: getattr(stored, name) for name in TOKEN_FIELDS})
-            if stored.refresh_token and not stored.is_expired(margin=self._config.current.auth.refresh_margin_seconds) and reason != "forced":
+            if stored.refresh_token and not stored.is_expired(margin=USE_MARGIN) and reason != "forced":
                 await asyncio.to_thread(self._store.release_refresh, account.id, self.owner)
-                self.schedule(account.id)
+                self.schedule(account.id, not_before=time.time() + MIN_REFRESH_INTERVAL)
                 return account
         if not stored.refresh_token:
             await asyncio.to_thread(self._store.release_refresh, account.id, self.owner)

@@ -6,7 +6,7 @@ import dataclasses
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from core.config import shipped_yaml
 from core.settings import Settings
@@ -67,6 +67,7 @@ class ResolvedModel:
     tier: str | None = None  # from a name suffix ("fast" is sent as "priority")
     known: bool = True  # False when an unknown name fell back to the default model
     prefer_websockets: bool = False  # the static catalogue's word on the transport
+    route: str | None = None  # the name a model route matched when API-key providers may serve it
 
     @property
     def display(self) -> str:
@@ -79,15 +80,34 @@ class ResolvedModel:
         return self.known or bool(_CODEX_LIKE.match(self.requested))
 
 
+@dataclass(frozen=True, slots=True)
+class RouteClaim:
+    """A model route (or an API-key provider's model list) that takes a client model name."""
+
+    key: str  # the name the route matched: what the pipeline asks the router about
+    pool_model: str | None  # the first target is the ChatGPT pool: the name to serve there; None: a provider
+    providers: bool  # some target is an API-key provider (else the route only renames within the pool)
+
+
+class ModelRouter(Protocol):
+    """Model routes and API-key providers, as the catalog consults them (core/providers/routing.py).
+    ``listed=False``: explicit routes and ``provider/model`` names only; ``True``: provider model lists."""
+
+    def claim(self, name: str, *, listed: bool) -> RouteClaim | None: ...
+
+    def models(self) -> list[ModelInfo]: ...
+
+
 @dataclass(slots=True)
 class ModelCatalog:
     default: str  # the model served when a request names none (model.default)
     models: dict[str, ModelInfo] = field(default_factory=dict)
     aliases: dict[str, str] = field(default_factory=dict)
     alias_prefixes: list[tuple[str, str]] = field(default_factory=list)
+    router: ModelRouter | None = None
 
     @classmethod
-    def from_config(cls, cfg: Settings) -> ModelCatalog:
+    def from_config(cls, cfg: Settings, router: ModelRouter | None = None) -> ModelCatalog:
         static, _ = shipped_yaml("models.yaml")
         models = {m.id: m for m in (ModelInfo.from_config(raw, "static") for raw in static.get("models") or [])}
         for raw in cfg.model.custom_models:
@@ -96,15 +116,32 @@ class ModelCatalog:
         aliases = {str(k): str(v) for k, v in (static.get("aliases") or {}).items()}
         aliases.update(cfg.model.aliases)
         prefixes = [(str(k), str(v)) for k, v in (static.get("alias_prefixes") or {}).items()]
-        return cls(default=cfg.model.default, models=models, aliases=aliases, alias_prefixes=prefixes)
+        return cls(default=cfg.model.default, models=models, aliases=aliases, alias_prefixes=prefixes, router=router)
 
     def get(self, model_id: str) -> ModelInfo | None:
-        return self.models.get(model_id)
+        info = self.models.get(model_id)
+        if info is None and self.router is not None:
+            info = next((m for m in self.router.models() if m.id == model_id), None)
+        return info
 
     def list(self) -> list[ModelInfo]:
+        """The ChatGPT pool's models."""
         return list(self.models.values())
 
+    def listing(self) -> list[ModelInfo]:
+        """Every model a client may name: the pool's, then the API-key providers' (first one wins a name)."""
+        listed = self.list()
+        if self.router is not None:
+            seen = set(self.models)
+            for info in self.router.models():
+                if info.id not in seen:
+                    seen.add(info.id)
+                    listed.append(info)
+        return listed
+
     def resolve(self, name: str | None) -> ResolvedModel:
+        """A client's model name: explicit model routes first, then the pool's ids and aliases, then
+        the providers' model lists, then the pool's name families and its default model."""
         resolved = self._resolve(name)
         info = self.models.get(resolved.id)
         return dataclasses.replace(resolved, prefer_websockets=True) if info is not None and info.prefer_websockets else resolved
@@ -113,16 +150,44 @@ class ModelCatalog:
         requested = (name or "").strip()
         if not requested:
             return ResolvedModel(id=self._follow_aliases(self.default) or self.default, requested=self.default)
+        base, tier = _strip_suffix(requested, TIERS)
+        base, effort = _strip_suffix(base, EFFORTS)
+        if (claimed := self._claimed(requested, base, listed=False, effort=effort, tier=tier)) is not None:
+            return claimed
         direct = self._lookup(requested, prefixes=False)  # family prefixes only after suffixes are split off
         if direct:
             return ResolvedModel(id=direct, requested=requested)
-        base, tier = _strip_suffix(requested, TIERS)
-        base, effort = _strip_suffix(base, EFFORTS)
+        resolved = self._lookup(base, prefixes=False)
+        if resolved:
+            return ResolvedModel(id=resolved, requested=requested, effort=effort, tier=tier)
+        if (claimed := self._claimed(requested, base, listed=True, effort=effort, tier=tier)) is not None:
+            return claimed
+        return self._pool(requested, base, effort, tier)
+
+    def pool_model(self, name: str) -> str:
+        """The pool model that serves ``name`` (a route's pool target), ignoring routes."""
+        return self._pool(name, name, None, None).id
+
+    def _pool(self, requested: str, base: str, effort: str | None, tier: str | None) -> ResolvedModel:
         resolved = self._lookup(base)
         if resolved:
             return ResolvedModel(id=resolved, requested=requested, effort=effort, tier=tier)
         fallback = self._follow_aliases(self.default) or self.default
         return ResolvedModel(id=fallback, requested=requested, effort=effort, tier=tier, known=False)
+
+    def _claimed(self, requested: str, base: str, *, listed: bool, effort: str | None, tier: str | None) -> ResolvedModel | None:
+        """``requested`` (whole, then without its suffixes) as a route or a provider model takes it."""
+        if self.router is None:
+            return None
+        names = [(requested, None, None)] + ([(base, effort, tier)] if base != requested else [])
+        for name, name_effort, name_tier in names:
+            claim = self.router.claim(name, listed=listed)
+            if claim is None:
+                continue
+            route = claim.key if claim.providers else None
+            model_id = claim.key if claim.pool_model is None else self.pool_model(claim.pool_model or name)
+            return ResolvedModel(id=model_id, requested=requested, effort=name_effort, tier=name_tier, route=route)
+        return None
 
     def supported_effort(self, model_id: str, effort: str | None) -> str | None:
         """``effort`` moved to the nearest level ``model_id`` supports (ties go up), for efforts

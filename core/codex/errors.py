@@ -14,6 +14,7 @@ RETRY_SAME = "retry_same"  # transient: try again on the same account after a sh
 ROTATE = "rotate"  # this account cannot serve now: try another one
 FATAL = "fatal"  # the request itself is wrong: no account will do better
 
+USAGE_LIMIT_REACHED = "usage_limit_reached"  # the backend's 429 for a used-up plan window
 _TRY_AGAIN = re.compile(r"try again in\s*([\d.]+)\s*(ms|s|seconds?)", re.IGNORECASE)
 MAX_ERROR_BODY = 1024 * 1024
 
@@ -26,6 +27,7 @@ class UpstreamError(Exception):
     retry_after: float | None = None  # seconds until the account (or pool) can serve again
     account_effect: str | None = None  # rate_limited | expired | banned | cooldown | quota_exhausted
     action: str = FATAL
+    plan_type: str | None = None  # usage_limit_reached: the plan whose limit it is (Codex CLI shows it)
 
     def __str__(self) -> str:
         return f"Codex API error ({self.status}): {self.message}"
@@ -88,7 +90,10 @@ def classify_http(status: int, headers: dict[str, str], raw: bytes, now: float |
     code, message = _detail(body, raw)
     lowered = message.lower()
     if status == 429:
-        return UpstreamError(429, code or "rate_limit_exceeded", message or "Rate limited", _resets_in(body, headers, now, message), "rate_limited", ROTATE)
+        err = body.get("error") if isinstance(body, dict) else None
+        plan = err.get("plan_type") if isinstance(err, dict) and isinstance(err.get("plan_type"), str) else None
+        return UpstreamError(429, code or "rate_limit_exceeded", message or "Rate limited", _resets_in(body, headers, now, message),
+                             "rate_limited", ROTATE, plan)
     if status == 401:
         effect = "banned" if "deactivated" in lowered else "expired"
         return UpstreamError(401, code or "unauthorized", message or "Unauthorized", None, effect, ROTATE)

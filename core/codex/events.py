@@ -267,6 +267,10 @@ class CodexStreamParser:
             ]
         return []
 
+    def _on_partial_image(self, data: dict[str, Any]) -> list[Delta]:
+        self.produced = True  # a partial image is output: the turn is committed (and streams it)
+        return []
+
     def _on_terminal(self, data: dict[str, Any]) -> list[Delta]:
         response = data.get("response") or {}
         self._response = response
@@ -303,6 +307,7 @@ _HANDLERS = {
     "response.function_call_arguments.done": CodexStreamParser._on_args_done,
     "response.custom_tool_call_input.done": CodexStreamParser._on_args_done,
     "response.output_item.done": CodexStreamParser._on_item_done,
+    "response.image_generation_call.partial_image": CodexStreamParser._on_partial_image,
     "response.completed": CodexStreamParser._on_terminal,
     "response.incomplete": CodexStreamParser._on_terminal,
     "response.failed": CodexStreamParser._on_failed,

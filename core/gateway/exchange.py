@@ -17,6 +17,7 @@ import time
 from typing import Any
 
 from core.access.keys import ClientKey
+from core.accounts.quota import usage_headers
 from core.codex.errors import UpstreamError
 from core.codex.headers import relayed_headers
 from core.gateway.capture import BodyCapture
@@ -51,6 +52,7 @@ class Exchange:
         self.first_byte: float | None = None
         self.collected_usage: Any = None
         self.account_id: str | None = None
+        self.provider: str | None = None  # the API-key provider that answered a plain call
         self.admitted: ClientKey | None = None  # the client key holding one of its concurrency slots
         self._last_write = self.started
 
@@ -58,7 +60,9 @@ class Exchange:
         try:
             if await self._admitted():
                 with tapping(self.job.tap):
-                    if self.job.compact:
+                    if self.job.call is not None:
+                        await self._run_call()
+                    elif self.job.compact:
                         await self._run_compact()
                     elif self.job.prepared.turn.stream:
                         await self._run_stream()
@@ -105,6 +109,17 @@ class Exchange:
         reply = Reply(200, body)
         reply.headers.update(relayed_headers(headers, "responses"))
         await self._reply(reply)
+
+    async def _run_call(self) -> None:
+        assert self.job.call is not None
+        try:
+            called = await self.job.call()
+        except UpstreamError as err:
+            await self._reply_error(err)
+            return
+        self.provider, self.collected_usage = called.provider, called.usage
+        self.status = called.reply.status
+        await self._reply(called.reply)
 
     async def _run_collect(self) -> None:
         try:
@@ -186,6 +201,8 @@ class Exchange:
 
     async def _reply_error(self, err: UpstreamError) -> None:
         reply = self.job.protocol.render_error(err)
+        if reply.status == 429:  # the pool's limits beside the refusal (Codex CLI reads them there)
+            reply.headers = {**usage_headers(self.services.pooled_quota()), **reply.headers}
         self.status, self.error = reply.status, str(err)
         await self._reply(reply)
 
@@ -201,10 +218,12 @@ class Exchange:
         turn = self.turn
         usage = turn.parser.usage if turn is not None else self.collected_usage
         prepared = self.job.prepared
-        account_id = turn.account.id if turn is not None else self.account_id
+        account_id = turn.account.id if turn is not None and turn.account is not None else self.account_id
+        provider = turn.provider if turn is not None else self.provider
+        served_model = (turn.model if turn is not None else None) or prepared.turn.model.id
         cost = None
         if usage is not None:
-            cost = self.services.pricing.cost(prepared.turn.model.id, usage.input_tokens, usage.output_tokens, usage.cached_tokens)
+            cost = self.services.pricing.cost(served_model, usage.input_tokens, usage.output_tokens, usage.cached_tokens)
         key = self.job.client_key
         if self.admitted is not None and usage is not None:
             self.services.key_guard.charge(self.admitted.id, (usage.input_tokens or 0) + (usage.output_tokens or 0), cost or 0.0)
@@ -212,9 +231,10 @@ class Exchange:
             "ts": self.job.received_at,
             "request_id": self.job.request_id,
             "account_id": account_id,
+            "provider": provider,
             "protocol": prepared.turn.protocol,
             "path": self.job.path,
-            "model": prepared.turn.model.id,
+            "model": served_model,
             "requested_model": prepared.turn.model.requested,
             "stream": int(prepared.turn.stream),
             "status": self.status,
@@ -228,8 +248,9 @@ class Exchange:
             "attempts": turn.attempts if turn is not None else None,
             "key_id": key.id if key is not None else None,
             "cost_usd": cost,
-            # A ChatGPT account is not billed per token: its turns cost what the API would charge.
-            "cost_basis": "api_equivalent" if cost is not None and account_id else None,
+            # A ChatGPT account is not billed per token: its turns cost what the API would charge; an
+            # API-key provider bills that price itself.
+            "cost_basis": None if cost is None else "api_equivalent" if account_id else "provider" if provider else None,
         }
         if self.services.cfg.logs.enabled:
             self.services.request_log.record(row)

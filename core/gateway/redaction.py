@@ -14,8 +14,9 @@ SECRET_HEADERS = frozenset({
     "authorization", "proxy-authorization", "x-api-key", "x-goog-api-key", "api-key", "cookie", "set-cookie",
 })  # fmt: skip
 SECRET_QUERY_PARAMS = frozenset({"key", "api_key", "access_token"})
-# JSON members whose values are credentials: account tokens pasted into the management API, OAuth bodies.
-_SECRET_MEMBER = re.compile(r"token|secret|password|api_?key|authorization|cookie|code_verifier", re.IGNORECASE)
+# JSON members whose values are credentials: account tokens pasted into the management API, OAuth
+# bodies, provider keys ("key", or a "keys" list).
+_SECRET_MEMBER = re.compile(r"token|secret|password|api_?key|^keys?$|authorization|cookie|code_verifier", re.IGNORECASE)
 
 
 def is_secret_header(name: str) -> bool:
@@ -33,6 +34,9 @@ def _redact_value(value: Any) -> tuple[Any, bool]:
         for key, item in value.items():
             if _SECRET_MEMBER.search(key) and isinstance(item, str) and item:
                 out[key], changed = REDACTED, True
+            elif _SECRET_MEMBER.search(key) and isinstance(item, list) and any(isinstance(i, str) for i in item):
+                out[key] = [REDACTED if isinstance(i, str) else _redact_value(i)[0] for i in item]
+                changed = True
             else:
                 out[key], inner = _redact_value(item)
                 changed |= inner

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 from pathlib import Path
@@ -25,16 +26,20 @@ import orjson
 from mitmproxy import ctx, flow as mflow, hooks, http
 from mitmproxy.addonmanager import Loader
 
+from core.accounts.quota import usage_headers
 from core.config import ConfigStore, default_data_dir
 from core.gateway.control import ControlPlane
 from core.gateway.exchange import Exchange
 from core.gateway.ollama_routes import OllamaPlane
-from core.gateway.routes import DataPlane, Job, ToControlPlane, is_control_plane_path, not_found, refuse
+from core.gateway.responses_ws import ResponsesSocket
+from core.gateway.routes import DataPlane, Job, SocketJob, ToControlPlane, is_control_plane_path, not_found, refuse
+from core.gateway.sink import Sink
 from core.hosts import dispatch, virtual
+from core.hosts.websocket import ServerSocket
 from core.hosts.body_budget import BodyBudget
 from core.hosts.credentials import CredentialKeeper, ResponseSecrets
 from core.hosts.flows import client_request, is_addressed_to_us
-from core.hosts.legs import LegRecorder, TurnLegs, UpstreamLegs
+from core.hosts.legs import LegRecorder, TurnLegs, UpstreamLegs, legs_wanted
 from core.hosts.ollama_listener import OllamaListener
 from core.hosts.proxy_mode import ProxyMode
 from core.protocols.base import Reply, TooLarge, json_reply
@@ -63,14 +68,15 @@ class ListenDefaults:
         options.update(mode=[f"regular@{self.host}:{self.port}"])
 
 
-def _annotator(flow: http.HTTPFlow, legs: TurnLegs | None) -> Any:
-    """Show the turn's outcome on the flow (mitmweb's comment column; never secrets)."""
+def _annotator(flow: http.HTTPFlow, legs: TurnLegs | None, turn: int = 0) -> Any:
+    """Show the turn's outcome on the flow (mitmweb's comment column; never secrets). A WebSocket's
+    flow carries many turns: its comment is the latest one's, numbered."""
 
     def annotate(row: dict[str, Any]) -> None:
         tokens = f" tokens {row['input_tokens']}/{row['output_tokens']}" if row.get("input_tokens") is not None else ""
         upstream = f" legs={legs.count}" if legs is not None else ""
         flow.comment = (
-            f"{row['protocol']} {row['model']} account={row['account_id'] or '-'} status={row['status']}"
+            f"{f'turn {turn}: ' if turn else ''}{row['protocol']} {row['model']} account={row['account_id'] or '-'} status={row['status']}"
             f" ttfb={row['ttfb_ms']}ms total={row['duration_ms']}ms{tokens}{upstream}"
         )
         if row["status"] >= 400 or row.get("error"):
@@ -267,6 +273,14 @@ class CodexGateway:
         if flow.metadata.get(_CONTROL_PLANE) and flow.response is not None:
             self.response_secrets.redact_body(flow.response)
 
+    def websocket_message(self, flow: http.HTTPFlow) -> None:
+        """With nobody to show them to (no mitmweb, no ``-w``), a socket we serve keeps only its last
+        message on the flow: hooks read that one, and a long session would otherwise hold every
+        event of every turn until the client disconnects."""
+        websocket = flow.websocket
+        if websocket is not None and len(websocket.messages) > 1 and virtual.is_virtual(flow.server_conn) and not legs_wanted():
+            del websocket.messages[:-1]
+
     def update(self, flows: list[mflow.Flow]) -> None:
         for changed in flows:
             self._flow_changed(changed)
@@ -342,8 +356,17 @@ class CodexGateway:
             flow.metadata[_CONTROL_PLANE] = True
             await control.serve(control.environ(request, flow.request.scheme, flow.request.host_header or ""), answer)
         elif isinstance(outcome, Job):
-            outcome.tap = legs = self.legs.tap(flow, services.cfg.api.base_url)
-            outcome.annotate = _annotator(flow, legs)
-            await Exchange(services, outcome, answer).run()
-            if legs is not None:  # someone is looking: show the comment even if the flow ended first
-                ctx.master.addons.trigger(hooks.UpdateHook([flow]))
+            await self._run_job(flow, services, outcome, answer)
+        elif isinstance(outcome, SocketJob):
+            socket = ServerSocket.accept(answer, flow.request, usage_headers(services.pooled_quota()))
+            session = ResponsesSocket(services, socket, functools.partial(data_plane.socket_turn, outcome),
+                                      functools.partial(self._run_job, flow, services))
+            await session.serve()
+            await socket.close()
+
+    async def _run_job(self, flow: http.HTTPFlow, services: Services, job: Job, sink: Sink, turn: int = 0) -> None:
+        job.tap = legs = self.legs.tap(flow, services.cfg.api.base_url)
+        job.annotate = _annotator(flow, legs, turn)
+        await Exchange(services, job, sink).run()
+        if legs is not None:  # someone is looking: show the comment even if the flow ended first
+            ctx.master.addons.trigger(hooks.UpdateHook([flow]))

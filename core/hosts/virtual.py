@@ -18,6 +18,11 @@ with answers that host with a ``VirtualConnection``, and ``HttpClient`` speaks t
 ``VirtualHttpClient`` instead of HTTP/1. HTTP/1 clients reuse one virtual connection
 for their keep-alive requests, as they would a real server's; HTTP/2 streams get one each, so
 mitmproxy's limit of five connections per address never makes a stream wait.
+
+A ``101 Switching Protocols`` answer (``Answer.switch_protocols``) turns the connection into a
+tunnel, as a real server's would: mitmproxy's WebSocket layer then relays frames, the bytes it sends
+us arrive through ``from_client``/``read_client`` and ours go back as response data
+(core/hosts/websocket.py frames them).
 """
 
 from __future__ import annotations
@@ -42,6 +47,8 @@ from mitmproxy.proxy.layers.http import (
     HttpClient,
     HttpStream,
     RegisterHttpConnection,
+    RequestData,
+    RequestEndOfMessage,
     RequestHeaders,
     RequestProtocolError,
     ResponseData,
@@ -70,7 +77,8 @@ class VirtualConnection:
     as HTTP events (``push``), which ``VirtualHttpClient`` hands to mitmproxy's HTTP layer as they
     are: no HTTP/1 is written or parsed on this side."""
 
-    __slots__ = ("id", "peer", "flows", "_items", "_buffered", "_eof", "_reader", "_writable", "closed", "tasks", "_serve")
+    __slots__ = ("id", "peer", "flows", "_items", "_buffered", "_eof", "_reader", "_writable", "closed", "tasks", "_serve",
+                 "_inbound", "_inbound_eof", "_inbound_waiter")
 
     def __init__(self, conn_id: int, serve: Server) -> None:
         self.id = conn_id
@@ -84,6 +92,10 @@ class VirtualConnection:
         self.closed = False
         self.tasks: set[asyncio.Task[None]] = set()
         self._serve = serve
+        # After a protocol upgrade (WebSocket): the bytes mitmproxy relays from the client.
+        self._inbound: collections.deque[bytes] = collections.deque()
+        self._inbound_eof = False
+        self._inbound_waiter: asyncio.Future[None] | None = None
 
     # --- the StreamWriter side: mitmproxy sends a request ----------------------------------------
 
@@ -110,6 +122,7 @@ class VirtualConnection:
         self.closed = True
         _live.pop(self.id, None)
         self.feed_eof()
+        self.client_eof()
         self._wake_writer()
         for task in list(self.tasks):
             task.cancel()
@@ -174,6 +187,35 @@ class VirtualConnection:
         if self._writable is not None and not self._writable.done():
             self._writable.set_result(None)
 
+    # --- after an upgrade: the client's side of the tunnel ---------------------------------------
+
+    def from_client(self, data: bytes) -> None:
+        """Bytes mitmproxy relays from the client once the connection was upgraded (the
+        WebSocket frames its WebSocket layer sent on, after every addon's hook)."""
+        if data and not self._inbound_eof:
+            self._inbound.append(data)
+            self._wake_inbound()
+
+    def client_eof(self) -> None:
+        self._inbound_eof = True
+        self._wake_inbound()
+
+    async def read_client(self) -> bytes:
+        """The next bytes from the client; ``b""`` once it is gone."""
+        while not self._inbound:
+            if self._inbound_eof:
+                return b""
+            self._inbound_waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._inbound_waiter
+            finally:
+                self._inbound_waiter = None
+        return self._inbound.popleft()
+
+    def _wake_inbound(self) -> None:
+        if self._inbound_waiter is not None and not self._inbound_waiter.done():
+            self._inbound_waiter.set_result(None)
+
 
 # What the gateway queues: the answer's head (and whether a body follows), a body chunk, its end.
 Answered = tuple[http.Response, bool] | bytes | None
@@ -224,6 +266,18 @@ class Answer:
     async def end(self) -> None:
         self._conn.push(None)
 
+    def switch_protocols(self, headers: Headers) -> VirtualConnection:
+        """Answer ``101 Switching Protocols`` with ``headers`` (``Upgrade``, ``Connection`` and the
+        protocol's own) and hand over the connection, which from now on carries that protocol's
+        bytes both ways (mitmproxy's WebSocket layer sits on the other end)."""
+        self.started = True
+        pairs = headers.items() if isinstance(headers, Mapping) else headers
+        fields = [(name.encode(), value.encode()) for name, value in pairs]
+        response = http.Response(b"HTTP/1.1", 101, _reason(101), http.Headers(fields), None, None, time.time(), None)
+        self._conn.push((response, False))
+        self._conn.push(None)
+        return self._conn
+
 
 _FRAMING = frozenset({"content-length", "transfer-encoding", "connection"})
 _BODILESS = frozenset({204, 304})
@@ -243,24 +297,42 @@ class VirtualHttpClient(HttpConnection):
     def __init__(self, context: Context) -> None:
         super().__init__(context, context.server)
         self.stream_id: int | None = None
+        # A 101 answer turns the connection into a tunnel (mitmproxy's HTTP stream "passthrough"):
+        # its end of message is not the end of the stream, and what comes after is raw bytes.
+        self.upgrading = False
+        self.upgraded = False
+
+    def _conn(self) -> VirtualConnection | None:
+        return _live.get(self.conn.peername[1]) if self.conn.peername else None
 
     def _handle_event(self, event: events.Event) -> layer.CommandGenerator[None]:
         if isinstance(event, RequestHeaders):
             self.stream_id = event.stream_id
             yield commands.SendData(self.conn, b"\x00")
         elif isinstance(event, events.DataReceived):
-            conn = _live.get(self.conn.peername[1]) if self.conn.peername else None
+            conn = self._conn()
             for item in conn.take() if conn is not None else ():
                 if self.stream_id is None:
                     break  # an answer after the stream ended (a killed flow): nobody to give it to
                 if item is None:
+                    if self.upgrading and not self.upgraded:
+                        self.upgraded = True  # the tunnel begins; the stream lives on
+                        yield ReceiveHttp(ResponseEndOfMessage(self.stream_id))
+                        continue
                     stream_id, self.stream_id = self.stream_id, None
                     yield ReceiveHttp(ResponseEndOfMessage(stream_id))
                 elif isinstance(item, bytes):
                     yield ReceiveHttp(ResponseData(self.stream_id, item))
                 else:
                     response, body_follows = item
+                    self.upgrading = response.status_code == 101
                     yield ReceiveHttp(ResponseHeaders(self.stream_id, response, not body_follows))
+        elif isinstance(event, RequestData) and self.upgraded:
+            if (conn := self._conn()) is not None:
+                conn.from_client(event.data)
+        elif isinstance(event, RequestEndOfMessage) and self.upgraded:
+            if (conn := self._conn()) is not None:
+                conn.client_eof()
         elif isinstance(event, events.ConnectionClosed):
             if self.conn.state & ConnectionState.CAN_WRITE:
                 yield commands.CloseConnection(self.conn)
@@ -269,7 +341,7 @@ class VirtualHttpClient(HttpConnection):
                 yield ReceiveHttp(ResponseProtocolError(stream_id, "the gateway closed the connection", ErrorCode.GENERIC_SERVER_ERROR))
         elif isinstance(event, RequestProtocolError):
             yield commands.CloseConnection(self.conn)
-        # Start, the request's body and its end: the flow already holds them.
+        # Start, the request's body and its end: the flow already holds them (before an upgrade).
 
 
 # --- the patches ---------------------------------------------------------------------------------

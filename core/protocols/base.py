@@ -150,6 +150,23 @@ def expect_object(value: Any, what: str = "Request body") -> dict[str, Any]:
     return value
 
 
+def sampling_of(max_tokens: Any = None, temperature: Any = None, top_p: Any = None, stop: Any = None,
+                thinking_budget: Any = None) -> dict[str, Any]:
+    """A client's sampling settings in ``Turn.sampling``'s names, those that make sense only (the
+    Codex backend ignores them; API-key providers get them)."""
+    out: dict[str, Any] = {}
+    for name, value in (("max_output_tokens", max_tokens), ("thinking_budget", thinking_budget)):
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            out[name] = value
+    for name, value in (("temperature", temperature), ("top_p", top_p)):
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            out[name] = value
+    stops = [stop] if isinstance(stop, str) else stop if isinstance(stop, list) else []
+    if stops := [s for s in stops if isinstance(s, str) and s]:
+        out["stop"] = stops
+    return out
+
+
 # --- the contract ------------------------------------------------------------------------------
 
 
@@ -166,7 +183,7 @@ class ClientStream(Protocol):
 
 
 class Translator(Protocol):
-    """What each protocol package (``openai_chat``, ``responses``, ``anthropic``, ``gemini``,
+    """What each protocol package (``openai_chat``, ``completions``, ``responses``, ``anthropic``, ``gemini``,
     ``ollama``) offers, with these names and signatures. All of it is pure: no I/O, no pipeline.
 
     A refused request raises ``ClientError`` from ``parse_request``; the caller renders it with

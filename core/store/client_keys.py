@@ -1,4 +1,4 @@
-"""Client key rows in SQLite (core/access). Settings change from the management API's threads and
+"""Client key rows in the store (core/access). Settings change from the management API's threads and
 commit at once; the spending counters change per request on the event loop, so they are queued
 and written by a thread, only the latest state of each key."""
 
@@ -27,7 +27,6 @@ class SpendRow:
 class ClientKeyStore:
     def __init__(self, db: Database) -> None:
         self._db = db
-        self._relaxed = False  # the writer thread's connection set to synchronous=NORMAL
         self._writer: BatchWriter[SpendRow] = BatchWriter("client-key-spend-writer", self._write_spend, key=lambda row: row.key_id,
                                                           linger=LINGER_SECONDS)  # fmt: skip
 
@@ -60,11 +59,8 @@ class ClientKeyStore:
         self._writer.close()
 
     def _write_spend(self, rows: list[SpendRow]) -> None:
-        # Counters, not credentials: no fsync per commit (WAL, synchronous=NORMAL on this thread's
-        # connection only), and a busy key costs one write per LINGER_SECONDS, not one per request.
-        if not self._relaxed:
-            self._db.conn().execute("PRAGMA synchronous=NORMAL")
-            self._relaxed = True
-        with self._db.transaction() as db:
-            db.conn.executemany("UPDATE client_keys SET spent_tokens = ?, spent_usd = ?, period_start = ?, last_used_at = ? WHERE id = ?",
+        # Counters, not credentials: no fsync per commit (durable=False), and a busy key costs one
+        # write per LINGER_SECONDS, not one per request.
+        with self._db.transaction(durable=False) as db:
+            db.executemany("UPDATE client_keys SET spent_tokens = ?, spent_usd = ?, period_start = ?, last_used_at = ? WHERE id = ?",
                            [(r.spent_tokens, r.spent_usd, r.period_start, r.last_used_at, r.key_id) for r in rows])  # fmt: skip

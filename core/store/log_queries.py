@@ -1,6 +1,6 @@
 """What the dashboard reads from the request log beyond totals (core/store/request_log.py):
 time series per account or model, latency percentiles, errors grouped by kind, text search and
-single entries. Control-plane threads only (blocking SQLite)."""
+single entries. Control-plane threads only (blocking database calls)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,8 @@ from array import array
 from collections import defaultdict
 from typing import Any
 
-import sqlite_utils
-
-from core.store.request_log import _TOTALS, BUCKETS, LOG_COLUMNS, NO_KEY, scope
+from core.store.db import Connection
+from core.store.request_log import _TOTALS, BUCKETS, LOG_COLUMNS, NO_KEY, bucket_start, scope
 
 GROUPS = {"account": "account_id", "model": "model", "key": "key_id"}
 OUTCOMES = {"ok": "status >= 200 AND status < 400 AND error IS NULL", "error": "(status >= 400 OR status = 0 OR error IS NOT NULL)"}
@@ -22,12 +21,12 @@ PERCENTILES = (50, 90, 99)
 _NUMBER = re.compile(r"\d+(?:\.\d+)?")
 
 
-def series(db: sqlite_utils.Database, since: float, bucket: str, group: str, until: float | None = None,
+def series(db: Connection, since: float, bucket: str, group: str, until: float | None = None,
            key_id: str | None = None) -> list[dict[str, Any]]:  # fmt: skip
     """Totals per (time bucket, account, model or client key), oldest first; empty buckets left out."""
     size, column = BUCKETS[bucket], GROUPS[group]
     where, params = scope(since, key_id, time.time() if until is None else until)
-    sql = (f"SELECT CAST(ts / {size} AS INTEGER) * {size} AS bucket_start, {column} AS key, {_TOTALS} FROM request_log "
+    sql = (f"SELECT {bucket_start(size)}, {column} AS key, {_TOTALS} FROM request_log "
            f"{where} GROUP BY bucket_start, key ORDER BY bucket_start")  # fmt: skip
     return [dict(r) for r in db.query(sql, params)]
 
@@ -46,7 +45,7 @@ def _spread(values: array[float]) -> dict[str, Any]:
     return {"count": len(ordered), **{f"p{p}": percentile(ordered, p) for p in PERCENTILES}}
 
 
-def latency(db: sqlite_utils.Database, since: float, bucket: str, key_id: str | None = None) -> dict[str, Any]:
+def latency(db: Connection, since: float, bucket: str, key_id: str | None = None) -> dict[str, Any]:
     """Time to first byte of answered requests and output speed (tokens/s after the first byte)
     of streamed ones: percentiles over the range and p50/p90 per time bucket."""
     size = BUCKETS[bucket]
@@ -81,7 +80,7 @@ def error_kind(status: int | None, error: str | None) -> str:
     return f"{status or 0} {_NUMBER.sub('#', error or '').strip()}".strip()
 
 
-def error_groups(db: sqlite_utils.Database, since: float | None, limit: int = 50) -> list[dict[str, Any]]:
+def error_groups(db: Connection, since: float | None, limit: int = 50) -> list[dict[str, Any]]:
     """Failed requests grouped by kind, most frequent first, each with its latest example."""
     where, params = (f"WHERE ts >= ? AND {OUTCOMES['error']}", [since]) if since else (f"WHERE {OUTCOMES['error']}", [])
     groups: dict[str, dict[str, Any]] = {}
@@ -99,7 +98,7 @@ def error_groups(db: sqlite_utils.Database, since: float | None, limit: int = 50
     return [{**g, "models": sorted(m for m in g["models"] if m), "accounts": sorted(a for a in g["accounts"] if a)} for g in ranked]
 
 
-def search(db: sqlite_utils.Database, limit: int, offset: int, filters: dict[str, Any], since: float | None = None,
+def search(db: Connection, limit: int, offset: int, filters: dict[str, Any], since: float | None = None,
            text: str | None = None, outcome: str | None = None) -> tuple[list[dict[str, Any]], int]:  # fmt: skip
     """The newest rows first: ``filters`` (column = value), newer than ``since``, containing
     ``text`` in one of the SEARCHED columns, ``outcome`` ok / error."""
@@ -111,8 +110,9 @@ def search(db: sqlite_utils.Database, limit: int, offset: int, filters: dict[str
             clauses.append(f"{column} = ?")
             params.append(value)
     if text:
-        pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        clauses.append("(" + " OR ".join(f"{column} LIKE ? ESCAPE '\\'" for column in SEARCHED) + ")")
+        escaped = text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        clauses.append("(" + " OR ".join(f"LOWER({column}) LIKE ? ESCAPE '\\'" for column in SEARCHED) + ")")
+        pattern = f"%{escaped}%"
         params.extend([pattern] * len(SEARCHED))
     if outcome in OUTCOMES:
         clauses.append(OUTCOMES[outcome])
@@ -122,6 +122,6 @@ def search(db: sqlite_utils.Database, limit: int, offset: int, filters: dict[str
     return [{k: row.get(k) for k in LOG_COLUMNS} for row in rows], total
 
 
-def entry(db: sqlite_utils.Database, entry_id: int) -> dict[str, Any] | None:
+def entry(db: Connection, entry_id: int) -> dict[str, Any] | None:
     row = next(iter(db.query("SELECT * FROM request_log WHERE id = ?", [entry_id])), None)
     return {k: row.get(k) for k in LOG_COLUMNS} if row else None

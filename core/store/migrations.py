@@ -1,4 +1,34 @@
-"""Versioned schema migrations (sqlite-utils ``Migrations``); append new steps, never edit old ones."""
+"""Versioned schema migrations (sqlite-utils ``Migrations``); append new steps, never edit old ones.
+
+The same steps run on SQLite and on PostgreSQL (``store.url``): each is handed sqlite-utils'
+Database API — the real one on SQLite, core/store/pg_connection.py's ``PgConnection`` on
+PostgreSQL — inside a transaction, and the applied steps are recorded in ``_sqlite_migrations``
+on either. (Instances starting together on one PostgreSQL take turns: core/store/postgres.py.)
+
+Writing a step (and any store module) that runs on both:
+
+* Use the table API: ``db["t"].create({...}, pk=..., not_null=..., defaults=..., foreign_keys=
+  [("col", "other", "id")])``, ``add_column(name, type, not_null_default=...)``,
+  ``create_index([...], unique=...)``; and for data ``insert``/``insert_all`` (``replace``,
+  ``ignore``), ``upsert``, ``update``, ``delete_where``, ``rows_where``, ``count_where``. Column
+  types: ``str``, ``int``, ``float``, ``bytes`` (a ``bool`` is stored as an int, a dict or list as
+  JSON text, as sqlite-utils does). An ``int`` primary key numbers its rows by itself on both.
+* Raw SQL (``db.execute``/``db.query``/``db.executemany``) in the common subset: ``?``
+  placeholders (or ``:name``), ``CASE WHEN … THEN 1 ELSE 0 END`` rather than summing a
+  comparison, ``FLOOR(x)`` rather than ``CAST(x AS INTEGER)`` (PostgreSQL rounds),
+  ``LOWER(col) LIKE ?`` (LIKE ignores case only on SQLite), no ``INSERT OR REPLACE`` / ``PRAGMA``
+  / ``rowid`` / ``AUTOINCREMENT`` / ``strftime``, and lower_snake_case names that are no SQL
+  keyword (``user``, ``order``, ``group``, ``default``, ``end``…).
+* ``table.transform()`` takes ``types``, ``rename`` and ``drop`` on both (PostgreSQL alters the
+  table in place); its other options, ``alter=True``, ``extracts`` and tables created by a first
+  ``insert`` raise on PostgreSQL: write the ``ALTER TABLE`` for such a change, in the common subset.
+* Rows numbered by hand in an ``int`` primary key: insert them through the table API (it moves
+  PostgreSQL's counter past them, as SQLite's rowid does by itself), not with raw ``INSERT``.
+* Never reach for the driver below (``db.conn``, e.g. ``db.conn.executemany``): it is sqlite3 on one
+  side only; ``db.executemany(sql, rows)`` is the portable call.
+
+tests/postgres/test_store.py runs the whole chain, and the store modules, on a real server.
+"""
 
 from __future__ import annotations
 
@@ -139,9 +169,12 @@ def m007_account_cookie_jars(db: sqlite_utils.Database) -> None:
     for row in list(accounts.rows_where("cf_clearance IS NOT NULL AND cf_clearance != ''", select="id, cf_clearance")):
         jar = [["cf_clearance", row["cf_clearance"], "chatgpt.com", False, "/", None, True]]
         accounts.update(row["id"], {"cookies": json.dumps(jar)})
-    # In place (SQLite 3.35+): rebuilding the table would fire the ON DELETE CASCADE of the tables
-    # that reference accounts.
-    db.execute("ALTER TABLE accounts DROP COLUMN cf_clearance")
+    if isinstance(db, sqlite_utils.Database):
+        # In place (SQLite 3.35+): sqlite-utils' rebuild of the table would fire the ON DELETE
+        # CASCADE of the tables that reference accounts.
+        db.execute("ALTER TABLE accounts DROP COLUMN cf_clearance")
+    else:
+        accounts.transform(drop={"cf_clearance"})  # PostgreSQL: an ALTER TABLE as well
 
 
 @migrations()
@@ -175,3 +208,59 @@ def m008_client_keys_and_cost(db: sqlite_utils.Database) -> None:
     log.add_column("cost_usd", float)  # estimated from the pricing table
     log.add_column("cost_basis", str)  # "api_equivalent": a ChatGPT-account turn, priced as on the API
     log.create_index(["key_id", "ts"])
+
+
+@migrations()
+def m009_providers(db: sqlite_utils.Database) -> None:
+    # API-key providers (core/providers): the providers, their keys, the model routes, and which
+    # provider served each logged request.
+    db["providers"].create(
+        {
+            "id": str,
+            "kind": str,
+            "name": str,
+            "base_url": str,
+            "wire": str,
+            "enabled": int,
+            "headers": str,  # JSON object
+            "manual_models": str,  # JSON list of model ids
+            "fetched_models": str,  # JSON list of {id, display_name?, context_window?, ...}
+            "models_fetched_at": float,
+            "models_error": str,
+            "sort_order": int,
+            "created_at": float,
+            "updated_at": float,
+        },
+        pk="id",
+        not_null={"id", "kind", "base_url", "wire"},
+    )
+    db["provider_keys"].create(
+        {
+            "id": str,
+            "provider_id": str,
+            "api_key": str,
+            "label": str,
+            "status": str,
+            "cooldown_until": float,
+            "last_error": str,
+            "last_used_at": float,
+            "requests": int,
+            "failures": int,
+            "added_at": float,
+        },
+        pk="id",
+        not_null={"id", "provider_id", "api_key", "status"},
+        foreign_keys=[("provider_id", "providers", "id")],
+    )
+    db["provider_keys"].create_index(["provider_id"])
+    db["model_routes"].create({"sort_order": int, "pattern": str, "targets": str}, pk="sort_order")
+    db["request_log"].add_column("provider", str)
+
+
+@migrations()
+def m011_session_affinity(db: sqlite_utils.Database) -> None:
+    # Which account serves a conversation, for every instance sharing the store and across restarts
+    # (core/accounts/affinity.py). "conversation" is a digest of the client's conversation key.
+    db["session_affinity"].create({"conversation": str, "account_id": str, "expires_at": float}, pk="conversation",
+                                  not_null={"account_id"})
+    db["session_affinity"].create_index(["expires_at"])

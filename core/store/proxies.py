@@ -1,4 +1,4 @@
-"""Proxy rows and account assignments in SQLite (core/accounts/proxy_pool.py keeps them in memory).
+"""Proxy rows and account assignments in the store (core/accounts/proxy_pool.py keeps them in memory).
 
 Management changes commit before returning; health results and automatic-mode moves, which happen
 on the event loop, come through ``write_changes`` on the pool's writer thread.

@@ -1,5 +1,6 @@
 """The request/usage log: rows are queued from the event loop and written in batches by a thread,
-and read back for the usage statistics and the log view of the management API."""
+and read back for the usage statistics and the log view of the management API. On a shared store
+(PostgreSQL) every instance writes to, and reads, the same log."""
 
 from __future__ import annotations
 
@@ -16,11 +17,11 @@ logger = logging.getLogger(__name__)
 
 LOG_COLUMNS = ("id", "ts", "request_id", "account_id", "protocol", "path", "model", "requested_model", "stream",
                "status", "error", "input_tokens", "output_tokens", "cached_tokens", "reasoning_tokens", "ttfb_ms",
-               "duration_ms", "attempts", "key_id", "cost_usd", "cost_basis")  # fmt: skip
+               "duration_ms", "attempts", "key_id", "cost_usd", "cost_basis", "provider")  # fmt: skip
 _TOTALS = """
     COUNT(*) AS requests,
-    SUM(status >= 200 AND status < 400) AS succeeded,
-    SUM(status >= 400 OR status = 0) AS failed,
+    SUM(CASE WHEN status >= 200 AND status < 400 THEN 1 ELSE 0 END) AS succeeded,
+    SUM(CASE WHEN status >= 400 OR status = 0 THEN 1 ELSE 0 END) AS failed,
     COALESCE(SUM(input_tokens), 0) AS input_tokens,
     COALESCE(SUM(output_tokens), 0) AS output_tokens,
     COALESCE(SUM(cached_tokens), 0) AS cached_tokens,
@@ -47,10 +48,19 @@ def scope(since: float | None, key_id: str | None = None, until: float | None = 
         clauses.append("key_id = ?")
         params.append(key_id)
     return ("WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+
 BUCKETS = {"five_min": 300, "hourly": 3600, "daily": 86400}  # the usage API's ?granularity= values
 SWEEP_FIRST_SECONDS = 60.0  # not during start-up
 SWEEP_EVERY_SECONDS = 3600.0
 LINGER_SECONDS = 0.25  # rows wait at most this long, so a busy proxy commits a few times a second
+
+
+def bucket_start(size: int) -> str:
+    """The start of a row's time bucket, as SQL (FLOOR: PostgreSQL's CAST rounds, SQLite's truncates)."""
+    return f"CAST(FLOOR(ts / {size}) AS INTEGER) * {size} AS bucket_start"
+
+
 _INSERT = f"INSERT INTO request_log ({', '.join(LOG_COLUMNS[1:])}) VALUES ({', '.join('?' * len(LOG_COLUMNS[1:]))})"
 
 
@@ -60,7 +70,6 @@ class RequestLog:
 
     def __init__(self, db: Database, retention_days: Callable[[], float] = lambda: 0) -> None:
         self._db = db
-        self._relaxed = False  # the writer thread's connection set to synchronous=NORMAL
         self._writer: BatchWriter[dict[str, Any]] = BatchWriter("request-log-writer", self._write, linger=LINGER_SECONDS)
         self._retention_days = retention_days
         self._stop = threading.Event()
@@ -80,8 +89,8 @@ class RequestLog:
 
     def prune(self, before: float) -> int:
         """Delete the rows logged before ``before`` (unix time); how many went."""
-        conn = self._db.conn().conn
-        return conn.execute("DELETE FROM request_log WHERE ts < ?", (before,)).rowcount
+        with self._db.transaction(durable=False) as db:
+            return int(db.execute("DELETE FROM request_log WHERE ts < ?", [before]).rowcount)
 
     def _sweep(self) -> None:
         delay = SWEEP_FIRST_SECONDS
@@ -95,19 +104,10 @@ class RequestLog:
                     logger.exception("request log retention sweep failed")
 
     def _write(self, rows: list[dict[str, Any]]) -> None:
-        # One prepared statement for the batch; the log need not be fsynced per commit (WAL,
-        # synchronous=NORMAL on this thread's connection only: accounts stay FULL on theirs).
-        conn = self._db.conn().conn
-        if not self._relaxed:
-            conn.execute("PRAGMA synchronous=NORMAL")
-            self._relaxed = True
-        conn.execute("BEGIN")
-        try:
-            conn.executemany(_INSERT, [tuple(row.get(column) for column in LOG_COLUMNS[1:]) for row in rows])
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+        # One prepared statement for the batch; the log need not reach the disk per commit (the
+        # accounts' commits stay durable on their own connections).
+        with self._db.transaction(durable=False) as db:
+            db.executemany(_INSERT, [tuple(row.get(column) for column in LOG_COLUMNS[1:]) for row in rows])
 
     # --- reading (control-plane threads) -----------------------------------------------------------
 
@@ -134,6 +134,6 @@ class RequestLog:
         """Totals per time bucket (``five_min`` | ``hourly`` | ``daily``), oldest first, empty ones left out."""
         size = BUCKETS[bucket]
         where, params = scope(since, key_id, time.time() if until is None else until)
-        sql = (f"SELECT CAST(ts / {size} AS INTEGER) * {size} AS bucket_start, {_TOTALS} FROM request_log "
+        sql = (f"SELECT {bucket_start(size)}, {_TOTALS} FROM request_log "
                f"{where} GROUP BY bucket_start ORDER BY bucket_start")
         return [dict(r) for r in self._db.conn().query(sql, params)]

@@ -40,7 +40,7 @@ class BatchWriter(Generic[T]):
         self._hurry = False  # a flush or close is waiting: write now, do not linger
         self._serial = itertools.count()
         self._pending: dict[Hashable, T] = {}
-        self._writing = 0
+        self._writing: dict[Hashable, T] = {}  # taken by the thread, not yet written
         self._stopping = False
         self._cond = threading.Condition()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
@@ -64,6 +64,11 @@ class BatchWriter(Generic[T]):
             finally:
                 self._hurry = False
 
+    def unwritten(self, key: Hashable) -> list[T]:
+        """What was put under ``key`` (with ``key=``) and is not written yet: taken, then pending."""
+        with self._cond:
+            return [item for item in (self._writing.get(key), self._pending.get(key)) if item is not None]
+
     def close(self, timeout: float = 10.0) -> None:
         with self._cond:
             self._stopping = True
@@ -82,12 +87,12 @@ class BatchWriter(Generic[T]):
                 if not self._pending:
                     return  # stopping, nothing left
                 slots = list(itertools.islice(self._pending, self._batch))
-                items = [self._pending.pop(slot) for slot in slots]
-                self._writing = len(items)
+                self._writing = {slot: self._pending.pop(slot) for slot in slots}
+                items = list(self._writing.values())
             try:
                 self._write(items)
             except Exception:  # a failed write must never take the proxy down
                 logger.exception("%s: write of %d item(s) failed", self._thread.name, len(items))
             with self._cond:
-                self._writing = 0
+                self._writing = {}
                 self._cond.notify_all()

@@ -4,7 +4,7 @@ protocol needs to render the answer)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -24,6 +24,9 @@ class Turn:
     stream: bool
     conversation_key: str | None = None
     forwarded_headers: dict[str, str] = field(default_factory=dict)
+    # What the Codex backend refuses but an API-key provider takes: ``max_output_tokens``,
+    # ``temperature``, ``top_p``, ``stop`` (a list) and ``thinking_budget``, as the client gave them.
+    sampling: dict[str, Any] = field(default_factory=dict)
     previous_response_id: str | None = None  # Responses: the response this turn continues
     history: list[Any] | None = None  # that response's conversation, when it must be sent in full
     keep_chain: bool = False  # Responses without store=false: the client may continue this turn
@@ -49,9 +52,21 @@ class Upstream(Protocol):
 
     headers: dict[str, str]
 
-    def events(self, parser: CodexStreamParser) -> AsyncIterator[UpstreamEvent]: ...
+    def events(self, parser: CodexStreamParser) -> AsyncGenerator[UpstreamEvent, None]: ...
 
     async def aclose(self) -> None: ...
+
+
+def decode_event(name: str, raw: bytes) -> UpstreamEvent | None:
+    """One SSE frame's data as an event (None for a non-object); bad JSON becomes an error event."""
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        data = {"type": "error", "error": {"code": "invalid_event", "message": raw[:500].decode("utf-8", "replace")}}
+        return UpstreamEvent("error", data, orjson.dumps(data))
+    if not isinstance(data, dict):
+        return None
+    return UpstreamEvent(name or data.get("type", ""), data, raw)
 
 
 @dataclass(slots=True)

@@ -18,27 +18,25 @@ import contextlib
 import functools
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, TypeVar
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from typing import Any, Protocol, TypeVar
 
 from core.accounts.proxy_pool import Route
-
-import orjson
 
 from core.accounts.backend import account_headers, cookie_header
 from core.accounts.model import Account
 from core.accounts.oauth import OAuthError
 from core.accounts.pool import AccountPool
-from core.accounts.quota import parse_headers
+from core.accounts.quota import client_plan_type, parse_headers
 from core.accounts.tokens import TokenManager
-from core.codex.errors import FATAL, RETRY_SAME, ROTATE, UpstreamError, classify_http, is_unsupported_model
+from core.codex.errors import FATAL, RETRY_SAME, ROTATE, USAGE_LIMIT_REACHED, UpstreamError, classify_http, is_unsupported_model
 from core.codex.events import PRELUDE_EVENTS, TERMINAL_EVENTS, CodexStreamParser, Failed, Finished
 from core.codex.headers import account_installation_id, responses_headers, websocket_headers
 from core.codex.request import compress_body, finalize_body, finalize_compact_body, scoped_conversation_id, without_reasoning_items
 from core.codex.sse import SSEParser
 from core.config import ConfigStore
 from core.turn.chains import ChainStore
-from core.turn.model import Turn, Upstream, UpstreamEvent, disconnected_event
+from core.turn.model import Turn, Upstream, UpstreamEvent, decode_event, disconnected_event
 from core.turn.websocket import SocketTurn, SocketTurns
 from core.upstream.transport import UpstreamStream, UpstreamTransport
 
@@ -51,11 +49,15 @@ MAX_ACCOUNTS_PER_TURN = 10
 
 
 class TurnStream:
-    """A committed turn: the serving account and its remaining events (buffered ones first)."""
+    """A committed turn: who serves it (an account of the pool, or an API-key provider) and its
+    remaining events (buffered ones first)."""
 
-    def __init__(self, account: Account, upstream: Upstream, parser: CodexStreamParser,
-                 buffered: list[UpstreamEvent], live: AsyncIterator[UpstreamEvent] | None, attempts: int) -> None:
+    def __init__(self, account: Account | None, upstream: Upstream, parser: CodexStreamParser,
+                 buffered: list[UpstreamEvent], live: AsyncGenerator[UpstreamEvent, None] | None, attempts: int,
+                 provider: str | None = None, model: str | None = None) -> None:
         self.account = account
+        self.provider = provider  # the provider's id when one serves the turn
+        self.model = model  # the model that serves it, when not the turn's own (a provider's name for it)
         self.headers = upstream.headers
         self.parser = parser  # has seen every event handed out so far
         self.attempts = attempts
@@ -101,38 +103,32 @@ class TurnStream:
 
 
 class SseTurn:
-    """A turn's HTTP SSE answer as an ``Upstream``: bytes → SSE frames → decoded events."""
+    """A turn's HTTP SSE answer as an ``Upstream`` (``read_events`` below)."""
 
     def __init__(self, stream: UpstreamStream) -> None:
         self.headers = stream.headers
         self._stream = stream
 
-    async def events(self, parser: CodexStreamParser) -> AsyncIterator[UpstreamEvent]:
-        sse = SSEParser()
-        async with contextlib.aclosing(self._stream.chunks()) as chunks:
-            async for chunk in chunks:
-                for frame in sse.feed(chunk):
-                    if (event := _decode(frame.event, frame.data)) is not None:
-                        event.deltas = parser.feed(event.name, event.data)
-                        yield event
-        for frame in sse.close():
-            if (event := _decode(frame.event, frame.data)) is not None:
-                event.deltas = parser.feed(event.name, event.data)
-                yield event
+    def events(self, parser: CodexStreamParser) -> AsyncGenerator[UpstreamEvent, None]:
+        return read_events(self._stream, parser)
 
     async def aclose(self) -> None:
         await self._stream.aclose()
 
 
-def _decode(name: str, raw: bytes) -> UpstreamEvent | None:
-    try:
-        data = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        data = {"type": "error", "error": {"code": "invalid_event", "message": raw[:500].decode("utf-8", "replace")}}
-        return UpstreamEvent("error", data, orjson.dumps(data))
-    if not isinstance(data, dict):
-        return None
-    return UpstreamEvent(name or data.get("type", ""), data, raw)
+async def read_events(upstream: UpstreamStream, parser: CodexStreamParser) -> AsyncGenerator[UpstreamEvent, None]:
+    """Upstream bytes → SSE frames → decoded events, each run through ``parser``."""
+    sse = SSEParser()
+    async with contextlib.aclosing(upstream.chunks()) as chunks:
+        async for chunk in chunks:
+            for frame in sse.feed(chunk):
+                if (event := decode_event(frame.event, frame.data)) is not None:
+                    event.deltas = parser.feed(event.name, event.data)
+                    yield event
+    for frame in sse.close():
+        if (event := decode_event(frame.event, frame.data)) is not None:
+            event.deltas = parser.feed(event.name, event.data)
+            yield event
 
 
 class NoAccountError(UpstreamError):
@@ -145,30 +141,49 @@ def _foreign_reasoning(err: UpstreamError) -> bool:
 
 T = TypeVar("T")
 Attempt = Callable[[Account, int], Awaitable[T]]  # one try of the turn on one account
+PoolStart = Callable[[Turn], Awaitable[TurnStream]]
+
+
+class TurnRouter(Protocol):
+    """Model routing to API-key providers (core/providers/failover.py), for turns whose model a
+    route claimed (``turn.model.route``)."""
+
+    async def start(self, turn: Turn, pool: PoolStart) -> TurnStream: ...  # the route's targets in order
+
+    def pool_model(self, turn: Turn) -> str | None: ...  # the pool model a route names, if any
 
 
 class Pipeline:
     def __init__(self, config: ConfigStore, pool: AccountPool, tokens: TokenManager, transport: UpstreamTransport,
-                 installation_id: str, route: Route) -> None:
+                 installation_id: str, route: Route, router: TurnRouter | None = None) -> None:
         self._config = config
         self._pool = pool
         self._tokens = tokens
         self._transport = transport
         self._route = route  # the account's proxy (core/accounts/proxy_pool.py)
         self._installation_id = installation_id
+        self._router = router
         self.sockets = SocketTurns(config, transport, self._observe, pool.plans.prefers_websockets)
         self.chains = ChainStore()
 
     async def start(self, turn: Turn) -> TurnStream:
-        """Run ``turn`` until it commits on some account; raise the final UpstreamError otherwise."""
+        """Run ``turn`` until it commits on some account (or on a provider a model route names);
+        raise the final UpstreamError otherwise."""
         prefer = self._continue_chain(turn)
+        if turn.model.route is not None and self._router is not None:
+            turn.body, turn.history = _full_body(turn), None  # providers get the whole conversation
+            return await self._router.start(turn, self._start_pool)
+        return await self._start_pool(turn, prefer)
+
+    async def _start_pool(self, turn: Turn, prefer: str | None = None) -> TurnStream:
 
         async def attempt(account: Account, attempts: int) -> TurnStream:
             mode: str | None = None  # None: as configured; "fresh": a new socket; "sse"
             while True:
                 upstream = await self._open(account, turn, mode)
+                parser = CodexStreamParser()
                 try:
-                    committed = await self._prime(account, upstream, attempts)
+                    buffered, live = await prime(upstream, parser, upstream.events(parser))
                 except UpstreamError as err:
                     again = upstream.retry(err) if isinstance(upstream, SocketTurn) and mode is None else None
                     if again is None:
@@ -176,6 +191,7 @@ class Pipeline:
                     mode = again  # a socket that died while idle, or a chain its socket lost: once more
                     continue
                 self._pool.bind(turn.conversation_key, account)
+                committed = TurnStream(account, upstream, parser, buffered, live, attempts)
                 if turn.keep_chain:
                     committed.on_complete = functools.partial(self._keep_chain, turn, account)
                 return committed
@@ -203,8 +219,15 @@ class Pipeline:
                                parser.output_items, account.id, turn.conversation_key)
 
     async def compact(self, turn: Turn) -> tuple[Account, bytes, dict[str, str]]:
-        """``/responses/compact``: a plain JSON call, with the same account choice and failover.
-        Returns the serving account, the answer's body and its headers."""
+        """``/responses/compact``: a plain JSON call, with the same account choice and failover
+        (on the ChatGPT pool only: providers have no compaction). Returns the serving account, the
+        answer's body and its headers."""
+        if turn.model.route is not None and self._router is not None:
+            model = self._router.pool_model(turn)
+            if model is None:
+                raise UpstreamError(400, "unsupported_model", f"'{turn.model.requested}' is served by an API-key provider, which cannot compact; "
+                                    "/v1/responses/compact works with the ChatGPT pool's models")  # fmt: skip
+            turn.body["model"] = model
 
         async def attempt(account: Account, attempts: int) -> tuple[bytes, dict[str, str]]:
             cfg = self._config.current
@@ -233,6 +256,7 @@ class Pipeline:
         result keeps the account's in-flight slot until it is closed. ``prefer``: the account to
         try first when it can serve."""
         excluded: set[str] = set()
+        await self._pool.recall(turn.conversation_key)  # shared store: its earlier turns may have gone elsewhere
         holding = account = self._choose(turn, excluded, None, prefer)  # its in-flight slot is ours to release
         attempts = same_account_retries = 0
         reauthorized = False
@@ -310,8 +334,11 @@ class Pipeline:
         if state.serving and last_error is not None:
             return last_error  # accounts that could serve all failed this turn: say how the last one did
         if state.rate_limited_until:
+            # The backend's own usage-limit answer, for the pool: Codex CLI then reports the goal as
+            # usage-limited (with when it resets) instead of retrying or calling it blocked.
             wait = max(1.0, state.rate_limited_until - now)
-            return NoAccountError(429, "rate_limit_exceeded", f"Every account has reached its usage limit; the first one is available again in {wait:.0f}s.", retry_after=wait)
+            return NoAccountError(429, USAGE_LIMIT_REACHED, f"Every account has reached its usage limit; the first one is available again in {wait:.0f}s.",
+                                  retry_after=wait, plan_type=client_plan_type(a.plan for a in self._pool.all()))
         if state.cooldown_until:
             wait = max(1.0, state.cooldown_until - now)
             return NoAccountError(503, "upstream_blocked", f"The upstream is blocking every account (Cloudflare); retry in {wait:.0f}s.", retry_after=wait)
@@ -374,31 +401,32 @@ class Pipeline:
             raise UpstreamError(502, "non_sse_response", f"Upstream answered {content_type or 'no content type'} instead of an event stream: {error.message}", action=ROTATE)
         return SseTurn(stream)
 
-    async def _prime(self, account: Account, upstream: Upstream, attempts: int) -> TurnStream:
-        """Read until the first output event; failures up to that point are retryable."""
-        parser = CodexStreamParser()
-        live = upstream.events(parser)
-        buffered: list[UpstreamEvent] = []
-        try:
-            async for event in live:
-                buffered.append(event)
-                if event.name in PRELUDE_EVENTS:
-                    continue
-                terminal = parser.terminal
-                if isinstance(terminal, Failed):
-                    raise terminal.error
-                if isinstance(terminal, Finished) and not parser.produced and not (terminal.usage and terminal.usage.output_tokens):
-                    raise UpstreamError(502, "empty_response", "Codex returned an empty response", action=ROTATE)
-                if parser.produced or terminal is not None:
-                    if terminal is not None:
-                        await live.aclose()
-                    return TurnStream(account, upstream, parser, buffered, None if terminal else live, attempts)
-        except BaseException:
-            await live.aclose()
-            await upstream.aclose()
-            raise
+
+async def prime(upstream: Upstream, parser: CodexStreamParser,
+                live: AsyncGenerator[UpstreamEvent, None]) -> tuple[list[UpstreamEvent], AsyncGenerator[UpstreamEvent, None] | None]:
+    """Read ``live`` until the first output event: (the events so far, the rest of the stream, None
+    when it already ended). Failures up to that point raise ``UpstreamError``: they are retryable."""
+    buffered: list[UpstreamEvent] = []
+    try:
+        async for event in live:
+            buffered.append(event)
+            if event.name in PRELUDE_EVENTS:
+                continue
+            terminal = parser.terminal
+            if isinstance(terminal, Failed):
+                raise terminal.error
+            if isinstance(terminal, Finished) and not parser.produced and not (terminal.usage and terminal.usage.output_tokens):
+                raise UpstreamError(502, "empty_response", "Upstream returned an empty response", action=ROTATE)
+            if parser.produced or terminal is not None:
+                if terminal is not None:
+                    await live.aclose()
+                return buffered, None if terminal else live
+    except BaseException:
+        await live.aclose()
         await upstream.aclose()
-        raise UpstreamError(502, "stream_disconnected", "Upstream stream closed before any output", action=ROTATE)
+        raise
+    await upstream.aclose()
+    raise UpstreamError(502, "stream_disconnected", "Upstream stream closed before any output", action=ROTATE)
 
 
 def _full_body(turn: Turn) -> dict[str, Any]:

@@ -140,3 +140,21 @@ def test_screenshots_of_every_page(start_proxy: Any, fake: FakeCodexThread, open
         expect(login.locator("#password")).to_be_visible()
         save(login, "login")
     assert {path.stem for path in Path(OUT).glob("*.png")} >= {"accounts", "connect", "keys", "usage", "logs", "settings"}
+
+
+def test_screenshot_of_the_providers_page(start_proxy: Any, provider_fakes: Any, open_dashboard: OpenDashboard) -> None:
+    from tests.support.providers import add_provider, set_routes
+
+    proxy: ProxyProcess = start_proxy("providers")
+    add_provider(proxy, "openrouter", provider_fakes.openrouter.base_url, ["sk-or-v1-test-0001", "sk-or-v1-test-0002"])
+    add_provider(proxy, "anthropic", provider_fakes.anthropic.base_url, ["sk-ant-api03-test-0001"])
+    add_provider(proxy, "gemini", provider_fakes.gemini.base_url, ["AIzaSy-test-gemini-0001"], enabled=False)
+    add_provider(proxy, "custom", provider_fakes.openai.base_url, ["sk-proj-test-openai-0001"], id="vllm", name="Lab vLLM", wire="chat")
+    set_routes(proxy, {"pattern": "claude-opus-*", "targets": ["anthropic:claude-opus-4-1-20250805", "chatgpt"]},
+               {"pattern": "cheap", "targets": ["openrouter:meta-llama/llama-3.3-70b-instruct", "vllm:gpt-4o-mini"]})  # fmt: skip
+    page = open_dashboard(proxy, "/dashboard/providers", viewport=LAPTOP)
+    expect(page.locator("#providers-body tr")).to_have_count(4)
+    page.fill("#resolve-model", "cheap")
+    page.click("#resolve-submit")
+    expect(page.locator("#resolve-result")).to_contain_text("cheap →")
+    save(page, "providers")

@@ -104,6 +104,14 @@ def test_exhausted_pool_is_a_clear_429_with_the_earliest_retry(pool_proxy: Proxy
                         json={"model": "gpt-5.4", "stream": True, "messages": [{"role": "user", "content": "x"}]}, timeout=30)
     assert stream.status_code == 429 and int(stream.headers["retry-after"]) > 200
     assert len(served(fake)) == 2  # the second request did not even try: both accounts wait for their reset
+    # The backend's usage-limit contract, for the pool (Codex CLI marks the goal usage-limited from it).
+    error = stream.json()["error"]
+    assert error["type"] == error["code"] == "usage_limit_reached" and error["plan_type"] == "plus"
+    assert 270 <= error["resets_in_seconds"] <= 310 and abs(error["resets_at"] - time.time() - error["resets_in_seconds"]) < 5
+    assert stream.headers["x-codex-primary-used-percent"] == "100.0"  # the pooled limits ride along
+    responses = httpx.post(pool_proxy.base_url + "/responses", headers={"Authorization": f"Bearer {pool_proxy.key}"},
+                           json={"model": "gpt-5.4", "stream": True, "input": "x"}, timeout=30)
+    assert responses.status_code == 429 and responses.json()["error"]["type"] == "usage_limit_reached"
 
 
 @pytest.mark.parametrize("fault, status", [

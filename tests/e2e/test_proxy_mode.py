@@ -159,16 +159,45 @@ def test_gemini_sdk_through_the_proxy(gateway: ProxyProcess, fake: FakeCodexThre
 def test_unknown_paths_on_intercepted_hosts_are_answered_not_forwarded(gateway: ProxyProcess, fake: FakeCodexThread) -> None:
     with gateway.https_client() as client:
         for url in ("https://api.openai.com/v1/assistants", "https://chatgpt.com/", "https://api.openai.com/auth/accounts",
-                    "https://chatgpt.com/backend-api/wham/usage"):
+                    "https://chatgpt.com/backend-api/wham/tasks/list"):
             response = client.get(url, headers={"Authorization": f"Bearer {CLIENT_KEY}"})
             assert response.status_code == 404, url
             assert response.json()["error"]["code"] == "not_found"
-        # Codex's WebSocket transport is refused quickly (it then falls back to HTTPS).
-        handshake = client.get("https://chatgpt.com/backend-api/codex/responses", headers={
-            "Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "13",
-            "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==", "OpenAI-Beta": "responses_websockets=2026-02-06"})
-        assert handshake.status_code == 405
     assert fake.requests("/codex/responses") == []  # answered here, never forwarded
+
+
+def test_codex_account_calls_are_answered_for_the_pool(gateway: ProxyProcess, fake: FakeCodexThread) -> None:
+    """What Codex signed in with ChatGPT asks besides turns: which workspace to route to (its own
+    account, on the host it already uses) and its limits (the pool's)."""
+    with gateway.https_client() as client:
+        headers = {"Authorization": f"Bearer {CLIENT_KEY}", "ChatGPT-Account-Id": "client-own"}
+        check = client.get("https://chatgpt.com/backend-api/wham/accounts/check", headers=headers).json()
+        usage = client.get("https://chatgpt.com/backend-api/wham/usage", headers=headers).json()
+    assert check["default_account_id"] == "client-own" and check["account_ordering"] == ["client-own"]
+    assert check["accounts"][0]["workspace_backend_origin"] == "https://chatgpt.com"
+    assert check["accounts"][0]["account_routing_override"] == "NO_CONSTRAINT"
+    assert usage["codex_proxy"]["pooled"] is True and usage["rate_limit"]["allowed"] is True
+    # On the base URL (chatgpt_base_url): a caller on this machine, no key; no https origin to route to.
+    local = httpx.get(gateway.origin + "/backend-api/wham/accounts/check", headers={"ChatGPT-Account-Id": "acct-x"}).json()
+    assert local["default_account_id"] == "acct-x" and "workspace_backend_origin" not in local["accounts"][0]
+    assert all(CLIENT_KEY not in repr(r) for r in fake.requests())
+
+
+def test_codex_websocket_through_the_proxy(gateway: ProxyProcess, fake: FakeCodexThread) -> None:
+    """Codex signed in with ChatGPT opens ``wss://chatgpt.com/backend-api/codex/responses`` first:
+    the upgrade is answered here and the turns run on our pool, never forwarded."""
+    from websockets.sync.client import connect
+
+    fake.script({"text": "over the intercepted socket"})
+    with connect("wss://chatgpt.com/backend-api/codex/responses", proxy=gateway.origin, ssl=gateway.tls_context(),
+                 additional_headers={"Authorization": f"Bearer {CLIENT_KEY}", "OpenAI-Beta": "responses_websockets=2026-02-06"}) as ws:
+        ws.send(json.dumps({"type": "response.create", "model": "gpt-5.4", "input": "hi"}))
+        events = []
+        while not events or events[-1]["type"] != "response.completed":
+            events.append(json.loads(ws.recv(timeout=30)))
+    assert "".join(e.get("delta", "") for e in events if e["type"] == "response.output_text.delta") == "over the intercepted socket"
+    (upstream,) = fake.requests("/codex/responses")
+    assert CLIENT_KEY not in json.dumps(upstream["headers"])
 
 
 def tunnel(proxy: ProxyProcess, port: int) -> socket.socket:

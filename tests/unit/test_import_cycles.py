@@ -11,7 +11,7 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("core", "dashboard", "codex_fake", "bench")
+PACKAGES = ("core", "dashboard", "codex_fake", "provider_fakes", "bench")
 
 
 def _modules() -> dict[str, Path]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import orjson
@@ -162,8 +163,14 @@ def test_non_stream_render(catalog: ModelCatalog, cfg: Any) -> None:
 
 
 def test_errors_in_openai_envelope() -> None:
-    reply = openai_chat.render_error(UpstreamError(429, "usage_limit_reached", "limit", retry_after=30.4))
+    reply = openai_chat.render_error(UpstreamError(429, "rate_limit_exceeded", "slow down", retry_after=30.4))
     assert reply.status == 429 and reply.headers["retry-after"] == "30"
     assert orjson.loads(reply.body)["error"]["type"] == "rate_limit_error"
+    # A used-up plan keeps the backend's own shape, which Codex CLI reads (type, plan_type, resets_at).
+    reply = openai_chat.render_error(UpstreamError(429, "usage_limit_reached", "limit", retry_after=30.4, plan_type="pro"))
+    error = orjson.loads(reply.body)["error"]
+    assert reply.status == 429 and reply.headers["retry-after"] == "30"
+    assert error["type"] == error["code"] == "usage_limit_reached" and error["plan_type"] == "pro"
+    assert error["resets_in_seconds"] == 30 and abs(error["resets_at"] - (time.time() + 30)) < 3
     reply = openai_chat.render_error(BadRequest("Malformed JSON request body", code="invalid_json"))
     assert orjson.loads(reply.body) == {"error": {"message": "Malformed JSON request body", "type": "invalid_request_error", "param": None, "code": "invalid_json"}}

@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 import zipfile
 from pathlib import Path
 
@@ -59,3 +60,65 @@ def test_an_installed_wheel_loads_its_own_defaults(wheel: Path, tmp_path: Path) 
     env = {**os.environ, "PYTHONPATH": str(installed)}
     ran = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60, check=False)
     assert ran.returncode == 0, ran.stdout + ran.stderr
+
+
+def test_the_wheel_declares_the_codex_proxy_command(wheel: Path) -> None:
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+        (entry_points,) = [n for n in names if n.endswith(".dist-info/entry_points.txt")]
+        assert "codex-proxy = codex_proxy.cli:main" in archive.read(entry_points).decode()
+    assert {"codex_proxy/addon.py", "codex_proxy/cli.py"} <= names
+
+
+def fresh_venv(where: Path, wheel: Path) -> Path:
+    """A new virtualenv with the wheel installed as ``pip install`` would (its console script
+    included). Offline: the dependencies come from the running interpreter's environment through
+    a path file, which adds their folder and nothing of this checkout (its editable-install hook
+    is a .pth that a plain path line does not run)."""
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(where)], check=True, timeout=120)
+    python = where / "bin" / "python"
+    site = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+                          capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    ours = subprocess.run([sys.executable, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+                          capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    clean = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    installed = subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "--no-index",
+                                "--quiet", str(wheel)], capture_output=True, text=True, timeout=300, check=False, env=clean)  # fmt: skip
+    assert installed.returncode == 0, installed.stdout + installed.stderr
+    # Only now: pip must not find this checkout's own (editable) install among the dependencies.
+    Path(site, "dependencies.pth").write_text(ours + "\n")
+    return where
+
+
+def test_a_fresh_virtualenv_serves_a_request_with_the_codex_proxy_command(wheel: Path, tmp_path: Path) -> None:
+    import httpx
+    import orjson
+    import yaml
+
+    venv = fresh_venv(tmp_path / "venv", wheel)
+    home = tmp_path / "home"  # no CODEX_PROXY_DATA_DIR: the installed copy picks the user's data folder
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "CODEX_PROXY_DATA_DIR", "XDG_DATA_HOME", "PORT")}
+    env.update(HOME=str(home), PYTHONUNBUFFERED="1")
+    where = subprocess.run([str(venv / "bin" / "python"), "-c", "import core, codex_proxy; print(core.__file__)"],
+                           cwd=tmp_path, env=env, capture_output=True, text=True, check=False)  # fmt: skip
+    assert where.stdout.startswith(str(venv)), where.stdout + where.stderr  # the wheel's code, not this checkout's
+    data = home / ".local" / "share" / "codex-proxy" / "demo"
+    log = (tmp_path / "codex-proxy.log").open("wb")
+    process = subprocess.Popen([str(venv / "bin" / "codex-proxy"), "--listen-host", "127.0.0.1", "-p", "0",
+                                "--set", f"confdir={tmp_path / 'mitm'}", "--set", "codex_demo=true"],
+                               cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while not (data / "runtime.json").exists():
+            assert process.poll() is None and time.monotonic() < deadline, (tmp_path / "codex-proxy.log").read_text()
+            time.sleep(0.1)
+        port = orjson.loads((data / "runtime.json").read_bytes())["listen"][0][1]
+        key = yaml.safe_load((data / "local.yaml").read_text())["server"]["proxy_api_key"]
+        answer = httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions", headers={"Authorization": f"Bearer {key}"},
+                            json={"model": "gpt-5.4", "messages": [{"role": "user", "content": "installed?"}]}, timeout=30)  # fmt: skip
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["choices"][0]["message"]["content"] == "You said: installed?"
+    finally:
+        process.terminate()
+        process.wait(15)
+        log.close()

@@ -12,7 +12,7 @@ from types import ModuleType
 import pytest
 
 from core.codex.events import Delta
-from core.protocols import anthropic, gemini, ollama, openai_chat, responses
+from core.protocols import anthropic, completions, gemini, ollama, openai_chat, responses
 from core.protocols.base import (
     DELTA_HANDLERS,
     CollectedTurn,
@@ -21,7 +21,7 @@ from core.protocols.base import (
     Translator,
 )
 
-PROTOCOLS = {"openai_chat": openai_chat, "responses": responses, "anthropic": anthropic, "gemini": gemini, "ollama": ollama}
+PROTOCOLS = {"openai_chat": openai_chat, "completions": completions, "responses": responses, "anthropic": anthropic, "gemini": gemini, "ollama": ollama}
 PACKAGE = Path(__file__).resolve().parents[2] / "core" / "protocols"
 
 

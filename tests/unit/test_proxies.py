@@ -18,6 +18,7 @@ from core.accounts.proxy_pool import ProxyInUse, ProxyPool
 from core.codex.errors import ROTATE, UpstreamError
 from core.config import ConfigStore
 from core.store.accounts import AccountStore
+from core.store.affinity import AffinityStore
 from core.store.db import Database
 from core.store.proxies import ProxyStore
 
@@ -88,7 +89,7 @@ class World:
         self.db = Database(folder / "codex-proxy.db")
         self.accounts = AccountStore(self.db)
         self.config = ConfigStore(folder, environ={})
-        self.pool = AccountPool(self.accounts, self.config)
+        self.pool = AccountPool(self.accounts, AffinityStore(self.db), self.config)
         self.proxies = ProxyPool(ProxyStore(self.db))
         self.proxies.load()
         self.pool.gate = self.proxies.blocked

@@ -43,3 +43,44 @@ def test_wrongly_typed_input_is_a_400(raw: Any, catalog: ModelCatalog, cfg: Any)
     with pytest.raises(BadRequest) as raised:
         parse({"model": "gpt-5.4", "input": raw}, catalog, cfg)
     assert raised.value.param == "input"
+
+
+def test_opencode_camel_case_options(catalog: ModelCatalog, cfg: Any) -> None:
+    body = {"model": "gpt-5.4", "input": "x", "reasoningEffort": "high", "reasoningSummary": "detailed", "textVerbosity": "low"}
+    codex = parse(body, catalog, cfg).turn.body
+    assert codex["reasoning"] == {"effort": "high", "summary": "detailed"} and codex["text"] == {"verbosity": "low"}
+    # The API's own spelling wins where both are given.
+    codex = parse({**body, "reasoning": {"effort": "low"}}, catalog, cfg).turn.body
+    assert codex["reasoning"] == {"effort": "low", "summary": "detailed"}
+
+
+# A reasoning item whose id changes between output_item.added and .done (seen from the backend;
+# opencode keys items by id and fails on it), as the events arrived.
+RENAMED_REASONING = [
+    ("response.created", {"type": "response.created", "response": {"id": "resp_r"}}),
+    ("response.output_item.added", {"type": "response.output_item.added", "output_index": 0,
+                                    "item": {"type": "reasoning", "id": "rs_added", "summary": []}}),
+    ("response.reasoning_summary_text.delta", {"type": "response.reasoning_summary_text.delta", "output_index": 0,
+                                               "item_id": "rs_other", "summary_index": 0, "delta": "Thinking"}),
+    ("response.output_item.done", {"type": "response.output_item.done", "output_index": 0,
+                                   "item": {"type": "reasoning", "id": "rs_other", "summary": [{"type": "summary_text", "text": "Thinking"}],
+                                            "encrypted_content": "gAAAAAx"}}),
+    ("response.output_item.added", {"type": "response.output_item.added", "output_index": 1,
+                                    "item": {"type": "message", "id": "msg_1", "role": "assistant", "content": []}}),
+    ("response.output_text.delta", {"type": "response.output_text.delta", "output_index": 1, "item_id": "msg_1", "delta": "Hi"}),
+    ("response.completed", {"type": "response.completed", "response": {"id": "resp_r", "status": "completed", "output": [
+        {"type": "reasoning", "id": "rs_other", "summary": []}, {"type": "message", "id": "msg_1", "role": "assistant", "content": []}]}}),
+]
+
+
+def test_an_item_keeps_the_id_it_was_announced_with() -> None:
+    from tests.unit.codex_events import run_events
+
+    translator = responses.StreamTranslator(responses.ResponsesContext("gpt-5.4"))
+    frames = [translator.feed(event) for event in run_events(RENAMED_REASONING)]
+    data = [orjson.loads(frame.split(b"data: ", 1)[1]) for frame in frames]
+    assert data[2]["item_id"] == "rs_added" and data[2]["delta"] == "Thinking"
+    assert data[3]["item"]["id"] == "rs_added" and data[3]["item"]["encrypted_content"] == "gAAAAAx"
+    assert data[5]["item_id"] == "msg_1"  # items that kept their id pass unchanged
+    assert frames[5] == b"event: response.output_text.delta\ndata: " + orjson.dumps(RENAMED_REASONING[5][1]) + b"\n\n"
+    assert [item["id"] for item in data[6]["response"]["output"]] == ["rs_added", "msg_1"]

@@ -19,7 +19,7 @@ from core.protocols.anthropic.errors import invalid
 from core.protocols.anthropic.response import AnthropicContext
 from core.protocols.anthropic.thinking import replayed_reasoning
 from core.protocols.anthropic.tools import loaded_tools, translate_tool_choice, translate_tools
-from core.protocols.base import ClientRequest, expect_object
+from core.protocols.base import ClientRequest, expect_object, sampling_of
 from core.protocols.items import pair_tool_calls
 from core.settings import Settings
 from core.turn.model import Prepared, Turn
@@ -63,7 +63,9 @@ def parse_request(request: ClientRequest, catalog: ModelCatalog, cfg: Settings) 
         codex["service_tier"] = tier
     key = _conversation_key(request, body) or stable_conversation_key(model.id, instructions, items)
     context = AnthropicContext(model=model_name, want_reasoning=bool(effort), thinking_text=thinking_text)
-    return Prepared(Turn("anthropic", codex, model, body.get("stream") is True, key), context)
+    sampling = sampling_of(max_tokens, body.get("temperature"), body.get("top_p"), body.get("stop_sequences"),
+                           thinking.get("budget_tokens") if thinking.get("type") == "enabled" else None)
+    return Prepared(Turn("anthropic", codex, model, body.get("stream") is True, key, sampling=sampling), context)
 
 
 def requested_model(body: dict[str, Any]) -> str:

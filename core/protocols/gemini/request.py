@@ -14,7 +14,7 @@ from core.codex.request import (
     stable_conversation_key,
     wire_service_tier,
 )
-from core.protocols.base import BadRequest, ClientRequest, expect_object
+from core.protocols.base import BadRequest, ClientRequest, expect_object, sampling_of
 from core.protocols.gemini.casing import pick
 from core.protocols.gemini.contents import translate_contents
 from core.protocols.gemini.response import GeminiContext
@@ -69,7 +69,9 @@ def parse_request(request: ClientRequest, catalog: ModelCatalog, cfg: Settings) 
         key = stable_conversation_key(model.id, instructions, items)
     stream = match["action"] == "streamGenerateContent" or request.query.get("alt") == "sse"
     context = GeminiContext(model=url_model, sse=request.query.get("alt") == "sse", include_thoughts=include_thoughts)
-    return Prepared(Turn("gemini", codex, model, stream, key.strip() if key else None), context)
+    sampling = sampling_of(pick(generation, "maxOutputTokens"), pick(generation, "temperature"), pick(generation, "topP"),
+                           pick(generation, "stopSequences"), pick(thinking, "thinkingBudget"))  # fmt: skip
+    return Prepared(Turn("gemini", codex, model, stream, key.strip() if key else None, sampling=sampling), context)
 
 
 def request_body(request: ClientRequest) -> dict[str, Any]:

@@ -27,7 +27,7 @@ def details(info: ModelInfo) -> dict[str, Any]:
 def tags_payload(catalog: ModelCatalog, modified_at: str) -> dict[str, Any]:
     return {"models": [
         {"name": m.id, "model": m.id, "modified_at": modified_at, "size": 0, "digest": digest(m.id), "details": details(m)}
-        for m in catalog.list()
+        for m in catalog.listing()
     ]}
 
 

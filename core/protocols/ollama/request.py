@@ -15,7 +15,7 @@ from core.codex.request import (
     stable_conversation_key,
     wire_service_tier,
 )
-from core.protocols.base import BadRequest, ClientRequest, NotFound, expect_object
+from core.protocols.base import BadRequest, ClientRequest, NotFound, expect_object, sampling_of
 from core.protocols.items import CallLedger, image_url
 from core.protocols.ollama.response import DEFAULT_KEEP_ALIVE, OllamaContext
 from core.protocols.openai_chat.messages import messages_to_items, tools_to_codex
@@ -98,7 +98,9 @@ def _turn(body: dict[str, Any], model: ResolvedModel, instructions: str, items: 
     if tier := wire_service_tier(model.tier or cfg.model.default_service_tier):
         codex["service_tier"] = tier
     stream = body.get("stream") is not False  # Ollama streams unless told otherwise
-    return Turn("ollama", codex, model, stream, stable_conversation_key(model.id, instructions, items))
+    options = body.get("options") if isinstance(body.get("options"), dict) else {}
+    sampling = sampling_of(options.get("num_predict"), options.get("temperature"), options.get("top_p"), options.get("stop"))
+    return Turn("ollama", codex, model, stream, stable_conversation_key(model.id, instructions, items), sampling=sampling)
 
 
 def _think(value: Any, model: ResolvedModel, catalog: ModelCatalog, cfg: Settings) -> tuple[str | None, bool]:

@@ -123,7 +123,8 @@ def tools_to_codex(tools: Any) -> tuple[list[dict[str, Any]], frozenset[str]]:
             entry: dict[str, Any] = {"type": "function", "name": fn["name"], "strict": bool(fn.get("strict", False))}
             if fn.get("description"):
                 entry["description"] = fn["description"]
-            entry["parameters"] = normalize_tool_parameters(fn.get("parameters"))
+            # Responses-style flat tools (Cursor) may name the schema input_schema or schema.
+            entry["parameters"] = normalize_tool_parameters(next((fn[k] for k in ("parameters", "input_schema", "schema") if fn.get(k) is not None), None))
             out.append(entry)
         elif kind == "custom":
             spec = tool.get("custom") if isinstance(tool.get("custom"), dict) else tool

@@ -6,7 +6,7 @@ from typing import Any
 
 import orjson
 
-from core.codex.catalog import EFFORTS, ModelCatalog
+from core.codex.catalog import EFFORTS, ModelCatalog, ResolvedModel
 from core.codex.request import (
     DEFAULT_INSTRUCTIONS,
     prepare_schema,
@@ -14,7 +14,7 @@ from core.codex.request import (
     stable_conversation_key,
     wire_service_tier,
 )
-from core.protocols.base import BadRequest, ClientRequest, NotFound, expect_object
+from core.protocols.base import BadRequest, ClientRequest, NotFound, expect_object, sampling_of
 from core.protocols.items import text_of_parts
 from core.protocols.openai_chat.messages import ROLES, messages_to_items, tools_to_codex
 from core.protocols.openai_chat.response import ChatContext
@@ -26,19 +26,14 @@ _TIER_ALIASES = {"auto": None, "default": None, "priority": "priority", "fast": 
 
 def parse_request(request: ClientRequest, catalog: ModelCatalog, cfg: Settings) -> Prepared:
     body = expect_object(request.json())
-    if body.get("messages") is None and "input" in body:
+    responses_style = body.get("messages") is None and "input" in body
+    if responses_style:
         body = _responses_style_to_chat(body)
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise BadRequest("Invalid request: 'messages' must be a non-empty array", code="invalid_request", param="messages")
-    model_name = body.get("model")
-    if model_name is not None and not isinstance(model_name, str):
-        raise BadRequest("Invalid request: 'model' must be a string", code="invalid_request", param="model")
-    model = catalog.resolve(model_name)
-    if not model.admissible:
-        raise NotFound(f"Model '{model_name}' not found", code="model_not_found", param="model")
-
-    effort = _effort(body) or model.effort or cfg.model.default_reasoning_effort
+    model = resolve_model(body, catalog)
+    effort = reasoning_effort(body, model, catalog, cfg)
     tier = _tier(body.get("service_tier"))
     tier = tier if tier is not None else wire_service_tier(model.tier or cfg.model.default_service_tier)
 
@@ -69,8 +64,11 @@ def parse_request(request: ClientRequest, catalog: ModelCatalog, cfg: Settings) 
         want_reasoning=bool(effort),
         include_usage=bool(options.get("include_usage")),
         custom_tools=custom_tools,
+        custom_as_function=responses_style or request.headers.get("user-agent", "").lower().startswith("cursor"),
     )
-    return Prepared(Turn("openai", codex, model, stream, key), context)
+    limit = body.get("max_completion_tokens", body.get("max_tokens"))
+    sampling = sampling_of(limit, body.get("temperature"), body.get("top_p"), body.get("stop"))
+    return Prepared(Turn("openai", codex, model, stream, key, sampling=sampling), context)
 
 
 def _array(body: dict[str, Any], key: str) -> list[Any] | None:
@@ -81,8 +79,26 @@ def _array(body: dict[str, Any], key: str) -> list[Any] | None:
     return value
 
 
+def resolve_model(body: dict[str, Any], catalog: ModelCatalog) -> ResolvedModel:
+    """``body["model"]`` in the catalog (the default one when absent); the legacy Completions
+    route resolves its model so too."""
+    model_name = body.get("model")
+    if model_name is not None and not isinstance(model_name, str):
+        raise BadRequest("Invalid request: 'model' must be a string", code="invalid_request", param="model")
+    model = catalog.resolve(model_name)
+    if not model.admissible:
+        raise NotFound(f"Model '{model_name}' not found", code="model_not_found", param="model")
+    return model
+
+
+def reasoning_effort(body: dict[str, Any], model: ResolvedModel, catalog: ModelCatalog, cfg: Settings) -> str | None:
+    """The effort asked for, else the model's or the configured default. One the model lacks (Kilo
+    always sends "minimal") moves to its nearest level instead of failing the turn."""
+    return catalog.supported_effort(model.id, _effort(body)) or model.effort or cfg.model.default_reasoning_effort
+
+
 def _effort(body: dict[str, Any]) -> str | None:
-    effort = body.get("reasoning_effort")
+    effort = body.get("reasoning_effort", body.get("reasoningEffort"))  # opencode's camelCase too
     if effort is None and isinstance(body.get("reasoning"), dict):
         effort = body["reasoning"].get("effort")
     if effort is None:
@@ -144,16 +160,23 @@ def _responses_style_to_chat(body: dict[str, Any]) -> dict[str, Any]:
         if not isinstance(item, dict):
             continue
         kind = item.get("type")
-        if kind == "function_call":
+        if kind in ("input_text", "output_text"):  # a bare text item: the user's words
+            messages.append({"role": "user", "content": str(item.get("text") or "")})
+        elif kind == "custom_tool_call":
+            call = {"name": item.get("name"), "input": item.get("input") if isinstance(item.get("input"), str) else ""}
+            messages.append({"role": "assistant", "content": None, "tool_calls": [{"id": item.get("call_id") or item.get("id"), "type": "custom", "custom": call}]})
+        elif kind in ("function_call_output", "custom_tool_call_output"):
+            output = item.get("output", item.get("content"))
+            messages.append({"role": "tool", "tool_call_id": item.get("call_id") or item.get("id") or "unknown",
+                             "content": output if isinstance(output, str) else text_of_parts(output)})
+        elif kind == "function_call":
             args = item.get("arguments")
             messages.append({"role": "assistant", "content": None, "tool_calls": [{"id": item.get("call_id") or item.get("id"), "type": "function", "function": {"name": item.get("name"), "arguments": args if isinstance(args, str) else orjson.dumps(args or {}).decode()}}]})
-        elif kind == "function_call_output":
-            messages.append({"role": "tool", "tool_call_id": item.get("call_id") or "unknown", "content": item.get("output") if isinstance(item.get("output"), str) else text_of_parts(item.get("output"))})
         elif item.get("role") in ROLES:
             content = item.get("content")
             if isinstance(content, list):
                 content = [
-                    {"type": "image_url", "image_url": {"url": p.get("image_url")}} if p.get("type") == "input_image" else {"type": "text", "text": p.get("text", "")}
+                    {"type": "image_url", "image_url": {"url": p.get("image_url") or p.get("url")}} if p.get("type") == "input_image" else {"type": "text", "text": p.get("text", "")}
                     for p in content
                     if isinstance(p, dict)
                 ]

@@ -17,6 +17,9 @@ class ChatContext:
     want_reasoning: bool
     include_usage: bool
     custom_tools: frozenset[str] = field(default_factory=frozenset)
+    # Cursor's agent reads every tool call as a function: custom calls (ApplyPatch) go out in that
+    # envelope, their raw input as the arguments, and come back so (messages.py turns them back).
+    custom_as_function: bool = False
     completion_id: str = field(default_factory=lambda: random_id("chatcmpl-"))
     created: int = field(default_factory=now_seconds)
 
@@ -44,8 +47,8 @@ def finish_reason(finish: Finished | None, has_tool_calls: bool) -> str:
     return "stop"
 
 
-def _tool_call_payload(call: ToolCallDone) -> dict[str, Any]:
-    if call.kind == "custom":
+def _tool_call_payload(call: ToolCallDone, custom_as_function: bool) -> dict[str, Any]:
+    if call.kind == "custom" and not custom_as_function:
         return {"id": call.call_id, "type": "custom", "custom": {"name": call.name, "input": call.arguments}}
     return {"id": call.call_id, "type": "function", "function": {"name": call.name, "arguments": call.arguments or "{}"}}
 
@@ -58,7 +61,7 @@ def image_call_payload(image: ImageGenerated) -> dict[str, Any]:
 
 
 def render_response(collected: CollectedTurn, context: ChatContext) -> Reply:
-    tool_calls = [_tool_call_payload(c) for c in collected.tool_calls] + [image_call_payload(i) for i in collected.images]
+    tool_calls = [_tool_call_payload(c, context.custom_as_function) for c in collected.tool_calls] + [image_call_payload(i) for i in collected.images]
     message: dict[str, Any] = {"role": "assistant", "content": collected.full_text or None, "refusal": None}
     if context.want_reasoning and collected.reasoning:
         message["reasoning_content"] = collected.full_reasoning

@@ -53,9 +53,10 @@ class StreamTranslator(DeltaStream):
     def on_tool_call_started(self, delta: ToolCallStarted) -> bytes:
         head = self._head()
         index = self._indexes.setdefault(delta.call_id, len(self._indexes))
-        self._kinds[delta.call_id] = delta.kind
-        body = {"custom": {"name": delta.name, "input": ""}} if delta.kind == "custom" else {"function": {"name": delta.name, "arguments": ""}}
-        return head + self._chunk({"tool_calls": [{"index": index, "id": delta.call_id, "type": delta.kind, **body}]})
+        kind = "function" if self._context.custom_as_function else delta.kind
+        self._kinds[delta.call_id] = kind
+        body = {"custom": {"name": delta.name, "input": ""}} if kind == "custom" else {"function": {"name": delta.name, "arguments": ""}}
+        return head + self._chunk({"tool_calls": [{"index": index, "id": delta.call_id, "type": kind, **body}]})
 
     def on_tool_call_args(self, delta: ToolCallArgsDelta) -> bytes:
         return self._args(delta.call_id, delta.delta)

@@ -7,7 +7,7 @@ from typing import Any
 from core.codex.catalog import ModelCatalog
 from core.codex.headers import FORWARDED_CLIENT_HEADERS
 from core.codex.request import prepare_schema, reasoning_fields, stable_conversation_key, wire_service_tier
-from core.protocols.base import BadRequest, ClientRequest, expect_object
+from core.protocols.base import BadRequest, ClientRequest, expect_object, sampling_of
 from core.protocols.items import pair_tool_calls
 from core.protocols.responses.response import ResponsesContext
 from core.settings import Settings
@@ -16,8 +16,12 @@ from core.turn.model import Prepared, Turn
 _REASONING_KEYS = ("type", "id", "summary", "status", "encrypted_content", "content")
 
 
+# opencode's camelCase spellings of three options, read where the API's own names are absent.
+_CAMEL_CASE = {"reasoningEffort": ("reasoning", "effort"), "reasoningSummary": ("reasoning", "summary"), "textVerbosity": ("text", "verbosity")}
+
+
 def parse_request(request: ClientRequest, catalog: ModelCatalog, cfg: Settings, *, compact: bool = False) -> Prepared:
-    body = expect_object(request.json())
+    body = _camel_case_options(expect_object(request.json()))
     previous = body.get("previous_response_id")
     if previous is not None and not (isinstance(previous, str) and previous):
         raise BadRequest("'previous_response_id' must be a response id", code="invalid_request", param="previous_response_id")
@@ -57,10 +61,20 @@ def parse_request(request: ClientRequest, catalog: ModelCatalog, cfg: Settings, 
         key = stable_conversation_key(model.id, codex["instructions"], codex["input"])
     forwarded = {name: request.headers[name] for name in FORWARDED_CLIENT_HEADERS if request.headers.get(name)}
     stream = body.get("stream") is True and not compact
+    sampling = sampling_of(body.get("max_output_tokens"), body.get("temperature"), body.get("top_p"))
     # The proxy keeps a response for previous_response_id unless the client said not to store it.
-    turn = Turn("responses", codex, model, stream, key, forwarded, previous_response_id=None if compact else previous,
+    turn = Turn("responses", codex, model, stream, key, forwarded, sampling, previous_response_id=None if compact else previous,
                 keep_chain=not compact and body.get("store") is not False)
     return Prepared(turn, ResponsesContext(model.display))
+
+
+def _camel_case_options(body: dict[str, Any]) -> dict[str, Any]:
+    for alias, (group, name) in _CAMEL_CASE.items():
+        value = body.get(alias)
+        section = body.get(group) or {}
+        if isinstance(value, str) and value and isinstance(section, dict):
+            body[group] = {name: value, **section}
+    return body
 
 
 def _input(raw: Any) -> list[dict[str, Any]]:
