@@ -34,7 +34,7 @@ from core.gateway.ollama_routes import OllamaPlane
 from core.gateway.responses_ws import ResponsesSocket
 from core.gateway.routes import DataPlane, Job, SocketJob, ToControlPlane, is_control_plane_path, not_found, refuse
 from core.gateway.sink import Sink
-from core.hosts import dispatch, virtual
+from core.hosts import base_url, dispatch, virtual
 from core.hosts.websocket import ServerSocket
 from core.hosts.body_budget import BodyBudget
 from core.hosts.credentials import CredentialKeeper, ResponseSecrets
@@ -115,6 +115,7 @@ class CodexGateway:
         loader.add_option("codex_data_dir", str, "", "Data folder (accounts, logs, local.yaml). Default: env CODEX_PROXY_DATA_DIR or <repo>/data.")
         loader.add_option("codex_demo", bool, False, "Serve from the bundled fake Codex backend with a demo account (no ChatGPT account needed).")
         dispatch.install()
+        base_url.install(self.claims, self._serve_flow)
         cfg = ConfigStore(self._data_dir(), create=False).current  # the listen address, before anything binds
         self.ollama = OllamaListener(cfg)
         self.proxy_mode = ProxyMode(cfg.intercept.hosts)
@@ -139,6 +140,7 @@ class CodexGateway:
 
     def done(self) -> None:
         virtual.uninstall()
+        base_url.uninstall()
         view = ctx.master.addons.get("view")
         if view is not None:
             view.sig_view_update.disconnect(self._flow_changed)
@@ -301,14 +303,18 @@ class CodexGateway:
     # --- the upstream mitmproxy connects to ------------------------------------------------------
 
     async def _serve(self, flow: http.HTTPFlow, conn: virtual.VirtualConnection) -> None:
-        answer = virtual.Answer(conn, flow.request.method)
+        await self._serve_flow(flow, virtual.Answer(conn, flow.request.method))
+
+    async def _serve_flow(self, flow: http.HTTPFlow, answer: virtual.Answer | base_url.ClientAnswer) -> None:
+        """Answer one flow of ours, on whichever connection it came (the virtual upstream of
+        mitmproxy's own path, or a base-URL connection)."""
         task = asyncio.current_task()
         assert task is not None
         self._serving[flow.id] = task
         try:
             await self._answer(flow, answer)
         except asyncio.CancelledError:
-            if conn.closed or not flow.error or flow.error.msg != mflow.Error.KILLED_MESSAGE:
+            if answer.client_gone or not flow.error or flow.error.msg != mflow.Error.KILLED_MESSAGE:
                 raise  # the client left: mitmproxy closed the connection
             # Killed: the upstream call is aborted. End the answer cleanly so mitmproxy completes
             # the flow and applies the kill itself (the flow keeps its "killed" error).
@@ -319,11 +325,11 @@ class CodexGateway:
             if not answer.started:
                 await answer.reply(json_reply(502, {"error": {"message": "internal proxy error", "type": "server_error"}}))
             else:
-                conn.close()
+                answer.abort()
         finally:
             self._serving.pop(flow.id, None)
 
-    async def _answer(self, flow: http.HTTPFlow, answer: virtual.Answer) -> None:
+    async def _answer(self, flow: http.HTTPFlow, answer: virtual.Answer | base_url.ClientAnswer) -> None:
         on_ollama = self._on_ollama(flow)
         addressed = on_ollama or is_addressed_to_us(flow)
         credentials = self.credentials.pop(flow)

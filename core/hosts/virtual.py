@@ -233,19 +233,20 @@ class Answer:
         self._bodiless = self._head_only
         self.started = False
 
-    @staticmethod
-    def _response(status: int, headers: Headers, framing: tuple[bytes, bytes]) -> http.Response:
-        pairs = headers.items() if isinstance(headers, Mapping) else headers
-        fields = [(name.encode(), value.encode()) for name, value in pairs if name.lower() not in _FRAMING]
-        fields.append(framing)
-        return http.Response(b"HTTP/1.1", status, _reason(status), http.Headers(fields), None, None, time.time(), None)
+    @property
+    def client_gone(self) -> bool:
+        return self._conn.closed
+
+    def abort(self) -> None:
+        """Drop the connection mid-answer (the gateway failed after the head went out)."""
+        self._conn.close()
 
     async def reply(self, reply: Reply) -> None:
         self.started = True
         status, body = reply.status, reply.body
-        no_body = status in _BODILESS or self._head_only or not body
-        length = b"0" if status in _BODILESS else b"%d" % len(body)
-        self._conn.push((self._response(status, reply.headers, (b"content-length", length)), not no_body))
+        no_body = status in BODILESS or self._head_only or not body
+        length = b"0" if status in BODILESS else b"%d" % len(body)
+        self._conn.push((make_response(status, reply.headers, (b"content-length", length)), not no_body))
         if not no_body:
             self._conn.push(body, len(body))
         self._conn.push(None)
@@ -254,9 +255,9 @@ class Answer:
         self.started = True
         # A 204 or 304 has no body whatever its headers say: a chunked one would leave the
         # chunk terminator on a keep-alive connection, where the client reads it as the next answer.
-        self._bodiless = self._head_only or status in _BODILESS
-        framing = (b"content-length", b"0") if status in _BODILESS else (b"transfer-encoding", b"chunked")
-        self._conn.push((self._response(status, headers, framing), not self._bodiless))
+        self._bodiless = self._head_only or status in BODILESS
+        framing = (b"content-length", b"0") if status in BODILESS else (b"transfer-encoding", b"chunked")
+        self._conn.push((make_response(status, headers, framing), not self._bodiless))
 
     async def write(self, data: bytes) -> None:
         if data and not self._bodiless:
@@ -273,17 +274,25 @@ class Answer:
         self.started = True
         pairs = headers.items() if isinstance(headers, Mapping) else headers
         fields = [(name.encode(), value.encode()) for name, value in pairs]
-        response = http.Response(b"HTTP/1.1", 101, _reason(101), http.Headers(fields), None, None, time.time(), None)
+        response = http.Response(b"HTTP/1.1", 101, reason_phrase(101), http.Headers(fields), None, None, time.time(), None)
         self._conn.push((response, False))
         self._conn.push(None)
         return self._conn
 
 
 _FRAMING = frozenset({"content-length", "transfer-encoding", "connection"})
-_BODILESS = frozenset({204, 304})
+BODILESS = frozenset({204, 304})  # statuses that never carry a body, whatever their headers say
 
 
-def _reason(status: int) -> bytes:
+def make_response(status: int, headers: Headers, framing: tuple[bytes, bytes]) -> http.Response:
+    """The gateway's answer head as mitmproxy's ``Response``, framed by ``framing`` alone."""
+    pairs = headers.items() if isinstance(headers, Mapping) else headers
+    fields = [(name.encode(), value.encode()) for name, value in pairs if name.lower() not in _FRAMING]
+    fields.append(framing)
+    return http.Response(b"HTTP/1.1", status, reason_phrase(status), http.Headers(fields), None, None, time.time(), None)
+
+
+def reason_phrase(status: int) -> bytes:
     try:
         return HTTPStatus(status).phrase.encode()
     except ValueError:
