@@ -37,6 +37,7 @@ from mitmproxy.proxy.layers.http import HTTPMode, validate_request
 from mitmproxy.proxy.layers.http import _hooks as http_hooks
 from mitmproxy.proxy.layers.http._http1 import make_body_reader, make_error_response
 from mitmproxy.proxy.mode_servers import ProxyConnectionHandler
+from mitmproxy.utils import human
 from h11 import Data as BodyData
 from h11._receivebuffer import ReceiveBuffer
 
@@ -94,6 +95,7 @@ class BaseUrlConnection:
         self.server = connection.Server(address=(VIRTUAL_HOST, 1), peername=(VIRTUAL_HOST, 1), sockname=("127.0.0.1", 0))
         self.server_announced = False
         self.client_gone = False
+        self.closed_here = False  # we closed the connection: its loss is not the client leaving
         self.serving: asyncio.Task[Any] | None = None  # set while a flow is answered
         self.last_activity = time.monotonic()
         self._idle: asyncio.TimerHandle | None = None
@@ -141,7 +143,7 @@ class BaseUrlConnection:
         await ctx.master.addons.handle_lifecycle(server_hooks.ClientConnectedHook(client))
         if client.error:
             server_logger.info("client kill connection", extra={"client": client.peername})
-            self.transport.abort()
+            self.close(abort=True)
             return False
         self._idle = asyncio.get_running_loop().call_later(ctx.options.tcp_timeout, self._check_idle)
         return True
@@ -156,6 +158,7 @@ class BaseUrlConnection:
             server = self.server
             server.timestamp_end = time.time()
             server.state = connection.ConnectionState.CLOSED
+            server_logger.info(f"server disconnect {human.format_address(server.address)}", extra={"client": client.peername})
             await ctx.master.addons.handle_lifecycle(
                 server_hooks.ServerDisconnectedHook(server_hooks.ServerConnectionHookData(server, client)))
         server_logger.info("client disconnect", extra={"client": client.peername})
@@ -172,6 +175,7 @@ class BaseUrlConnection:
         await ctx.master.addons.handle_lifecycle(server_hooks.ServerConnectHook(data))
         server.timestamp_start = server.timestamp_tcp_setup = time.time()
         server.state = connection.ConnectionState.OPEN
+        server_logger.info(f"server connect {human.format_address(server.address)}", extra={"client": self.client.peername})
         await ctx.master.addons.handle_lifecycle(server_hooks.ServerConnectedHook(data))
 
     async def server_event(self, event: Any) -> None:
@@ -180,8 +184,15 @@ class BaseUrlConnection:
 
     def _connection_lost(self, _closed: asyncio.Future[None]) -> None:
         self.client_gone = True
-        if self.serving is not None:
+        if self.serving is not None and not self.closed_here:
             self.serving.cancel()
+
+    def close(self, abort: bool = False) -> None:
+        self.closed_here = True
+        if abort:
+            self.transport.abort()
+        else:
+            self.transport.close()
 
     def _check_idle(self) -> None:
         """mitmproxy closes a connection silent for ``tcp_timeout``; so do we (one timer, moved lazily)."""
@@ -189,7 +200,7 @@ class BaseUrlConnection:
         idle = time.monotonic() - self.last_activity
         if self.serving is None and idle >= timeout:
             server_logger.info("Closing connection due to inactivity: %s", self.client, extra={"client": self.client.peername})
-            self.transport.close()
+            self.close()
             return
         self._idle = asyncio.get_running_loop().call_later(max(timeout - idle, 1.0), self._check_idle)
 
@@ -315,6 +326,7 @@ class BaseUrlConnection:
             flow.live = False
             await self._hook(http_hooks.HttpErrorHook(flow), flow)
             self.transport.write(make_error_response(502, message))
+            self.close()
             return False
         else:
             if not self.server_announced:
@@ -333,6 +345,11 @@ class BaseUrlConnection:
                 return False
             finally:
                 self.serving = None
+            if not answer.finished:  # the gateway gave up mid-answer (and dropped the connection)
+                flow.error = mflow.Error("the gateway closed the connection")
+                flow.live = False
+                await self._hook(http_hooks.HttpErrorHook(flow), flow)
+                return False
         self.last_activity = time.monotonic()
         return answer.keep_alive and not self.client_gone
 
@@ -341,7 +358,7 @@ class BaseUrlConnection:
         if error_hook:
             await self._hook(http_hooks.HttpErrorHook(flow), flow)
         flow.live = False
-        self.transport.close()
+        self.close()
         return False
 
 
@@ -367,10 +384,13 @@ class ClientAnswer:
     def client_gone(self) -> bool:
         return self.conn.client_gone
 
+    @property
+    def finished(self) -> bool:
+        return self._done
+
     def abort(self) -> None:
         """Drop the connection mid-answer (the gateway failed after the head went out)."""
-        self._done = True
-        self.conn.transport.abort()
+        self.conn.close(abort=True)
 
     async def _headers(self, response: http.Response, end_stream: bool) -> bool:
         """The ``responseheaders`` hook; False if the flow was killed there."""
@@ -478,7 +498,7 @@ class ClientAnswer:
         self.keep_alive = not (eof_framing or http1.connection_close(request.http_version, request.headers)
                                or http1.connection_close(response.http_version, response.headers))
         if not self.keep_alive:
-            conn.transport.close()
+            conn.close()
 
     def switch_protocols(self, headers: Headers) -> Any:
         raise RuntimeError("protocol upgrades take mitmproxy's own path")  # _flow hands them off
