@@ -16,6 +16,9 @@ the connection (with the bytes read so far) to mitmproxy's handler: CONNECT and 
 requests (proxy clients), TLS, HTTP/2, protocol upgrades (WebSocket), requests for another host,
 and anything that does not parse or validate (mitmproxy answers those with its own errors).
 
+It reads mitmproxy's internals (the connection handler, the HTTP/1 parser and body readers), so like
+core/hosts/dispatch.py it installs only on the mitmproxy versions it was proven on.
+
 Not replicated for these connections: the ``next_layer`` hook (there is only one layer),
 ``body_size_limit``/``stream_large_bodies`` (``server.max_body_size`` bounds our bodies), request
 trailers and streamed request bodies (a turn needs the whole body).
@@ -38,10 +41,12 @@ from mitmproxy.proxy.layers.http import _hooks as http_hooks
 from mitmproxy.proxy.layers.http._http1 import make_body_reader, make_error_response
 from mitmproxy.proxy.mode_servers import ProxyConnectionHandler
 from mitmproxy.utils import human
+from mitmproxy.version import VERSION
 from h11 import Data as BodyData
 from h11._receivebuffer import ReceiveBuffer
 
 from core.gateway.sink import Headers
+from core.hosts.dispatch import PROVEN_VERSIONS
 from core.hosts.virtual import BODILESS, HIGH_WATER, VIRTUAL_HOST, make_response
 from core.protocols.base import Reply
 
@@ -367,7 +372,7 @@ class ClientAnswer:
     ``responseheaders``/``response`` hooks, as mitmproxy's ``HttpStream`` passes them, and go to
     the client as they are written (chunked) when the response is streamed."""
 
-    __slots__ = ("conn", "flow", "started", "keep_alive", "_stream", "_chunked", "_store", "_body", "_done")
+    __slots__ = ("conn", "flow", "started", "keep_alive", "_stream", "_chunked", "_store", "_body", "_done", "_head_only")
 
     def __init__(self, conn: BaseUrlConnection, flow: http.HTTPFlow) -> None:
         self.conn = conn
@@ -379,6 +384,7 @@ class ClientAnswer:
         self._store = False
         self._body: list[bytes] = []
         self._done = False
+        self._head_only = flow.request.method == "HEAD"
 
     @property
     def client_gone(self) -> bool:
@@ -438,14 +444,21 @@ class ClientAnswer:
         if not stream:
             self._body.append(data)
             return
-        chunks = stream(data) if callable(stream) else data
-        for chunk in (chunks,) if isinstance(chunks, bytes) else chunks:
-            if self._store:
-                self._body.append(chunk)
-            if chunk and self.flow.request.method != "HEAD":
-                self.conn.transport.write(b"%x\r\n%s\r\n" % (len(chunk), chunk) if self._chunked else chunk)
-        if self.conn.transport.get_write_buffer_size() > HIGH_WATER and not self.conn.client_gone:
+        if stream is True and not self._store:  # the common case: one chunk as it came
+            self._send(data)
+        else:
+            chunks = stream(data) if callable(stream) else data
+            for chunk in (chunks,) if isinstance(chunks, bytes) else chunks:
+                if self._store:
+                    self._body.append(chunk)
+                self._send(chunk)
+        transport = self.conn.transport
+        if transport.get_write_buffer_size() > HIGH_WATER and not self.conn.client_gone:
             await self.conn.writer.drain()
+
+    def _send(self, chunk: bytes) -> None:
+        if chunk and not self._head_only:
+            self.conn.transport.write(b"%x\r\n%s\r\n" % (len(chunk), chunk) if self._chunked else chunk)
 
     async def end(self) -> None:
         if self._done:
@@ -462,8 +475,7 @@ class ClientAnswer:
             for chunk in () if tail == b"" else (tail,) if isinstance(tail, bytes) else tail:
                 if self._store:
                     self._body.append(chunk)
-                if chunk and self.flow.request.method != "HEAD":
-                    self.conn.transport.write(b"%x\r\n%s\r\n" % (len(chunk), chunk) if self._chunked else chunk)
+                self._send(chunk)
         if self._store and self.flow.response is not None:
             self.flow.response.data.content = b"".join(self._body)
             self._body.clear()
@@ -512,11 +524,15 @@ async def _handle_client(self: ProxyConnectionHandler) -> None:
     await BaseUrlConnection(self, io.reader, io.writer, gateway).serve()  # type: ignore[arg-type]
 
 
-def install(claims: Claim, serve: Serve) -> None:
-    """Serve base-URL connections on every regular-mode listener as flows, through ``serve``."""
+def install(claims: Claim, serve: Serve) -> bool:
+    """Serve base-URL connections on every regular-mode listener as flows, through ``serve``;
+    False (every connection on mitmproxy's own path) on a mitmproxy version this was not proven on."""
     global _gateway
+    if VERSION not in PROVEN_VERSIONS:
+        return False
     _gateway = Gateway(claims, serve)
     ProxyConnectionHandler.handle_client = _handle_client  # type: ignore[method-assign]
+    return True
 
 
 def uninstall() -> None:
