@@ -38,7 +38,7 @@ from core.hosts import base_url, dispatch, virtual
 from core.hosts.websocket import ServerSocket
 from core.hosts.body_budget import BodyBudget
 from core.hosts.credentials import CredentialKeeper, ResponseSecrets
-from core.hosts.flows import client_request, is_addressed_to_us
+from core.hosts.flows import TOO_LARGE, client_request, is_addressed_to_us
 from core.hosts.legs import LegRecorder, TurnLegs, UpstreamLegs, legs_wanted
 from core.hosts.ollama_listener import OllamaListener
 from core.hosts.proxy_mode import ProxyMode
@@ -49,7 +49,6 @@ logger = logging.getLogger(__name__)
 
 _STARTUP_TIMEOUT = 30.0
 _CONTROL_PLANE = "codex.control_plane"  # flow metadata: answered by the Flask app (may carry tokens)
-_TOO_LARGE = "codex.too_large"  # flow metadata: the declared body is over server.max_body_size
 
 
 class ListenDefaults:
@@ -115,8 +114,8 @@ class CodexGateway:
         loader.add_option("codex_data_dir", str, "", "Data folder (accounts, logs, local.yaml). Default: env CODEX_PROXY_DATA_DIR or <repo>/data.")
         loader.add_option("codex_demo", bool, False, "Serve from the bundled fake Codex backend with a demo account (no ChatGPT account needed).")
         dispatch.install()
-        base_url.install(self.claims, self._serve_flow)
         cfg = ConfigStore(self._data_dir(), create=False).current  # the listen address, before anything binds
+        base_url.install(self.claims, self._serve_flow, cfg.server.max_body_size)
         self.ollama = OllamaListener(cfg)
         self.proxy_mode = ProxyMode(cfg.intercept.hosts)
         self.listen = ListenDefaults(cfg.server.host, cfg.server.port)
@@ -250,7 +249,7 @@ class CodexGateway:
         declared = flow.request.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > self.max_body:
             # Refused without holding the body: it streams through to our connection, which drops it.
-            flow.metadata[_TOO_LARGE] = int(declared)
+            flow.metadata[TOO_LARGE] = int(declared)
             flow.request.stream = True
         else:
             flow.request.stream = False  # translation needs the whole body (stream_large_bodies must not apply)
@@ -347,8 +346,8 @@ class CodexGateway:
             request = credentials.applied_to(client_request(flow))
         else:
             request = credentials.applied_to(client_request(flow, self.proxy_mode.route_path(flow), self.proxy_mode.trusts(flow)))
-        if flow.metadata.get(_TOO_LARGE) or len(request.body) > self.max_body:
-            size = flow.metadata.get(_TOO_LARGE) or len(request.body)
+        if flow.metadata.get(TOO_LARGE) or len(request.body) > self.max_body:
+            size = flow.metadata.get(TOO_LARGE) or len(request.body)
             error = TooLarge(f"Request body of {size} bytes is over this proxy's limit of {self.max_body} bytes (server.max_body_size)",
                              code="request_too_large")
             await answer.reply(plane.refuse(request, error) if isinstance(plane, OllamaPlane) else refuse(request, error))

@@ -47,6 +47,7 @@ from h11._receivebuffer import ReceiveBuffer
 
 from core.gateway.sink import Headers
 from core.hosts.dispatch import PROVEN_VERSIONS
+from core.hosts.flows import TOO_LARGE
 from core.hosts.virtual import BODILESS, HIGH_WATER, VIRTUAL_HOST, make_response
 from core.protocols.base import Reply
 
@@ -62,15 +63,35 @@ Serve = Callable[[http.HTTPFlow, "ClientAnswer"], Awaitable[None]]
 
 
 class Gateway:
-    """What a base-URL connection needs from the addon: which flows are ours and who answers them."""
+    """What a base-URL connection needs from the addon: which flows are ours, who answers them,
+    and the largest request body it holds (``server.max_body_size``)."""
 
-    def __init__(self, claims: Claim, serve: Serve) -> None:
+    def __init__(self, claims: Claim, serve: Serve, max_body: int) -> None:
         self.claims = claims
         self.serve = serve
+        self.max_body = max_body
 
 
 _gateway: Gateway | None = None
 _original_handle_client = ProxyConnectionHandler.handle_client
+
+
+class _SkipOnce:
+    """Stands in for one of mitmproxy's handler methods until it has swallowed the first call
+    that ``matches`` (what this path already did for the connection), then calls through."""
+
+    def __init__(self, method: Callable[..., Any], matches: Callable[..., bool], skipped: Any = None) -> None:
+        self.method, self.matches, self.skipped, self.done = method, matches, skipped, False
+
+    def __call__(self, *args: Any) -> Any:
+        if not self.done and self.matches(*args):
+            self.done = True
+            return self.skipped() if self.skipped is not None else None
+        return self.method(*args)
+
+
+async def _done() -> None:
+    """An awaitable that does nothing: a skipped ``handle_hook``."""
 
 
 class _HandOff(Exception):
@@ -95,13 +116,13 @@ class BaseUrlConnection:
         self.head_end = 0
         self.body_size: int | None = 0
         self.client = handler.client
-        self.announced = False  # client_connected ran: only once a request of ours arrived
         # One in-memory server connection per client connection, as mitmproxy reuses one for HTTP/1.
         self.server = connection.Server(address=(VIRTUAL_HOST, 1), peername=(VIRTUAL_HOST, 1), sockname=("127.0.0.1", 0))
         self.server_announced = False
         self.client_gone = False
         self.closed_here = False  # we closed the connection: its loss is not the client leaving
         self.serving: asyncio.Task[Any] | None = None  # set while a flow is answered
+        self.in_call = False  # from a request's head to its answer's end (hooks, intercepts included)
         self.last_activity = time.monotonic()
         self._idle: asyncio.TimerHandle | None = None
         closed = getattr(writer._protocol, "_closed", None)  # noqa: SLF001 - StreamReaderProtocol's close future
@@ -111,7 +132,11 @@ class BaseUrlConnection:
     # --- the connection --------------------------------------------------------------------------
 
     async def serve(self) -> None:
-        """Serve requests until the client leaves, or hand the connection to mitmproxy."""
+        """Serve requests until the client leaves, or hand the connection to mitmproxy. The
+        connection is announced at once, as mitmproxy announces it (``client_connected`` may
+        refuse it); a hand-off keeps that one announcement and its ``client_disconnected``."""
+        if not await self._connected():
+            return
         handed_off = False
         try:
             while True:
@@ -119,10 +144,13 @@ class BaseUrlConnection:
                 if lines is None:
                     return
                 flow = self._flow(lines)
-                if not self.announced and not await self._connected():
-                    return
-                if not await self._exchange(flow):
-                    return
+                self.in_call = True
+                try:
+                    if not await self._exchange(flow):
+                        return
+                finally:
+                    self.in_call = False
+                    self.last_activity = time.monotonic()
         except _HandOff:
             handed_off = True
             await self._hand_off()
@@ -137,39 +165,43 @@ class BaseUrlConnection:
         reader = self.reader
         reader._buffer[0:0] = self.buf  # noqa: SLF001 - give back what was read, in order
         self.buf = bytearray()
-        # A connection that already had flows here ends for addons, and starts again under mitmproxy.
-        await self._disconnected(handing_off=True)
-        await _original_handle_client(self.handler)
+        if self.server_announced:  # our in-memory server connection ends; mitmproxy opens its own
+            await self._server_disconnected()
+        # mitmproxy's handler announces the client itself: that was done here already.
+        handler = self.handler
+        handler.log = _SkipOnce(handler.log, lambda message, *_: message == "client connect")  # type: ignore[method-assign]
+        handler.handle_hook = _SkipOnce(handler.handle_hook,  # type: ignore[method-assign]
+                                        lambda hook: isinstance(hook, server_hooks.ClientConnectedHook), skipped=_done)
+        await _original_handle_client(handler)
 
     async def _connected(self) -> bool:
-        self.announced = True
         client = self.client
         server_logger.info("client connect", extra={"client": client.peername})
         await ctx.master.addons.handle_lifecycle(server_hooks.ClientConnectedHook(client))
         if client.error:
             server_logger.info("client kill connection", extra={"client": client.peername})
             self.close(abort=True)
+            self.closed_here = True
+            await self._disconnected()
             return False
         self._idle = asyncio.get_running_loop().call_later(ctx.options.tcp_timeout, self._check_idle)
         return True
 
-    async def _disconnected(self, handing_off: bool = False) -> None:
-        if not self.announced:
-            return
-        self.announced = False
-        client = self.client
+    async def _server_disconnected(self) -> None:
+        self.server_announced = False
+        server, client = self.server, self.client
+        server.timestamp_end = time.time()
+        server.state = connection.ConnectionState.CLOSED
+        server_logger.info(f"server disconnect {human.format_address(server.address)}", extra={"client": client.peername})
+        await ctx.master.addons.handle_lifecycle(server_hooks.ServerDisconnectedHook(server_hooks.ServerConnectionHookData(server, client)))
+
+    async def _disconnected(self) -> None:
         if self.server_announced:
-            self.server_announced = False
-            server = self.server
-            server.timestamp_end = time.time()
-            server.state = connection.ConnectionState.CLOSED
-            server_logger.info(f"server disconnect {human.format_address(server.address)}", extra={"client": client.peername})
-            await ctx.master.addons.handle_lifecycle(
-                server_hooks.ServerDisconnectedHook(server_hooks.ServerConnectionHookData(server, client)))
+            await self._server_disconnected()
+        client = self.client
         server_logger.info("client disconnect", extra={"client": client.peername})
-        if not handing_off:
-            client.timestamp_end = time.time()
-            client.state = connection.ConnectionState.CLOSED
+        client.timestamp_end = time.time()
+        client.state = connection.ConnectionState.CLOSED
         await ctx.master.addons.handle_lifecycle(server_hooks.ClientDisconnectedHook(client))
 
     async def _server_connected(self) -> None:
@@ -203,7 +235,7 @@ class BaseUrlConnection:
         """mitmproxy closes a connection silent for ``tcp_timeout``; so do we (one timer, moved lazily)."""
         timeout = ctx.options.tcp_timeout
         idle = time.monotonic() - self.last_activity
-        if self.serving is None and idle >= timeout:
+        if not self.in_call and idle >= timeout:
             server_logger.info("Closing connection due to inactivity: %s", self.client, extra={"client": self.client.peername})
             self.close()
             return
@@ -264,10 +296,13 @@ class BaseUrlConnection:
         flow.live = True
         return flow
 
-    async def _read_body(self, size: int | None, keep: bool) -> bytes | None:
-        """The request body (chunked or sized); None if the client left first."""
+    async def _read_body(self, flow: http.HTTPFlow, size: int | None, keep: bool) -> bytes | None:
+        """The request body (chunked or sized); None if the client left first. A body that grows
+        past the gateway's limit (chunked: no length to judge it by up front) is read to its end
+        and dropped, and the flow marked as mitmproxy's path marks one whose length says so."""
         if size == 0:
             return b""
+        limit, held = self.gateway.max_body, 0
         body_reader = make_body_reader(size)
         pending = ReceiveBuffer()
         pending += self.buf
@@ -283,7 +318,15 @@ class BaseUrlConnection:
                 self.last_activity = time.monotonic()
             elif isinstance(event, BodyData):
                 if keep:
-                    parts.append(bytes(event.data))
+                    held += len(event.data)
+                    if held > limit:
+                        keep = False
+                        parts.clear()
+                        flow.metadata[TOO_LARGE] = held
+                    else:
+                        parts.append(bytes(event.data))
+                elif TOO_LARGE in flow.metadata and size is None:
+                    flow.metadata[TOO_LARGE] += len(event.data)
             else:
                 self.buf += bytes(pending)  # a pipelined next request
                 return b"".join(parts)
@@ -306,7 +349,7 @@ class BaseUrlConnection:
             request.headers.pop("expect")
         # A body our addon marked too large (``request.stream``) is read and dropped, as mitmproxy
         # would stream it to a server connection that ignores it.
-        body = await self._read_body(self.body_size, keep=not request.stream)
+        body = await self._read_body(flow, self.body_size, keep=not request.stream)
         if body is None:
             flow.error = mflow.Error("Client disconnected.")
             flow.live = False
@@ -524,13 +567,13 @@ async def _handle_client(self: ProxyConnectionHandler) -> None:
     await BaseUrlConnection(self, io.reader, io.writer, gateway).serve()  # type: ignore[arg-type]
 
 
-def install(claims: Claim, serve: Serve) -> bool:
+def install(claims: Claim, serve: Serve, max_body: int) -> bool:
     """Serve base-URL connections on every regular-mode listener as flows, through ``serve``;
     False (every connection on mitmproxy's own path) on a mitmproxy version this was not proven on."""
     global _gateway
     if VERSION not in PROVEN_VERSIONS:
         return False
-    _gateway = Gateway(claims, serve)
+    _gateway = Gateway(claims, serve, max_body)
     ProxyConnectionHandler.handle_client = _handle_client  # type: ignore[method-assign]
     return True
 

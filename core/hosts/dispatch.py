@@ -20,6 +20,11 @@ costs (docs/benchmark.md). These changes remove bookkeeping without changing wha
   intercepted flow) continues as a task exactly as before.
 * **Option reads.** Reading an option deep-copies it; immutable values are now returned as they
   are (deepcopy would return the same object).
+* **Pure lookups remembered.** Built-in addons read ``Request.pretty_host``/``pretty_url`` several
+  times per flow, and each read parses the Host header again (``url.parse_authority``: a regex,
+  IDNA, host validation); the TLS addon formats the CA's serial number into its CRL path for every
+  request. Both are pure functions of their inputs, so their results are kept (a bounded cache
+  keyed by the exact arguments; for the CRL path, by the CA object it was made from).
 * **Debug-only checks.** mitmproxy type-checks every HTTP message field and every layer event
   when Python runs without ``-O``; these checks (``if __debug__``) never fire in a correct
   program, and ``python -O`` would skip them anyway.
@@ -330,6 +335,27 @@ def _headers_get_all(self: http.Headers, name: str | bytes) -> list[str]:
 _HEADER_INDEX = "_codex_index"
 
 
+def _remember_pure_lookups() -> None:
+    import functools
+
+    from mitmproxy.addons import tlsconfig
+    from mitmproxy.net.http import url
+
+    # parse_authority raises ValueError for a malformed authority: exceptions are not cached, so
+    # every such call still raises.
+    url.parse_authority = functools.lru_cache(maxsize=4096)(url.parse_authority)  # type: ignore[assignment]
+    original_crl_path = tlsconfig.TlsConfig.crl_path
+
+    def crl_path(self: tlsconfig.TlsConfig) -> str:
+        ca = self.certstore.default_ca
+        cached = self.__dict__.get("_codex_crl_path")
+        if cached is None or cached[0] is not ca:
+            cached = self.__dict__["_codex_crl_path"] = (ca, original_crl_path(self))
+        return cached[1]
+
+    tlsconfig.TlsConfig.crl_path = crl_path  # type: ignore[method-assign]
+
+
 def install() -> bool:
     """Install once per process; False (and mitmproxy left as it is) on an unproven version."""
     global installed
@@ -352,5 +378,6 @@ def install() -> bool:
     http.Headers.get_all = _headers_get_all  # type: ignore[method-assign]
     _skip_debug_checks()
     _option_value_without_copy()
+    _remember_pure_lookups()
     installed = True
     return True

@@ -9,6 +9,7 @@ from mitmproxy import http
 from core.protocols.base import ClientRequest
 
 LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "::1"})
+TOO_LARGE = "codex.too_large"  # flow metadata: the request body is over server.max_body_size (its size)
 
 
 def is_addressed_to_us(flow: http.HTTPFlow) -> bool:

@@ -31,7 +31,7 @@ def client_disconnected(client): _note("client_disconnected", client.id)
 def server_connect(data): _note("server_connect", data.client.id)
 def server_connected(data): _note("server_connected", data.client.id)
 def server_disconnected(data): _note("server_disconnected", data.client.id)
-def requestheaders(flow): _note("requestheaders", flow.id, flow.request.path)
+def requestheaders(flow): _note("requestheaders", flow.id, flow.request.path, flow.client_conn.id)
 def request(flow): _note("request", flow.id, len(flow.request.content or b""))
 def responseheaders(flow): _note("responseheaders", flow.id, flow.response.status_code)
 def response(flow): _note("response", flow.id, flow.response.status_code)
@@ -54,6 +54,18 @@ def proxy(fake: FakeCodexThread, tmp_path: Path) -> Iterator[ProxyProcess]:
 def hooks(proxy: ProxyProcess) -> list[list[str]]:
     path: Path = proxy.seen  # type: ignore[attr-defined]
     return [line.split() for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def connection_hooks(proxy: ProxyProcess, known: set[str]) -> list[str]:
+    """The connection hooks (and request hooks, by connection) of the one new connection, once it ended."""
+    def ended() -> list[str] | None:
+        seen = hooks(proxy)
+        new = [e[1] for e in seen if e[0] == "client_connected" and e[1] not in known]
+        if len(new) != 1 or ["client_disconnected", new[0]] not in [e[:2] for e in seen]:
+            return None
+        return [e[0] for e in seen if (e[0].startswith(("client_", "server_")) and e[1] == new[0])
+                or (e[0] == "requestheaders" and e[3] == new[0])]
+    return eventually(ended)
 
 
 def connect(proxy: ProxyProcess) -> socket.socket:
@@ -161,6 +173,32 @@ def test_a_request_for_another_host_goes_to_mitmproxys_own_path(proxy: ProxyProc
         assert status == 502 and headers.get("server", "").startswith("mitmproxy")
     log = eventually(lambda: "elsewhere.invalid" in proxy.log() and proxy.log())
     assert "GET http://elsewhere.invalid/" in log
+    # one connection, announced once to addons whichever handler served it
+    seen = eventually(lambda: (s := hooks(proxy)) and s[-1][0] == "client_disconnected" and s)
+    client = next(e[3] for e in seen if e[0] == "requestheaders" and e[2] == "/" )
+    assert [e[0] for e in seen if e[0].startswith("client_") and e[1] == client] == ["client_connected", "client_disconnected"]
+    assert sum(1 for e in seen if e[0] == "requestheaders" and e[3] == client) == 2  # /health here, / on mitmproxy's path
+
+
+def test_a_connection_that_says_nothing_is_announced_and_closed_like_any(proxy: ProxyProcess) -> None:
+    known = {e[1] for e in hooks(proxy) if e[0] == "client_connected"}
+    with connect(proxy):
+        time.sleep(0.3)
+    assert connection_hooks(proxy, known) == ["client_connected", "client_disconnected"]
+
+
+def test_tls_on_the_listener_takes_mitmproxys_path_once_announced(proxy: ProxyProcess) -> None:
+    """An https:// base URL on the plain listener: mitmproxy's own TLS handling, one announcement."""
+    import ssl
+
+    known = {e[1] for e in hooks(proxy) if e[0] == "client_connected"}
+    context = ssl.create_default_context(cafile=str(proxy.ca_cert))
+    with connect(proxy) as raw, context.wrap_socket(raw, server_hostname="127.0.0.1") as sock:
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n" % proxy.port)
+        status, _, body = read_response(sock, bytearray())  # type: ignore[arg-type]
+    assert status == 200 and orjson.loads(body)["status"] == "ok"
+    seen = connection_hooks(proxy, known)
+    assert seen[0] == "client_connected" and seen.count("client_connected") == 1 and "requestheaders" in seen
 
 
 def test_a_client_that_leaves_mid_stream_stops_the_turn_and_the_flow_ends_in_error(proxy: ProxyProcess,

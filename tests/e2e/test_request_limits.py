@@ -77,3 +77,21 @@ def test_a_declared_length_over_the_limit_is_refused_without_holding_it(small_li
                                    "Content-Length": str(64 * 1024 * 1024)})
     assert response.status_code == 413 and response.json()["error"]["code"] == "request_too_large"
     assert peak_rss_mb(small_limit.process.pid) - peak_before < 32  # streamed past, never held whole
+
+
+def test_a_chunked_body_over_the_limit_is_refused_without_holding_it(small_limit: ProxyProcess) -> None:
+    """No length to judge by up front: the body is read to its end and dropped once it passes the
+    limit, the answer is the same 413, and the connection serves the next call."""
+    assert small_limit.process is not None
+    peak_before = peak_rss_mb(small_limit.process.pid)
+
+    def body() -> Iterator[bytes]:
+        for _ in range(64):  # 64 MiB in chunks, no Content-Length
+            yield b"x" * (1024 * 1024)
+
+    with httpx.Client(timeout=60, headers={"Authorization": f"Bearer {PROXY_KEY}"}) as client:
+        response = client.post(f"{small_limit.base_url}/responses", content=body(), headers={"Content-Type": "application/json"})
+        assert response.status_code == 413 and response.json()["error"]["code"] == "request_too_large"
+        assert "bytes" in response.json()["error"]["message"]
+        assert client.get(f"{small_limit.origin}/health").status_code == 200  # the same keep-alive connection
+    assert peak_rss_mb(small_limit.process.pid) - peak_before < 32
