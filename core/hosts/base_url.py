@@ -40,6 +40,7 @@ from mitmproxy.proxy.layers.http import HTTPMode, validate_request
 from mitmproxy.proxy.layers.http import _hooks as http_hooks
 from mitmproxy.proxy.layers.http._http1 import make_body_reader, make_error_response
 from mitmproxy.proxy.mode_servers import ProxyConnectionHandler
+from mitmproxy.proxy.server import ConnectionHandler
 from mitmproxy.utils import human
 from mitmproxy.version import VERSION
 from h11 import Data as BodyData
@@ -73,7 +74,9 @@ class Gateway:
 
 
 _gateway: Gateway | None = None
-_original_handle_client = ProxyConnectionHandler.handle_client
+def _mitmproxys_handle_client(handler: ProxyConnectionHandler) -> Any:
+    """mitmproxy's own ``handle_client``, looked up when called (tests and addons may replace it)."""
+    return ConnectionHandler.handle_client(handler)
 
 
 class _SkipOnce:
@@ -172,7 +175,7 @@ class BaseUrlConnection:
         handler.log = _SkipOnce(handler.log, lambda message, *_: message == "client connect")  # type: ignore[method-assign]
         handler.handle_hook = _SkipOnce(handler.handle_hook,  # type: ignore[method-assign]
                                         lambda hook: isinstance(hook, server_hooks.ClientConnectedHook), skipped=_done)
-        await _original_handle_client(handler)
+        await _mitmproxys_handle_client(handler)
 
     async def _connected(self) -> bool:
         client = self.client
@@ -563,7 +566,7 @@ async def _handle_client(self: ProxyConnectionHandler) -> None:
     gateway = _gateway
     io = self.transports[self.client]
     if gateway is None or not isinstance(self.client.proxy_mode, mode_specs.RegularMode) or not isinstance(io.reader, asyncio.StreamReader):
-        return await _original_handle_client(self)
+        return await _mitmproxys_handle_client(self)
     await BaseUrlConnection(self, io.reader, io.writer, gateway).serve()  # type: ignore[arg-type]
 
 
