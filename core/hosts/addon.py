@@ -34,7 +34,7 @@ from core.gateway.ollama_routes import OllamaPlane
 from core.gateway.responses_ws import ResponsesSocket
 from core.gateway.routes import DataPlane, Job, SocketJob, ToControlPlane, is_control_plane_path, not_found, refuse
 from core.gateway.sink import Sink
-from core.hosts import base_url, dispatch, virtual
+from core.hosts import base_url, dispatch, listen_backlog, virtual
 from core.hosts.websocket import ServerSocket
 from core.hosts.body_budget import BodyBudget
 from core.hosts.credentials import CredentialKeeper, ResponseSecrets
@@ -114,13 +114,14 @@ class CodexGateway:
         loader.add_option("codex_data_dir", str, "", "Data folder (accounts, logs, local.yaml). Default: env CODEX_PROXY_DATA_DIR or <repo>/data.")
         loader.add_option("codex_demo", bool, False, "Serve from the bundled fake Codex backend with a demo account (no ChatGPT account needed).")
         dispatch.install()
+        listen_backlog.install()
         cfg = ConfigStore(self._data_dir(), create=False).current  # the listen address, before anything binds
         base_url.install(self.claims, self._serve_flow, cfg.server.max_body_size)
         self.ollama = OllamaListener(cfg)
         self.proxy_mode = ProxyMode(cfg.intercept.hosts)
         self.listen = ListenDefaults(cfg.server.host, cfg.server.port)
         self.max_body = cfg.server.max_body_size
-        self.addons = [self.listen, self.ollama, self.proxy_mode, BodyBudget(), LegRecorder(), self.legs]
+        self.addons = [self.listen, self.ollama, self.proxy_mode, listen_backlog.ListenBacklog(), BodyBudget(), LegRecorder(), self.legs]
 
     def configure(self, updated: set[str]) -> None:
         # Lazy: a CONNECT must not make mitmproxy dial (and fingerprint itself to) the real host.

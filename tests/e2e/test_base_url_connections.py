@@ -234,3 +234,35 @@ def test_a_websocket_upgrade_takes_mitmproxys_path(proxy: ProxyProcess) -> None:
     seen = eventually(lambda: (s := hooks(proxy)) and any(e[0] == "requestheaders" and e[2] == "/v1/responses" for e in s) and s)
     flow_id = next(e[1] for e in seen if e[0] == "requestheaders" and e[2] == "/v1/responses")
     assert [e[0] for e in seen if e[1:2] == [flow_id]][:2] == ["requestheaders", "request"]
+
+
+def test_a_burst_of_connections_is_queued_not_dropped(proxy: ProxyProcess) -> None:
+    """250 clients connect while the proxy cannot accept (stopped): the kernel must queue them all
+    (mitmproxy's listeners would queue 100 and drop the rest at the SYN, a one-second retry)."""
+    import asyncio
+    import os
+    import signal
+
+    assert proxy.process is not None
+    request = b"GET /health HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nConnection: close\r\n\r\n" % proxy.port
+
+    async def one() -> float:
+        reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
+        writer.write(request)
+        answer = await reader.read()
+        writer.close()
+        assert answer.startswith(b"HTTP/1.1 200")
+        return time.monotonic()
+
+    async def burst() -> list[float]:
+        os.kill(proxy.process.pid, signal.SIGSTOP)
+        try:
+            clients = [asyncio.ensure_future(one()) for _ in range(250)]
+            await asyncio.sleep(1.2)  # past the first SYN retry (1 s): a dropped SYN is next retried at 3 s
+        finally:
+            os.kill(proxy.process.pid, signal.SIGCONT)
+        resumed = time.monotonic()
+        return [done - resumed for done in await asyncio.wait_for(asyncio.gather(*clients), 30)]
+
+    waits = asyncio.run(burst())
+    assert max(waits) < 0.9, f"slowest client answered {max(waits):.2f} s after the proxy resumed"
