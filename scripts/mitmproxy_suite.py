@@ -1,8 +1,9 @@
 """Run mitmproxy's own test suite with codex-proxy's patches to mitmproxy installed.
 
-core/hosts/dispatch.py, core/hosts/virtual.py and core/hosts/base_url.py change how mitmproxy
-dispatches hooks, opens upstream connections and first reads a client connection; this checks that
-mitmproxy's own tests see no difference. mitmproxy's tests
+core/hosts/dispatch.py, core/hosts/virtual.py, core/hosts/base_url.py and
+core/hosts/listen_backlog.py change how mitmproxy dispatches hooks, opens upstream connections,
+listens and first reads a client connection; this checks that mitmproxy's own tests see no
+difference. mitmproxy's tests
 are not in its wheel, so they come from a checkout of its repository at the version installed here:
 
     git clone --branch v12.3.1 --depth 1 https://github.com/mitmproxy/mitmproxy /tmp/mitmproxy
@@ -28,7 +29,7 @@ CONFTEST = f'''
 import os, sys
 sys.path.insert(0, {str(ROOT)!r})
 if not os.environ.get("CODEX_PROXY_STOCK"):
-    from core.hosts import base_url, dispatch, virtual
+    from core.hosts import base_url, dispatch, listen_backlog, virtual
     from core.hosts.credentials import ResponseSecrets
     assert dispatch.install(), "this mitmproxy version is not one the patches were proven on"
 
@@ -36,6 +37,7 @@ if not os.environ.get("CODEX_PROXY_STOCK"):
         raise AssertionError("no flow is claimed in mitmproxy's own tests")
 
     virtual.install(_serve, lambda flow: False)
+    listen_backlog.install()
     # Every regular-mode connection first meets the base-URL path, which claims nothing here and
     # so hands each one to mitmproxy's handler: its own tests check that the hand-off is invisible.
     assert base_url.install(lambda flow: False, _serve, 1 << 26)

@@ -4,9 +4,10 @@ mitmproxy's listeners call ``asyncio.start_server`` without a backlog, so the ke
 100 connections that are not yet accepted. A coding agent fanning out (or a team's load balancer)
 can open hundreds at once; while the event loop is busy, the connections beyond the queue are
 dropped at the SYN and the client retries only a second later — a one-second stall before the
-request is even read. The system's maximum (``socket.SOMAXCONN``) is used instead: for listeners
-mitmproxy starts from now on (a wrapped ``start_server``), and for those already listening when
-the addon loads (``listen`` again on the same socket changes its backlog).
+request is even read. The system's maximum (``socket.SOMAXCONN``) is used instead, by calling
+``listen`` again on each listening socket (which changes its backlog): for listeners mitmproxy
+starts from now on (right after its ``start_server``), and for those already listening when the
+addon loads.
 """
 
 from __future__ import annotations
@@ -31,9 +32,13 @@ class _Asyncio:
         return getattr(asyncio, name)
 
     @staticmethod
-    async def start_server(*args: Any, **kwargs: Any) -> asyncio.Server:
-        kwargs.setdefault("backlog", BACKLOG)
-        return await asyncio.start_server(*args, **kwargs)
+    async def start_server(*args: Any, **kwargs: Any) -> Any:
+        # Called as mitmproxy calls it, then widened: whatever stands in for asyncio.start_server
+        # (mitmproxy's own tests replace it) sees the same call.
+        server = await asyncio.start_server(*args, **kwargs)
+        if isinstance(server, asyncio.Server):
+            widen(server)
+        return server
 
 
 def widen(server: asyncio.Server) -> None:
