@@ -237,7 +237,7 @@ def test_a_websocket_upgrade_takes_mitmproxys_path(proxy: ProxyProcess) -> None:
 
 
 def test_a_burst_of_connections_is_queued_not_dropped(proxy: ProxyProcess) -> None:
-    """250 clients connect while the proxy cannot accept (stopped): the kernel must queue them all
+    """130 clients connect while the proxy cannot accept (stopped): the kernel must queue them all
     (mitmproxy's listeners would queue 100 and drop the rest at the SYN, a one-second retry)."""
     import asyncio
     import os
@@ -257,12 +257,12 @@ def test_a_burst_of_connections_is_queued_not_dropped(proxy: ProxyProcess) -> No
     async def burst() -> list[float]:
         os.kill(proxy.process.pid, signal.SIGSTOP)
         try:
-            clients = [asyncio.ensure_future(one()) for _ in range(250)]
-            await asyncio.sleep(1.2)  # past the first SYN retry (1 s): a dropped SYN is next retried at 3 s
+            clients = [asyncio.ensure_future(one()) for _ in range(130)]
+            await asyncio.sleep(1.2)  # past the first SYN retry (1 s), while nothing is accepted
         finally:
             os.kill(proxy.process.pid, signal.SIGCONT)
         resumed = time.monotonic()
         return [done - resumed for done in await asyncio.wait_for(asyncio.gather(*clients), 30)]
 
     waits = asyncio.run(burst())
-    assert max(waits) < 0.9, f"slowest client answered {max(waits):.2f} s after the proxy resumed"
+    assert max(waits) < 0.75, f"slowest client answered {max(waits):.2f} s after the proxy resumed"
