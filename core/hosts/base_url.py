@@ -30,10 +30,13 @@ import asyncio
 import logging
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
-from mitmproxy import connection, ctx, flow as mflow, http
+from h11 import Data as BodyData
+from h11._receivebuffer import ReceiveBuffer
+from mitmproxy import connection, ctx, http
+from mitmproxy import flow as mflow
 from mitmproxy.net.http import http1, url
 from mitmproxy.proxy import mode_specs, server_hooks
 from mitmproxy.proxy.layers.http import HTTPMode, validate_request
@@ -43,13 +46,11 @@ from mitmproxy.proxy.mode_servers import ProxyConnectionHandler
 from mitmproxy.proxy.server import ConnectionHandler
 from mitmproxy.utils import human
 from mitmproxy.version import VERSION
-from h11 import Data as BodyData
-from h11._receivebuffer import ReceiveBuffer
 
 from core.gateway.sink import Headers
 from core.hosts.dispatch import PROVEN_VERSIONS
 from core.hosts.flows import TOO_LARGE
-from core.hosts.virtual import BODILESS, HIGH_WATER, VIRTUAL_HOST, make_response
+from core.hosts.virtual import HIGH_WATER, VIRTUAL_HOST, reply_response, stream_response
 from core.protocols.base import Reply
 
 logger = logging.getLogger(__name__)
@@ -116,8 +117,6 @@ class BaseUrlConnection:
         self.transport = writer.transport
         self.gateway = gateway
         self.buf = bytearray()
-        self.head_end = 0
-        self.body_size: int | None = 0
         self.client = handler.client
         # One in-memory server connection per client connection, as mitmproxy reuses one for HTTP/1.
         self.server = connection.Server(address=(VIRTUAL_HOST, 1), peername=(VIRTUAL_HOST, 1), sockname=("127.0.0.1", 0))
@@ -128,7 +127,7 @@ class BaseUrlConnection:
         self.in_call = False  # from a request's head to its answer's end (hooks, intercepts included)
         self.last_activity = time.monotonic()
         self._idle: asyncio.TimerHandle | None = None
-        closed = getattr(writer._protocol, "_closed", None)  # noqa: SLF001 - StreamReaderProtocol's close future
+        closed = getattr(writer._protocol, "_closed", None)
         if isinstance(closed, asyncio.Future):
             closed.add_done_callback(self._connection_lost)
 
@@ -143,13 +142,13 @@ class BaseUrlConnection:
         handed_off = False
         try:
             while True:
-                lines = await self._read_head()
-                if lines is None:
+                head = await self._read_head()
+                if head is None:
                     return
-                flow = self._flow(lines)
+                flow, body_size = self._flow(*head)
                 self.in_call = True
                 try:
-                    if not await self._exchange(flow):
+                    if not await self._exchange(flow, body_size):
                         return
                 finally:
                     self.in_call = False
@@ -166,7 +165,7 @@ class BaseUrlConnection:
 
     async def _hand_off(self) -> None:
         reader = self.reader
-        reader._buffer[0:0] = self.buf  # noqa: SLF001 - give back what was read, in order
+        reader._buffer[0:0] = self.buf
         self.buf = bytearray()
         if self.server_announced:  # our in-memory server connection ends; mitmproxy opens its own
             await self._server_disconnected()
@@ -254,8 +253,9 @@ class BaseUrlConnection:
         self.last_activity = time.monotonic()
         return True
 
-    async def _read_head(self) -> list[bytes] | None:
-        """The next request head's lines, None when the client closed between requests."""
+    async def _read_head(self) -> tuple[list[bytes], int] | None:
+        """The next request head's lines and where it ends in the buffer; None when the client
+        closed between requests."""
         while True:
             while self.buf[:2] == b"\r\n" or self.buf[:1] == b"\n":  # blank lines before a request are ignored
                 del self.buf[: 2 if self.buf[:1] == b"\r" else 1]
@@ -270,20 +270,19 @@ class BaseUrlConnection:
                 if self.buf.strip():
                     raise _HandOff  # mitmproxy logs the incomplete head as it always does
                 return None
-        self.head_end = match.end()
-        lines = bytes(self.buf[: self.head_end]).split(b"\n")
-        return [line[:-1] if line.endswith(b"\r") else line for line in lines[:-2]]
+        lines = bytes(self.buf[: match.end()]).split(b"\n")
+        return [line[:-1] if line.endswith(b"\r") else line for line in lines[:-2]], match.end()
 
-    def _flow(self, lines: list[bytes]) -> http.HTTPFlow:
-        """The request as a flow, if it is one for this path; else the connection is handed off
-        (nothing has seen the request yet)."""
+    def _flow(self, lines: list[bytes], head_end: int) -> tuple[http.HTTPFlow, int | None]:
+        """The request as a flow, and its body's size as the head frames it (None: chunked), if it
+        is one for this path; else the connection is handed off (nothing has seen the request yet)."""
         try:
             request = http1.read_request_head(lines)
-            self.body_size = http1.expected_http_body_size(request)
+            body_size = http1.expected_http_body_size(request)
         except ValueError:
             raise _HandOff from None
         if (request.method in ("CONNECT", "PRI") or request.authority or request.scheme or not request.http_version.startswith("HTTP/1")
-                or "upgrade" in request.headers or self.body_size == -1):
+                or "upgrade" in request.headers or body_size == -1):
             raise _HandOff
         try:
             host, port = url.parse_authority(request.host_header or "", check=True)
@@ -295,9 +294,9 @@ class BaseUrlConnection:
         flow.request = request
         if not self.gateway.claims(flow) or validate_request(HTTPMode.regular, request, ctx.options.validate_inbound_headers):
             raise _HandOff
-        del self.buf[: self.head_end]
+        del self.buf[:head_end]
         flow.live = True
-        return flow
+        return flow, body_size
 
     async def _read_body(self, flow: http.HTTPFlow, size: int | None, keep: bool) -> bytes | None:
         """The request body (chunked or sized); None if the client left first. A body that grows
@@ -341,7 +340,7 @@ class BaseUrlConnection:
         if flow.intercepted:
             await flow.wait_for_resume()
 
-    async def _exchange(self, flow: http.HTTPFlow) -> bool:
+    async def _exchange(self, flow: http.HTTPFlow, body_size: int | None) -> bool:
         """Run one flow; whether the connection stays open for the next request."""
         request = flow.request
         await self._hook(http_hooks.HttpRequestHeadersHook(flow), flow)
@@ -352,12 +351,9 @@ class BaseUrlConnection:
             request.headers.pop("expect")
         # A body our addon marked too large (``request.stream``) is read and dropped, as mitmproxy
         # would stream it to a server connection that ignores it.
-        body = await self._read_body(flow, self.body_size, keep=not request.stream)
+        body = await self._read_body(flow, body_size, keep=not request.stream)
         if body is None:
-            flow.error = mflow.Error("Client disconnected.")
-            flow.live = False
-            await self._hook(http_hooks.HttpErrorHook(flow), flow)
-            return False
+            return await self._failed(flow, "Client disconnected.")
         request.data.content = body
         request.timestamp_end = time.time()
         await self._hook(http_hooks.HttpRequestHook(flow), flow)
@@ -373,9 +369,7 @@ class BaseUrlConnection:
         elif not self.gateway.claims(flow):
             # An addon sent the request elsewhere (map_remote...): this path has no real upstream.
             message = f"codex-proxy does not forward base-URL calls to other hosts ({request.pretty_url})"
-            flow.error = mflow.Error(message)
-            flow.live = False
-            await self._hook(http_hooks.HttpErrorHook(flow), flow)
+            await self._failed(flow, message)
             self.transport.write(make_error_response(502, message))
             self.close()
             return False
@@ -389,20 +383,21 @@ class BaseUrlConnection:
                 if not self.client_gone:
                     raise
                 asyncio.current_task().uncancel()  # type: ignore[union-attr]
-                if not flow.error:
-                    flow.error = mflow.Error("Client disconnected.")
-                flow.live = False
-                await self._hook(http_hooks.HttpErrorHook(flow), flow)
-                return False
+                return await self._failed(flow, "Client disconnected.")
             finally:
                 self.serving = None
             if not answer.finished:  # the gateway gave up mid-answer (and dropped the connection)
-                flow.error = mflow.Error("the gateway closed the connection")
-                flow.live = False
-                await self._hook(http_hooks.HttpErrorHook(flow), flow)
-                return False
-        self.last_activity = time.monotonic()
+                return await self._failed(flow, "the gateway closed the connection")
         return answer.keep_alive and not self.client_gone
+
+    async def _failed(self, flow: http.HTTPFlow, message: str) -> bool:
+        """The flow ends in an error (unless it already has one, such as a kill): the error hook,
+        no response hook; the connection does not serve another request."""
+        if flow.error is None:
+            flow.error = mflow.Error(message)
+        flow.live = False
+        await self._hook(http_hooks.HttpErrorHook(flow), flow)
+        return False
 
     async def _abort(self, flow: http.HTTPFlow, error_hook: bool) -> bool:
         """A killed flow: mitmproxy's ``check_killed`` (the error hook, the client connection closed)."""
@@ -418,7 +413,7 @@ class ClientAnswer:
     ``responseheaders``/``response`` hooks, as mitmproxy's ``HttpStream`` passes them, and go to
     the client as they are written (chunked) when the response is streamed."""
 
-    __slots__ = ("conn", "flow", "started", "keep_alive", "_stream", "_chunked", "_store", "_body", "_done", "_head_only")
+    __slots__ = ("_body", "_chunked", "_done", "_head_only", "_store", "_stream", "conn", "flow", "keep_alive", "started")
 
     def __init__(self, conn: BaseUrlConnection, flow: http.HTTPFlow) -> None:
         self.conn = conn
@@ -463,25 +458,21 @@ class ClientAnswer:
         return True
 
     async def reply(self, reply: Reply) -> None:
-        status, body = reply.status, reply.body
-        no_body = status in BODILESS or self.flow.request.method == "HEAD" or not body
-        length = b"0" if status in BODILESS else b"%d" % len(body)
-        response = make_response(status, reply.headers, (b"content-length", length))
-        if not await self._headers(response, end_stream=no_body):
+        response, body_follows = reply_response(reply, self._head_only)
+        if not await self._headers(response, end_stream=not body_follows):
             return
         if self._stream:
-            if not no_body:
-                await self.write(body)
+            if body_follows:
+                await self.write(reply.body)
             await self.end()
         else:
-            if not no_body:
-                self.flow.response.data.content = body  # type: ignore[union-attr]
+            if body_follows:
+                self.flow.response.data.content = reply.body  # type: ignore[union-attr]
             await self.finish(already_streamed=False)
 
     async def start(self, status: int, headers: Headers) -> None:
-        bodiless = self.flow.request.method == "HEAD" or status in BODILESS
-        framing = (b"content-length", b"0") if status in BODILESS else (b"transfer-encoding", b"chunked")
-        await self._headers(make_response(status, headers, framing), end_stream=bodiless)
+        response, body_follows = stream_response(status, headers, self._head_only)
+        await self._headers(response, end_stream=not body_follows)
 
     async def write(self, data: bytes) -> None:
         if self._done or not data:
@@ -493,14 +484,17 @@ class ClientAnswer:
         if stream is True and not self._store:  # the common case: one chunk as it came
             self._send(data)
         else:
-            chunks = stream(data) if callable(stream) else data
-            for chunk in (chunks,) if isinstance(chunks, bytes) else chunks:
-                if self._store:
-                    self._body.append(chunk)
-                self._send(chunk)
+            self._emit(stream(data) if callable(stream) else data)
         transport = self.conn.transport
         if transport.get_write_buffer_size() > HIGH_WATER and not self.conn.client_gone:
             await self.conn.writer.drain()
+
+    def _emit(self, chunks: bytes | Iterable[bytes]) -> None:
+        """What a ``stream`` callable returned (bytes or several chunks): kept if asked, then sent."""
+        for chunk in (chunks,) if isinstance(chunks, bytes) else chunks:
+            if self._store:
+                self._body.append(chunk)
+            self._send(chunk)
 
     def _send(self, chunk: bytes) -> None:
         if chunk and not self._head_only:
@@ -518,10 +512,7 @@ class ClientAnswer:
             return
         if callable(stream):
             tail = stream(b"")
-            for chunk in () if tail == b"" else (tail,) if isinstance(tail, bytes) else tail:
-                if self._store:
-                    self._body.append(chunk)
-                self._send(chunk)
+            self._emit(() if tail == b"" else tail)
         if self._store and self.flow.response is not None:
             self.flow.response.data.content = b"".join(self._body)
             self._body.clear()

@@ -243,21 +243,17 @@ class Answer:
 
     async def reply(self, reply: Reply) -> None:
         self.started = True
-        status, body = reply.status, reply.body
-        no_body = status in BODILESS or self._head_only or not body
-        length = b"0" if status in BODILESS else b"%d" % len(body)
-        self._conn.push((make_response(status, reply.headers, (b"content-length", length)), not no_body))
-        if not no_body:
-            self._conn.push(body, len(body))
+        response, body_follows = reply_response(reply, self._head_only)
+        self._conn.push((response, body_follows))
+        if body_follows:
+            self._conn.push(reply.body, len(reply.body))
         self._conn.push(None)
 
     async def start(self, status: int, headers: Headers) -> None:
         self.started = True
-        # A 204 or 304 has no body whatever its headers say: a chunked one would leave the
-        # chunk terminator on a keep-alive connection, where the client reads it as the next answer.
-        self._bodiless = self._head_only or status in BODILESS
-        framing = (b"content-length", b"0") if status in BODILESS else (b"transfer-encoding", b"chunked")
-        self._conn.push((make_response(status, headers, framing), not self._bodiless))
+        response, body_follows = stream_response(status, headers, self._head_only)
+        self._bodiless = not body_follows
+        self._conn.push((response, body_follows))
 
     async def write(self, data: bytes) -> None:
         if data and not self._bodiless:
@@ -290,6 +286,21 @@ def make_response(status: int, headers: Headers, framing: tuple[bytes, bytes]) -
     fields = [(name.encode(), value.encode()) for name, value in pairs if name.lower() not in _FRAMING]
     fields.append(framing)
     return http.Response(b"HTTP/1.1", status, reason_phrase(status), http.Headers(fields), None, None, time.time(), None)
+
+
+def reply_response(reply: Reply, head_only: bool) -> tuple[http.Response, bool]:
+    """A complete reply's head, sized (for an HTTP/1 client's keep-alive), and whether its body follows."""
+    status, body = reply.status, reply.body
+    length = b"0" if status in BODILESS else b"%d" % len(body)
+    return make_response(status, reply.headers, (b"content-length", length)), not (status in BODILESS or head_only or not body)
+
+
+def stream_response(status: int, headers: Headers, head_only: bool) -> tuple[http.Response, bool]:
+    """A streamed answer's head (chunked) and whether a body follows. A 204 or 304 has no body
+    whatever its headers say: a chunked one would leave the chunk terminator on a keep-alive
+    connection, where the client reads it as the next answer."""
+    framing = (b"content-length", b"0") if status in BODILESS else (b"transfer-encoding", b"chunked")
+    return make_response(status, headers, framing), not (head_only or status in BODILESS)
 
 
 def reason_phrase(status: int) -> bytes:
