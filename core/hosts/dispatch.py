@@ -25,6 +25,12 @@ costs (docs/benchmark.md). These changes remove bookkeeping without changing wha
   IDNA, host validation); the TLS addon formats the CA's serial number into its CRL path for every
   request. Both are pure functions of their inputs, so their results are kept (a bounded cache
   keyed by the exact arguments; for the CRL path, by the CA object it was made from).
+* **Log records nobody listens to.** mitmproxy hands every log record to the deprecated
+  ``add_log`` event as well: a formatted copy, a ``call_soon_threadsafe`` (a write to the loop's
+  wake-up socket) and a later dispatch, four times per connection ("client connect" ...). No
+  built-in addon handles ``add_log``; when none in the chain does and the record comes from the
+  loop's own thread, that copy is skipped (what the dispatch would have done with it: nothing).
+  Records from other threads, or with an ``add_log`` handler present, take mitmproxy's own path.
 * **Debug-only checks.** mitmproxy type-checks every HTTP message field and every layer event
   when Python runs without ``-O``; these checks (``if __debug__``) never fire in a correct
   program, and ``python -O`` would skip them anyway.
@@ -37,6 +43,7 @@ any other version mitmproxy runs unchanged, only slower.
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import dataclasses
 import importlib
@@ -49,6 +56,7 @@ from collections.abc import Callable
 from typing import Any
 
 from mitmproxy import exceptions, hooks, http
+from mitmproxy import log as mitmproxy_log
 from mitmproxy.addonmanager import AddonManager, cut_traceback, traverse
 from mitmproxy.addonmanager import logger as addon_logger
 from mitmproxy.proxy import commands, events
@@ -271,6 +279,19 @@ async def server_event(self: proxy_server.ConnectionHandler, event: events.Event
                 self.log("mitmproxy has crashed!", logging.ERROR, exc_info=True)
 
 
+# --- log records nobody listens to ----------------------------------------------------------------
+
+
+def _legacy_log_emit(original: Callable[..., Any]) -> Callable[..., Any]:
+    def emit(self: mitmproxy_log.LegacyLogEvents, record: logging.LogRecord) -> None:
+        loop = self.master.event_loop
+        if asyncio.events._get_running_loop() is loop and not _handlers(self.master.addons, "add_log"):
+            return  # the dispatch it would schedule finds no handler
+        original(self, record)
+
+    return emit
+
+
 # --- debug-only checks ---------------------------------------------------------------------------
 
 
@@ -379,5 +400,6 @@ def install() -> bool:
     _skip_debug_checks()
     _option_value_without_copy()
     _remember_pure_lookups()
+    mitmproxy_log.LegacyLogEvents.emit = _legacy_log_emit(mitmproxy_log.LegacyLogEvents.emit)  # type: ignore[method-assign]
     installed = True
     return True

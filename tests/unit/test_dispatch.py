@@ -166,6 +166,39 @@ async def test_log_records_reach_add_log_handlers_and_keep_the_cache(context: An
 
 
 @in_mitmproxy
+async def test_log_records_skip_add_log_only_while_nobody_handles_it(context: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A record logged on the loop's thread is not scheduled for ``add_log`` while no addon has
+    that hook; once one has, it gets every record, from the loop's thread or another one."""
+    master = context.master
+    scheduled: list[Any] = []
+    schedule = master.event_loop.call_soon_threadsafe
+
+    def recording(callback: Any, *args: Any, **kwargs: Any) -> Any:
+        scheduled.append(args[0] if args else callback)
+        return schedule(callback, *args, **kwargs)
+
+    monkeypatch.setattr(master.event_loop, "call_soon_threadsafe", recording)
+    log = logging.getLogger("codex-proxy-test")
+    log.warning("nobody listens")
+    assert not [hook for hook in scheduled if isinstance(hook, hooks.Hook)]
+
+    seen: list[str] = []
+
+    class Listener:
+        def add_log(self, entry: Any) -> None:
+            seen.append(entry.msg.rpartition("] ")[2])  # after mitmproxy's time stamp
+
+    master.addons.add(Listener())
+    log.warning("someone listens")
+    await asyncio.to_thread(log.warning, "from another thread")
+    for _ in range(50):
+        if len(seen) == 2:
+            break
+        await asyncio.sleep(0.01)
+    assert seen == ["someone listens", "from another thread"]
+
+
+@in_mitmproxy
 async def test_update_follows_every_flow_event(context: Any) -> None:
     seen: list[str] = []
 
