@@ -34,7 +34,7 @@ from core.gateway.ollama_routes import OllamaPlane
 from core.gateway.responses_ws import ResponsesSocket
 from core.gateway.routes import DataPlane, Job, SocketJob, ToControlPlane, is_control_plane_path, not_found, refuse
 from core.gateway.sink import Sink
-from core.hosts import base_url, dispatch, listen_backlog, virtual
+from core.hosts import base_url, dispatch, heap, listen_backlog, virtual
 from core.hosts.websocket import ServerSocket
 from core.hosts.body_budget import BodyBudget
 from core.hosts.credentials import CredentialKeeper, ResponseSecrets
@@ -179,6 +179,7 @@ class CodexGateway:
                 self.ollama_addr = addr
                 self.ollama_plane = OllamaPlane(services, self.data_plane, listen_host=self.ollama.host)
             await asyncio.to_thread(self._write_runtime_file, services)
+            heap.freeze_startup_heap()
             self.ready.set()
             self._announce(services)
         except asyncio.CancelledError:
