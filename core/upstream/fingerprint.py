@@ -90,7 +90,9 @@ class Fingerprint:
         setopt(CurlOpt.SSL_CERT_COMPRESSION, b"")
         setopt(CurlOpt.SSL_PERMUTE_EXTENSIONS, 0)
         if self.alpn:
-            setopt(CurlOpt.HTTP_VERSION, int(CurlHttpVersion.V2_0))
+            # HTTP/2 where TLS offers it (ALPN), as the CLI's client does; 1.1 on plain http://,
+            # where V2_0 would add an ``Upgrade: h2c`` offer the CLI never sends.
+            setopt(CurlOpt.HTTP_VERSION, int(CurlHttpVersion.V2TLS))
             setopt(CurlOpt.HTTP2_SETTINGS, self.http2_settings.encode())
             setopt(CurlOpt.HTTP2_WINDOW_UPDATE, self.http2_window_update)
             setopt(CurlOpt.HTTP2_PSEUDO_HEADERS_ORDER, self.http2_pseudo_order.encode())

@@ -67,6 +67,8 @@ def test_non_streaming_chat(openai_client: openai.OpenAI, fake: FakeCodexThread)
     assert headers["session-id"] == body["prompt_cache_key"] == headers["x-client-request-id"] == headers["thread-id"]
     assert headers["content-encoding"] == "zstd" and headers["version"] == "0.171.0"
     assert headers["accept"] == "text/event-stream"
+    # The CLI speaks HTTP/1.1 to a plain-http backend: no h2c upgrade offer (HTTP/2 comes from TLS's ALPN).
+    assert not {"upgrade", "http2-settings"} & set(headers) and "upgrade" not in headers.get("connection", "").lower()
 
 
 def test_streaming_chat_with_usage(openai_client: openai.OpenAI, fake: FakeCodexThread) -> None:
