@@ -19,10 +19,14 @@ from psycopg.rows import dict_row
 from core.access.guard import KeyGuard
 from core.access.keys import ClientKey, period_end, period_start
 from core.access.service import KeyService
+from core.accounts.model import Account
+from core.accounts.proxy_pool import ProxyPool
 from core.protocols.base import TooManyRequests, Unauthorized
 from core.store import client_keys
+from core.store.accounts import AccountStore
 from core.store.client_keys import ClientKeyStore, SpendDelta
 from core.store.postgres import PostgresDatabase
+from core.store.proxies import ProxyStore
 from tests.support.accounts import wait_for
 
 SETTLED = 1.0  # a change made on one instance is seen by the others within this
@@ -47,6 +51,8 @@ class Instance:
     db: PostgresDatabase
     store: GatedKeyStore
     keys: KeyService
+    proxies: ProxyPool
+    new_proxies: list[str]  # what on_new reported
 
     @property
     def guard(self) -> KeyGuard:
@@ -76,7 +82,10 @@ def instances(pg_url: str) -> Iterator[Callable[[], Instance]]:
     def start() -> Instance:
         db = PostgresDatabase(pg_url, 3)
         store = GatedKeyStore(db)
-        instance = Instance(db, store, KeyService(store, KeyGuard(store)))
+        proxies = ProxyPool(ProxyStore(db))
+        proxies.load()
+        instance = Instance(db, store, KeyService(store, KeyGuard(store)), proxies, [])
+        proxies.on_new(instance.new_proxies.extend)
         db.events.start()
         opened.append(instance)
         return instance
@@ -85,6 +94,7 @@ def instances(pg_url: str) -> Iterator[Callable[[], Instance]]:
     for instance in opened:
         instance.store.gate.set()
         instance.store.close()
+        instance.proxies.close()
         instance.db.close()
 
 
@@ -237,3 +247,36 @@ def test_a_reset_or_a_new_period_restarts_the_counters_on_every_instance(instanc
     wait_for(lambda: second.spent(key.id, now=tomorrow) == (0, 0.0), timeout=SETTLED, what="the monthly period on the second")
     state = second.keys.show(key.id)
     assert state is not None and state["spent"]["period_start"] == period_start("month", time.time())
+
+
+# --- the proxy pool ---------------------------------------------------------------------------------
+
+
+def test_proxies_and_assignments_made_on_one_instance_reach_the_other(instances: Callable[[], Instance]) -> None:
+    first, second = instances(), instances()
+    AccountStore(first.db).upsert(Account(id="acct_1", chatgpt_account_id="c1", access_token="t"))
+    result, (proxy_id,) = first.proxies.add(["socks5://user:pw@10.0.0.7:1080"])
+    assert result.added == 1
+    proxy = wait_for(lambda: second.proxies.get(proxy_id), timeout=SETTLED, what="the proxy on the second")
+    assert (proxy.host, proxy.port, proxy.password) == ("10.0.0.7", 1080, "pw")
+    assert second.new_proxies == [proxy_id]  # to be checked from there too
+
+    first.proxies.assign(["acct_1"], "specific", proxy_id)
+    wait_for(lambda: second.proxies.describe("acct_1")["mode"] == "specific", timeout=SETTLED, what="the assignment on the second")
+    assert second.proxies.describe("acct_1")["proxy_id"] == proxy_id and second.proxies.public()[0]["accounts"] == 1
+
+    second.proxies.record_check(proxy_id, "refused", None, None)  # its own health: unreachable from the second
+    assert second.proxies.blocked("acct_1") is not None
+    first.proxies.update(proxy_id, {"name": "exit-7"})  # renamed, reached the same way
+    wait_for(lambda: (p := second.proxies.get(proxy_id)) is not None and p.name == "exit-7", timeout=SETTLED, what="the new name")
+    assert second.proxies.get(proxy_id).status == "unreachable"  # type: ignore[union-attr]  # what it found itself stays
+    assert first.proxies.get(proxy_id).status == "unknown" and second.new_proxies == [proxy_id]  # type: ignore[union-attr]
+
+    first.proxies.update(proxy_id, {"port": 1081})  # reached another way: the second forgets its result and checks again
+    wait_for(lambda: second.new_proxies == [proxy_id, proxy_id], timeout=SETTLED, what="the re-addressed proxy")
+    assert second.proxies.get(proxy_id).status == "unknown" and second.proxies.blocked("acct_1") is None  # type: ignore[union-attr]
+
+    first.proxies.assign(["acct_1"], "default")
+    wait_for(lambda: second.proxies.describe("acct_1")["mode"] == "default", timeout=SETTLED, what="the default again")
+    assert first.proxies.remove([proxy_id]) == [proxy_id]
+    wait_for(lambda: second.proxies.ids() == [], timeout=SETTLED, what="the proxy gone on the second")
