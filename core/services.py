@@ -115,6 +115,7 @@ class Services:
         self.proxy_health = ProxyHealth(self.config, self.proxies, self.transport)
         self.transport.proxy_failed = self.proxy_health.suspect
         self.proxy_health.start()
+        self.proxies.on_new(self.proxy_health.soon)  # proxies another instance added: checked from here too
         await self.tokens.start()
         self.version_feed.on_new_version = self._new_client_version
         self.version_feed.start(self.transport)

@@ -104,6 +104,11 @@ class ClientKey:
     def matches(self, presented: str) -> bool:
         return hmac.compare_digest(digest(presented), self.digest)
 
+    @property
+    def period(self) -> str:
+        """The period its counters follow: its budget's, else ``total`` (they never start over)."""
+        return self.budget.period if self.budget else "total"
+
     def expired(self, now: float) -> bool:
         return self.expires_at is not None and now >= self.expires_at
 

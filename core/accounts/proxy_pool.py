@@ -12,8 +12,13 @@ Each account has one of four modes:
   and comes back when it passes a check again.
 
 Read on the event loop for every upstream call (``route``) and by the account pool when it picks
-an account (``blocked``); changed from the control plane's threads (management, committed to SQLite
-first) and from health checks on the loop (persisted by a background writer).
+an account (``blocked``); changed from the control plane's threads (management, committed to the
+store first) and from health checks on the loop (persisted by a background writer).
+
+On a shared store, what another instance changes by hand (proxies, assignments) is read again
+whole on the store's listener thread (``load``). Health stays each instance's own: a proxy it
+knows, reached the same way, keeps what its own checks found (a proxy may be reachable from one
+host and not another); one new to it, or re-addressed, is checked soon (``on_new``).
 """
 
 from __future__ import annotations
@@ -42,6 +47,11 @@ DEFAULT: Assignment = ("default", None)
 _CONNECTION = frozenset({"scheme", "host", "port", "username", "password"})
 
 
+def _same_route(proxy: Proxy, other: Proxy) -> bool:
+    """Both are reached the same way (a check of one holds for the other)."""
+    return all(getattr(proxy, name) == getattr(other, name) for name in _CONNECTION)
+
+
 class ProxyInUse(ValueError):
     """A proxy that accounts are pinned to cannot be deleted; the message names them."""
 
@@ -54,17 +64,41 @@ class ProxyPool:
         self._proxies: dict[str, Proxy] = {}
         self._assigned: dict[str, Assignment] = {}
         self._urls: dict[str, str] = {}  # proxy id → its URL with credentials, built once (see route)
+        self._new: list[Callable[[list[str]], None]] = []
         self._writer: BatchWriter[Change] = BatchWriter("proxy-state-writer", store.write_changes,
                                                          key=lambda change: (change[0], change[1]))  # fmt: skip
+        store.subscribe(self.load)
 
     def load(self) -> None:
-        """Read proxies and assignments from SQLite (off the event loop)."""
-        proxies, assigned = self._store.all(), self._store.assignments()
-        with self._lock:
-            self._proxies = {p.id: p for p in proxies}
-            self._assigned = assigned
-            moved = self._settle()
+        """Read proxies and assignments from the store (off the event loop): at start-up, and when
+        another instance changed them. Proxies known here keep the health found here while they
+        are reached the same way; assignments not written yet stay."""
+        with self._admin:  # a change of this instance's own is either in what is read or made after it
+            proxies, assigned = self._store.all(), self._store.assignments()
+            with self._lock:
+                known, accounts = self._proxies, {*assigned, *self._assigned}
+            new = [p.id for p in proxies if p.id not in known or not _same_route(p, known[p.id])]
+            assigned.update(self._unwritten_moves(accounts))
+            with self._lock:
+                self._proxies = {p.id: p if p.id in new else dataclasses.replace(p, **known[p.id].health_row()) for p in proxies}
+                self._assigned = {a: assignment for a, assignment in assigned.items() if assignment != DEFAULT}
+                self._forget_urls([*new, *(set(known) - set(self._proxies))])
+                moved = self._settle()
         self._persist_moves(moved)
+        for listener in self._new if new else ():
+            listener(new)
+
+    def on_new(self, listener: Callable[[list[str]], None]) -> None:
+        """``listener(ids)`` after a load brought proxies this instance had no health of its own for."""
+        self._new.append(listener)
+
+    def _unwritten_moves(self, account_ids: Iterable[str]) -> dict[str, Assignment]:
+        """Assignments queued for the store and not written yet: newer than what it holds."""
+        moves = {}
+        for account_id in account_ids:
+            if queued := self._writer.unwritten(("assignment", account_id)):
+                moves[account_id] = queued[-1][2]
+        return moves
 
     # --- the data plane ----------------------------------------------------------------------------
 
@@ -201,7 +235,7 @@ class ProxyPool:
                     and values["username"] == current.username:
                 values["password"] = current.password  # a URL shown masked comes back without it
             proxy = dataclasses.replace(current, **values, updated_at=time.time())
-            if any(getattr(proxy, k) != getattr(current, k) for k in _CONNECTION):
+            if not _same_route(proxy, current):
                 proxy = dataclasses.replace(proxy, status="unknown", checked_at=None, latency_ms=None, exit_ip=None,
                                             last_error=None)  # fmt: skip
             self._store.save([proxy])

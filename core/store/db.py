@@ -92,5 +92,12 @@ class Database:
             raise
         db.execute("COMMIT")
 
+    @contextlib.contextmanager
+    def announcing(self, topic: str) -> Iterator[Connection]:
+        """A management change: one transaction, and the other instances told ``topic`` when it commits."""
+        with self.transaction() as db:
+            yield db
+            self.events.publish(db, topic)
+
     def close(self) -> None:
         self.events.close()

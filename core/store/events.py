@@ -1,5 +1,5 @@
 """What one instance tells the others that share its database: an account changed or went away, a
-conversation moved to another account.
+conversation moved to another account, a client key changed or spent, the proxy pool changed.
 
 A store module publishes inside the transaction that made the change, so the message goes out
 exactly when the change is committed (PostgreSQL's NOTIFY is transactional) and never for a change
@@ -45,6 +45,12 @@ class Events:
     def on_connect(self, handler: Callable[[], None]) -> None:
         """``handler()`` each time listening (re)starts: reload what may have changed unheard."""
         self._connected.append(handler)
+
+    def follow(self, topic: str, reload: Callable[[], None]) -> None:
+        """``reload()`` on each message on ``topic`` and each time listening (re)starts: for state
+        that is read whole from the store again."""
+        self.subscribe(topic, lambda message: reload())
+        self.on_connect(reload)
 
     def publish(self, conn: Any, topic: str, **fields: Any) -> None:
         """Tell the others, on ``conn`` (inside the transaction that made the change)."""

@@ -264,3 +264,12 @@ def m011_session_affinity(db: sqlite_utils.Database) -> None:
     db["session_affinity"].create({"conversation": str, "account_id": str, "expires_at": float}, pk="conversation",
                                   not_null={"account_id"})
     db["session_affinity"].create_index(["expires_at"])
+
+
+@migrations()
+def m012_client_key_spend_versions(db: sqlite_utils.Database) -> None:
+    # Several instances add to one key's counters (core/store/client_keys.py): spend_version counts
+    # the writes, so each instance tells a newer total from an older one; spend_restarts counts the
+    # restarts (a reset, a new budget period), so an increment charged before one is dropped.
+    db["client_keys"].add_column("spend_version", int, not_null_default=0)
+    db["client_keys"].add_column("spend_restarts", int, not_null_default=0)

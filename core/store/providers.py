@@ -7,9 +7,8 @@ plane's threads); a key's use counters and cooldowns change on every request and
 
 from __future__ import annotations
 
-import contextlib
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import orjson
@@ -73,15 +72,7 @@ class ProviderStore:
     def subscribe(self, reload: Callable[[], None]) -> None:
         """``reload()`` when another instance sharing the store changed something (and on every
         reconnection, which may have missed a message)."""
-        self._db.events.subscribe(CHANGED, lambda message: reload())
-        self._db.events.on_connect(reload)
-
-    @contextlib.contextmanager
-    def _changing(self) -> Iterator[Any]:
-        """A management change: one transaction, and the other instances told when it commits."""
-        with self._db.transaction() as db:
-            yield db
-            self._db.events.publish(db, CHANGED)
+        self._db.events.follow(CHANGED, reload)
 
     def load(self) -> tuple[list[Provider], list[Route]]:
         conn = self._db.conn()
@@ -97,12 +88,12 @@ class ProviderStore:
 
     def save_provider(self, provider: Provider) -> None:
         """The provider's own fields (never its keys)."""
-        with self._changing() as db:
+        with self._db.announcing(CHANGED) as db:
             db["providers"].upsert(provider_row(provider), pk="id")
 
     def save_providers(self, providers: Iterable[Provider], routes: list[Route] | None = None) -> None:
         """Several providers with all their keys (an import), and the routes when given, in one commit."""
-        with self._changing() as db:
+        with self._db.announcing(CHANGED) as db:
             for provider in providers:
                 db["providers"].upsert(provider_row(provider), pk="id")
                 for key in provider.keys:
@@ -111,20 +102,20 @@ class ProviderStore:
                 _write_routes(db, routes)
 
     def delete_provider(self, provider_id: str) -> None:
-        with self._changing() as db:
+        with self._db.announcing(CHANGED) as db:
             db["provider_keys"].delete_where("provider_id = ?", [provider_id])
             db["providers"].delete_where("id = ?", [provider_id])
 
     def save_key(self, key: ProviderKey) -> None:
-        with self._changing() as db:
+        with self._db.announcing(CHANGED) as db:
             db["provider_keys"].upsert(key_row(key), pk="id")
 
     def delete_key(self, key_id: str) -> None:
-        with self._changing() as db:
+        with self._db.announcing(CHANGED) as db:
             db["provider_keys"].delete_where("id = ?", [key_id])
 
     def save_routes(self, routes: list[Route]) -> None:
-        with self._changing() as db:
+        with self._db.announcing(CHANGED) as db:
             _write_routes(db, routes)
 
     def write_key_states(self, states: list[tuple[str, dict[str, Any]]]) -> None:

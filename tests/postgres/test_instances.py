@@ -268,3 +268,35 @@ def test_the_store_url_from_the_environment_and_a_restart_keep_the_pool(start_in
     only.kill9()
     only.start()
     assert statuses(only) == {"acc-env": "active"}
+
+
+# --- client keys, shared ---------------------------------------------------------------------------------
+
+
+def test_a_client_key_made_on_one_instance_serves_and_spends_on_both(start_instances: StartInstances, fake: FakeCodexThread) -> None:
+    first, second = start_instances(2)
+    add(first, "acc-key")
+    wait_for(lambda: "acc-key" in statuses(second), timeout=5, what="the account on both instances")
+    made = first.api("POST", "/admin/keys", json={"label": "shared", "budget": {"limit": 2000, "unit": "tokens", "period": "total"}})
+    assert made.status_code == 201, made.text
+    key_id, secret = made.json()["key"]["id"], made.json()["api_key"]
+    sdks = [openai.OpenAI(base_url=p.base_url, api_key=secret, max_retries=0, timeout=60) for p in (first, second)]
+
+    def key_state(proxy: ProxyProcess) -> dict[str, Any]:
+        return proxy.api("GET", f"/admin/keys/{key_id}").json().get("key") or {}
+
+    wait_for(lambda: key_state(second), timeout=1.0, what="the key on the second instance")
+    fake.script({"usage": {"input_tokens": 1000, "output_tokens": 500}}, {"usage": {"input_tokens": 1000, "output_tokens": 500}})
+    assert chat(sdks[0], "first") == "You said: first"  # 1500 of 2000
+    wait_for(lambda: key_state(second)["spent"]["tokens"] == 1500, timeout=1.5, what="the first's spending on the second")
+    assert chat(sdks[1], "second") == "You said: second"  # let in at 1500: 3000 now, spent through both
+    for proxy in (first, second):
+        wait_for(lambda p=proxy: key_state(p)["status"] == "over_budget", timeout=1.5, what="the key over budget on both")
+    for sdk in sdks:
+        with pytest.raises(openai.RateLimitError):
+            chat(sdk, "third")
+
+    assert first.api("DELETE", f"/admin/keys/{key_id}").status_code == 200
+    wait_for(lambda: second.api("GET", f"/admin/keys/{key_id}").status_code == 404, timeout=1.0, what="the key gone on the second")
+    with pytest.raises(openai.AuthenticationError):
+        chat(sdks[1], "gone")

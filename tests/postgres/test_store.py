@@ -19,7 +19,7 @@ from core.accounts.proxies import new_proxy
 from core.store import log_queries
 from core.store.accounts import AccountStore
 from core.store.affinity import AffinityStore
-from core.store.client_keys import ClientKeyStore, SpendRow
+from core.store.client_keys import ClientKeyStore, SpendDelta
 from core.store.client_state import ClientState
 from core.store.db import Database
 from core.store.migrations import migrations
@@ -213,10 +213,39 @@ def test_the_proxy_and_client_key_stores_work_unchanged(database: Database) -> N
 
     keys = ClientKeyStore(database)
     keys.insert({"id": "k1", "digest": "d1", "label": "one", "created_at": 1.0, "spent_tokens": 0, "spent_usd": 0.0})
-    keys.save_spend(SpendRow("k1", 120, 0.25, 10.0, 11.0))
+    keys.save_spend(SpendDelta("k1", 120, 0.25, 10.0, 11.0))
     assert keys.flush()
     assert {k: keys.all()[0][k] for k in ("spent_tokens", "spent_usd", "enabled")} == {"spent_tokens": 120, "spent_usd": 0.25, "enabled": 1}
     assert keys.delete("k1") and keys.all() == []
+    keys.close()
+
+
+def test_client_key_spending_adds_up_alike(database: Database) -> None:
+    """Increments add to the stored period, start a later one over, and are dropped when they were
+    charged in an earlier period or before a restart; each write returns the totals it left."""
+    keys = ClientKeyStore(database)
+    versions: list[int] = []
+    keys.on_written(lambda pairs: versions.extend(totals.version for _, totals in pairs))
+    keys.insert({"id": "k1", "digest": "d1", "label": "one", "created_at": 1.0, "spent_tokens": 0, "spent_usd": 0.0, "period_start": 0.0})
+
+    def spend(tokens: int, start: float, restarts: int = 0) -> tuple[int, float, float, int]:
+        keys.save_spend(SpendDelta("k1", tokens, tokens / 100, start, 50.0 + tokens, restarts))
+        assert keys.flush()
+        row = keys.all()[0]
+        return row["spent_tokens"], row["spent_usd"], row["period_start"], row["spend_restarts"]
+
+    assert spend(100, 10.0) == (100, 1.0, 10.0, 0)  # a later period than the stored one (0.0): started over
+    assert spend(20, 10.0) == (120, 1.2, 10.0, 0)
+    assert spend(7, 5.0) == (120, 1.2, 10.0, 0)  # charged in a period that is over
+    assert spend(3, 20.0) == (3, 0.03, 20.0, 0)  # the next period
+    restarted = keys.restart("k1", 20.0)
+    assert restarted is not None and (restarted["spent_tokens"], restarted["spend_restarts"]) == (0, 1)
+    assert spend(9, 20.0) == (0, 0.0, 20.0, 1)  # charged before the restart was known
+    assert spend(4, 20.0, restarts=1) == (4, 0.04, 20.0, 1)
+    assert versions == [1, 2, 3, 4, 6, 7]  # the restart was write 5
+    assert keys.all()[0]["last_used_at"] == 150.0  # the latest use, whichever write came last
+    assert keys.update_settings({**keys.all()[0], "label": "renamed"}, restart_at=30.0)["spend_restarts"] == 2  # type: ignore[index]
+    assert keys.update_settings({**keys.all()[0], "id": "gone"}) is None
     keys.close()
 
 

@@ -4,6 +4,7 @@ settings, and the guard's counters over a real SQLite file."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ from core.access.guard import KeyGuard
 from core.access.keys import ClientKey, KeySpecError, apply_spec, digest, key_id_of, new_key, period_end, period_start
 from core.access.service import KeyService
 from core.protocols.base import Forbidden, TooManyRequests, Unauthorized
-from core.store.client_keys import ClientKeyStore
+from core.store.client_keys import ClientKeyStore, SpendDelta, SpendTotals
 from core.store.db import Database
 
 
@@ -134,3 +135,45 @@ def test_counters_are_written_behind_and_read_back(tmp_path: Path) -> None:
     assert (shown["spent"]["tokens"], shown["spent"]["usd"]) == (1234, 0.75)
     assert shown["spent"]["period_start"] == period_start("month", time.time())
     assert secret not in str(list(db.conn()["client_keys"].rows))
+
+
+class HeldStore:
+    """A store whose writes the test plays out by hand: what the guard queued, and when it is told
+    that a write committed."""
+
+    def __init__(self, rows: list[dict]) -> None:
+        self.rows = rows
+        self.queued: list[SpendDelta] = []
+        self.written: Callable[[list[tuple[SpendDelta, SpendTotals]]], None] = lambda pairs: None
+
+    def all(self) -> list[dict]:
+        return self.rows
+
+    def on_written(self, handler: Callable[[list[tuple[SpendDelta, SpendTotals]]], None]) -> None:
+        self.written = handler
+
+    def save_spend(self, delta: SpendDelta) -> None:
+        self.queued.append(delta)
+
+
+def test_totals_heard_out_of_order_the_newer_wins_and_own_charges_count_once() -> None:
+    row = {**ClientKey("abcd1234", b"", "k", 0.0).to_row(), "spent_tokens": 100, "spent_usd": 0.0, "period_start": 0.0,
+           "spend_version": 4}  # fmt: skip
+    store = HeldStore([row])
+    guard = KeyGuard(store)  # type: ignore[arg-type]
+    key = guard.get("abcd1234")
+    assert key is not None
+
+    def totals(tokens: int, version: int) -> SpendTotals:
+        return SpendTotals("abcd1234", tokens, 0.0, 0.0, 1.0, version, 0)
+
+    guard.charge(key.id, 10, 0.0)  # 110 here: 100 stored, 10 our own
+    store.written([(store.queued.pop(), totals(130, 6))])  # ours landed after another instance's 20
+    guard.take([totals(120, 5)])  # that instance's write, heard late: older than what we hold
+    assert guard.state(key)["spent"]["tokens"] == 130
+
+    guard.charge(key.id, 10, 0.0)  # 140
+    guard.take([totals(160, 8)])  # another's 20 on top of ours (v7: 140), heard before we learn of ours
+    assert guard.state(key)["spent"]["tokens"] == 170  # ours in the total and in our own: for a moment, counted twice
+    store.written([(store.queued.pop(), totals(140, 7))])
+    assert guard.state(key)["spent"]["tokens"] == 160
